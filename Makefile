@@ -1,0 +1,26 @@
+# The two commands of the README's quick start, and their set-up.
+#   make run   apply every migration to the embedded default database and show what exists
+#   make test  fmt check, clippy, and the whole test suite against real PostgreSQL
+# Both install their prerequisites first (idempotent; fast when already there).
+
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+.PHONY: run test setup stop
+
+setup:
+	bash scripts/setup-postgres.sh
+
+run: setup
+	cargo run -q -p migration -- up
+	cargo run -q -p cli --bin strata -- doctor
+
+test: setup
+	export PATH="$$(bash scripts/install-tools.sh):$$PATH"
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
+
+# Stop the embedded cluster (it is otherwise left running for the next command).
+stop:
+	bash scripts/stop-embedded.sh

@@ -1,0 +1,162 @@
+//! Connecting to the database and describing what is in it.
+
+use migration::{MigratorTrait, embedded};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The embedded default cluster could not be started.
+    #[error("embedded PostgreSQL: {0}")]
+    Embedded(#[from] embedded::EmbeddedError),
+    /// PostgreSQL refused or could not be reached.
+    #[error("cannot connect to {url}: {source}")]
+    Database {
+        /// The URL tried, password removed.
+        url: String,
+        /// The driver's error.
+        source: DbErr,
+    },
+}
+
+/// The URL to use: `url` if given, else `DATABASE_URL`, else the embedded default
+/// cluster (started on demand; blocking, a few milliseconds when already running).
+pub fn resolve_url(url: Option<&str>) -> Result<String, ConnectError> {
+    match url.filter(|u| !u.trim().is_empty()) {
+        Some(u) => Ok(u.to_owned()),
+        None => Ok(embedded::database_url()?),
+    }
+}
+
+/// Opens a connection pool of at most `max_connections` to `url` (see [`resolve_url`]
+/// for the default). One round trip per connection opened; SQL statement logging off.
+pub async fn connect(
+    url: Option<&str>,
+    max_connections: u32,
+) -> Result<DatabaseConnection, ConnectError> {
+    let url = resolve_url(url)?;
+    let mut opt = ConnectOptions::new(url.clone());
+    opt.max_connections(max_connections.max(1))
+        .sqlx_logging(false);
+    Database::connect(opt)
+        .await
+        .map_err(|source| ConnectError::Database {
+            url: redact(&url),
+            source,
+        })
+}
+
+/// `url` with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// What a database holds: server and extension versions, migrations, and the
+/// project's objects in schema `public`, counted by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// `server_version` of the server.
+    pub server_version: String,
+    /// Installed pgvector version, if the extension exists in this database.
+    pub pgvector_version: Option<String>,
+    /// Names of the applied migrations, in order.
+    pub applied: Vec<String>,
+    /// Names of the migrations not applied yet.
+    pub pending: Vec<String>,
+    /// Base tables in `public` (without `seaql_migrations`), sorted.
+    pub tables: Vec<String>,
+    /// Views in `public`, sorted.
+    pub views: Vec<String>,
+    /// Materialized views in `public`, sorted.
+    pub materialized_views: Vec<String>,
+    /// Number of indexes on tables in `public`.
+    pub indexes: i64,
+    /// Functions in `public` that no extension owns, sorted.
+    pub functions: Vec<String>,
+    /// Number of user triggers on tables in `public`.
+    pub triggers: i64,
+    /// Number of row-level-security policies in `public`.
+    pub policies: i64,
+    /// Enum types in `public`, sorted.
+    pub enums: Vec<String>,
+}
+
+/// Reads the [`Inventory`] of `db`: three round trips (one catalogue query, the
+/// migration table, the list of migrations compiled in).
+pub async fn inventory(db: &DatabaseConnection) -> Result<Inventory, DbErr> {
+    let sql = r#"
+SELECT
+  current_setting('server_version') AS server_version,
+  (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector_version,
+  ARRAY(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'seaql_migrations'
+        ORDER BY 1) AS tables,
+  ARRAY(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'v' ORDER BY 1) AS views,
+  ARRAY(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'm' ORDER BY 1) AS matviews,
+  (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'seaql_migrations') AS indexes,
+  ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+        ORDER BY 1) AS functions,
+  (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'public' AND NOT t.tgisinternal) AS triggers,
+  (SELECT count(*) FROM pg_policies WHERE schemaname = 'public') AS policies,
+  ARRAY(SELECT t.typname::text FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = 'public' AND t.typtype = 'e' ORDER BY 1) AS enums
+"#;
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("catalogue query returned no row".into()))?;
+    let statuses = migration::Migrator::get_migration_with_status_read_only(db).await?;
+    let (mut applied, mut pending) = (Vec::new(), Vec::new());
+    for m in statuses {
+        match m.status() {
+            migration::MigrationStatus::Applied => applied.push(m.name().to_owned()),
+            migration::MigrationStatus::Pending => pending.push(m.name().to_owned()),
+        }
+    }
+    Ok(Inventory {
+        server_version: row.try_get("", "server_version")?,
+        pgvector_version: row.try_get("", "pgvector_version")?,
+        applied,
+        pending,
+        tables: row.try_get("", "tables")?,
+        views: row.try_get("", "views")?,
+        materialized_views: row.try_get("", "matviews")?,
+        indexes: row.try_get("", "indexes")?,
+        functions: row.try_get("", "functions")?,
+        triggers: row.try_get("", "triggers")?,
+        policies: row.try_get("", "policies")?,
+        enums: row.try_get("", "enums")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+        assert_eq!(redact("postgres://u@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,6 @@
+//! Strata's logic over the migrated schema, one module per domain.
+//!
+//! Every function takes a connection (`&DatabaseConnection` or a transaction) and says
+//! in its documentation how many round trips and which locks it costs.
+
+pub mod db;

@@ -1,0 +1,280 @@
+//! The integration-test harness: a database per test, cloned from a migrated template.
+//!
+//! - The server is `DATABASE_URL`'s when set, else the embedded default cluster.
+//! - One template database per migration set, `strata_tpl_<hash>`, where the hash
+//!   covers the migration names, the migration crate's sources and
+//!   `VECTOR_DIMENSION`: a changed set builds a new template. It is built once even
+//!   when several test processes start together (a server-side advisory lock), and
+//!   marked `IS_TEMPLATE` only when complete, so a build that died is redone.
+//! - [`TestDb::new`] creates `strata_t_<pid>_<n>` with `CREATE DATABASE … TEMPLATE`
+//!   (a file copy: tens of milliseconds), and dropping the [`TestDb`] drops it again.
+//!   Databases left by killed test processes (their pid no longer runs) are dropped
+//!   the next time a test process starts.
+//!
+//! The harness panics on failure: it runs only in tests, where a panic is the report.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+
+/// Advisory-lock key that serialises template builds on the server ("STRATATP").
+const TEMPLATE_LOCK_KEY: i64 = 0x5354_5241_5441_5450;
+const TEST_DB_PREFIX: &str = "strata_t_";
+const TEMPLATE_PREFIX: &str = "strata_tpl_";
+
+/// A database of its own for one test, dropped when this value is dropped.
+pub struct TestDb {
+    /// The database name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// A pool of up to 10 connections to it.
+    pub db: DatabaseConnection,
+}
+
+impl TestDb {
+    /// A fresh database with every migration applied (a clone of the template).
+    pub async fn new() -> Self {
+        let template = template().await;
+        Self::create(Some(&template)).await
+    }
+
+    /// A fresh, empty database (nothing migrated), for tests of the migrations.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{TEST_DB_PREFIX}{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = admin().await;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
+            None => format!("CREATE DATABASE \"{name}\""),
+        };
+        admin
+            .execute_unprepared(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = admin.close().await;
+        let url = url_with_database(&server_url(), &name);
+        let db = pool(&url, 10).await;
+        Self { name, url, db }
+    }
+
+    /// Runs `sql` and returns the first column of every row as text (NULL as "NULL").
+    pub async fn column(&self, sql: &str) -> Vec<String> {
+        column(&self.db, sql).await
+    }
+
+    /// Runs `sql`, which must return one row with one column, as text.
+    pub async fn scalar(&self, sql: &str) -> String {
+        let rows = self.column(sql).await;
+        assert_eq!(rows.len(), 1, "expected one row from {sql}, got {rows:?}");
+        rows.into_iter().next().unwrap_or_default()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await, and the test's runtime may be shutting down: use a thread
+        // with a runtime of its own. FORCE ends this test's pooled connections.
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for dropping a test database");
+            rt.block_on(async move {
+                let admin = admin().await;
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// The server's URL (its `postgres` database): `DATABASE_URL`'s server when set, else
+/// the embedded cluster's (started on demand).
+pub fn server_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = migration::embedded::database_url().expect("a PostgreSQL server for the tests");
+        url_with_database(&url, "postgres")
+    })
+    .clone()
+}
+
+/// `url` with its database (path) replaced by `db`; query parameters are kept.
+pub fn url_with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap_or(before_query);
+    match query {
+        Some(q) => format!("{scheme}://{authority}/{db}?{q}"),
+        None => format!("{scheme}://{authority}/{db}"),
+    }
+}
+
+/// A pool of at most `max` connections to `url`, statement logging off.
+pub async fn pool(url: &str, max: u32) -> DatabaseConnection {
+    let mut opt = ConnectOptions::new(url.to_owned());
+    opt.max_connections(max)
+        .min_connections(0)
+        .sqlx_logging(false);
+    Database::connect(opt)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Runs `sql` on `db` and returns the first column of every row as text.
+pub async fn column(db: &impl ConnectionTrait, sql: &str) -> Vec<String> {
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|row| text_at(row, 0).unwrap_or_else(|e| panic!("{sql}: {e}")))
+        .collect()
+}
+
+/// Column `i` of `row` as text, whatever its type (NULL as "NULL").
+pub fn text_at(row: &sea_orm::QueryResult, i: usize) -> Result<String, DbErr> {
+    if let Ok(v) = row.try_get_by_index::<Option<String>>(i) {
+        return Ok(v.unwrap_or_else(|| "NULL".into()));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<i64>>(i) {
+        return Ok(v.map_or("NULL".into(), |v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<i32>>(i) {
+        return Ok(v.map_or("NULL".into(), |v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<bool>>(i) {
+        return Ok(v.map_or("NULL".into(), |v| v.to_string()));
+    }
+    if let Ok(v) = row.try_get_by_index::<Option<f64>>(i) {
+        return Ok(v.map_or("NULL".into(), |v| v.to_string()));
+    }
+    Err(DbErr::Type(format!(
+        "column {i} is not text, integer, boolean or float: cast it to text in the query"
+    )))
+}
+
+/// A one-connection pool to the server's `postgres` database.
+async fn admin() -> DatabaseConnection {
+    pool(&server_url(), 1).await
+}
+
+/// The name of the template for the compiled migration set.
+pub fn template_name() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let names: Vec<String> = migration::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let dimension = std::env::var("VECTOR_DIMENSION").unwrap_or_default();
+    let key = format!(
+        "{}|{}|{}",
+        names.join(","),
+        env!("STRATA_MIGRATIONS_HASH"),
+        dimension
+    );
+    for b in key.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{TEMPLATE_PREFIX}{hash:016x}")
+}
+
+/// Makes sure the migrated template exists (once per process; across processes the
+/// advisory lock makes one build it while the others wait) and returns its name.
+pub async fn template() -> String {
+    static READY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    // The cell's value is a plain string, so sharing it across test runtimes is safe.
+    READY
+        .get_or_init(|| async {
+            let name = template_name();
+            let admin = admin().await;
+            admin
+                .execute_unprepared(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
+                .await
+                .expect("template lock");
+            drop_stale_databases(&admin, &name).await;
+            let ready = column(
+                &admin,
+                &format!("SELECT datistemplate::text FROM pg_database WHERE datname = '{name}'"),
+            )
+            .await;
+            if ready.first().map(String::as_str) != Some("true") {
+                if !ready.is_empty() {
+                    // A build that died half-way: start over.
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                        .await
+                        .expect("drop half-built template");
+                }
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create template database");
+                let url = url_with_database(&server_url(), &name);
+                migration::up(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("migrating the template {name}: {e}"));
+                admin
+                    .execute_unprepared(&format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true"))
+                    .await
+                    .expect("mark template");
+            }
+            admin
+                .execute_unprepared(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
+                .await
+                .expect("template unlock");
+            let _ = admin.close().await;
+            name
+        })
+        .await
+        .clone()
+}
+
+/// Drops test databases whose process is gone and templates of other migration sets.
+async fn drop_stale_databases(admin: &DatabaseConnection, keep_template: &str) {
+    let names = column(
+        admin,
+        &format!(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE '{TEST_DB_PREFIX}%' OR datname LIKE '{TEMPLATE_PREFIX}%'"
+        ),
+    )
+    .await;
+    for name in names {
+        let stale = if let Some(rest) = name.strip_prefix(TEMPLATE_PREFIX) {
+            rest != keep_template.trim_start_matches(TEMPLATE_PREFIX)
+        } else {
+            let pid = name
+                .trim_start_matches(TEST_DB_PREFIX)
+                .split('_')
+                .next()
+                .unwrap_or("");
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        };
+        if stale {
+            let _ = admin
+                .execute_unprepared(&format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE false"))
+                .await;
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+}
