@@ -64,6 +64,9 @@ pub fn run_cli(cli: Cli) -> ExitCode {
         }
         _ => {}
     }
+    if let Err(e) = crate::check_environment() {
+        return report(Err(e.to_string()));
+    }
     let url = match cli.database_url.clone().filter(|u| !u.trim().is_empty()) {
         Some(url) => url,
         None => match embedded::ensure() {

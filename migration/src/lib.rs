@@ -11,7 +11,25 @@ use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 pub mod command;
 pub mod embedded;
+mod helpers;
 mod m20250101_000001_foundation;
+mod m20250124_000002_layer0_tables;
+mod m20250201_000001_create_courses_and_lectures;
+mod m20250201_000002_add_ai_response_cache;
+mod m20250201_000003_add_lecture_content_hashes;
+mod m20250201_000004_add_ai_cache_stats;
+mod m20250301_000001_sheratan_store;
+mod m20250401_000001_aves_create_users_table;
+mod m20250401_000002_aves_add_user_roles;
+mod m20250401_000003_aves_create_ai_annotations;
+mod m20250401_000004_aves_create_vision_cache;
+mod m20250401_000005_aves_batch_jobs;
+mod m20250401_000006_aves_exercise_cache;
+mod m20250401_000007_aves_optimize_cache_indexes;
+
+pub use m20250301_000001_sheratan_store::{
+    DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
+};
 
 /// Every migration of the project, in the order they apply.
 pub struct Migrator;
@@ -19,7 +37,22 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_foundation::Migration)]
+        vec![
+            Box::new(m20250101_000001_foundation::Migration),
+            Box::new(m20250124_000002_layer0_tables::Migration),
+            Box::new(m20250201_000001_create_courses_and_lectures::Migration),
+            Box::new(m20250201_000002_add_ai_response_cache::Migration),
+            Box::new(m20250201_000003_add_lecture_content_hashes::Migration),
+            Box::new(m20250201_000004_add_ai_cache_stats::Migration),
+            Box::new(m20250301_000001_sheratan_store::Migration),
+            Box::new(m20250401_000001_aves_create_users_table::Migration),
+            Box::new(m20250401_000002_aves_add_user_roles::Migration),
+            Box::new(m20250401_000003_aves_create_ai_annotations::Migration),
+            Box::new(m20250401_000004_aves_create_vision_cache::Migration),
+            Box::new(m20250401_000005_aves_batch_jobs::Migration),
+            Box::new(m20250401_000006_aves_exercise_cache::Migration),
+            Box::new(m20250401_000007_aves_optimize_cache_indexes::Migration),
+        ]
     }
 }
 
@@ -57,10 +90,17 @@ impl MigrationLock {
     }
 }
 
+/// Checks the settings the migrations read from the environment (`VECTOR_DIMENSION`)
+/// before anything runs, so a bad value stops `up` before any DDL. No I/O.
+pub fn check_environment() -> Result<(), DbErr> {
+    vector_dimension().map(|_| ())
+}
+
 /// Applies every pending migration to the database at `url` under the migration lock,
 /// so concurrent callers (processes or tasks) apply each migration once; the others
 /// wait and then find nothing pending. Each migration runs in its own transaction.
 pub async fn up(url: &str) -> Result<(), DbErr> {
+    check_environment()?;
     let lock = MigrationLock::acquire(url).await?;
     let mut opt = ConnectOptions::new(url.to_owned());
     opt.max_connections(2).sqlx_logging(false);
