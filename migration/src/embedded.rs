@@ -369,8 +369,9 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// Finds the newest PostgreSQL (15+) server binary directory.
-fn find_bindir() -> Result<PathBuf, EmbeddedError> {
+/// Finds the newest PostgreSQL (15+) server binary directory: `STRATA_PG_BINDIR`, else
+/// the newest `/usr/lib/postgresql/*/bin`, `pg_config --bindir`, or `$PATH`.
+pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
     let has_server = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(d) = std::env::var("STRATA_PG_BINDIR") {

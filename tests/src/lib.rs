@@ -70,7 +70,7 @@ impl TestDb {
 
     /// Runs `sql` and returns the first column of every row as text (NULL as "NULL").
     pub async fn column(&self, sql: &str) -> Vec<String> {
-        column(&self.db, sql).await
+        first_column(&self.sql(sql).await)
     }
 
     /// Runs `sql`, which must return one row with one column, as text.
@@ -277,4 +277,79 @@ async fn drop_stale_databases(admin: &DatabaseConnection, keep_template: &str) {
                 .await;
         }
     }
+}
+
+/// Rows as text, the way psql shows them: every column of every row of every result
+/// of `sql` (NULL as "NULL"), or the error.
+pub type Rows = Result<Vec<Vec<String>>, sea_orm::sqlx::Error>;
+
+impl TestDb {
+    /// Runs `sql` (one or more statements, verbatim) with the simple-query protocol on
+    /// one connection and returns every row as text, or the error.
+    pub async fn try_sql(&self, sql: &str) -> Rows {
+        let pool = self.db.get_postgres_connection_pool();
+        let mut conn = pool.acquire().await?;
+        let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut *conn)
+            .await;
+        text_rows(rows)
+    }
+
+    /// [`TestDb::try_sql`] that panics on an error.
+    pub async fn sql(&self, sql: &str) -> Vec<Vec<String>> {
+        self.try_sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}\n=> {e}"))
+    }
+
+    /// Runs `sql` inside a transaction that is always rolled back, on one connection:
+    /// for the seeds' destructive statements (rollback DROPs, re-created indexes) and
+    /// for session settings such as `SET LOCAL enable_seqscan = off`.
+    pub async fn rolled_back(&self, sql: &str) -> Rows {
+        let pool = self.db.get_postgres_connection_pool();
+        let mut conn = pool.acquire().await?;
+        sea_orm::sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut *conn)
+            .await;
+        sea_orm::sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *conn)
+            .await?;
+        text_rows(rows)
+    }
+}
+
+fn text_rows(rows: Result<Vec<sea_orm::sqlx::postgres::PgRow>, sea_orm::sqlx::Error>) -> Rows {
+    use sea_orm::sqlx::Row;
+    Ok(rows?
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| {
+                    // The simple-query protocol returns every value in text form.
+                    row.try_get_unchecked::<Option<String>, _>(i)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| "NULL".into())
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The SQLSTATE of a database error, for matching errors by kind.
+pub fn sqlstate(err: &sea_orm::sqlx::Error) -> String {
+    err.as_database_error()
+        .and_then(|e| e.code().map(|c| c.into_owned()))
+        .unwrap_or_else(|| format!("not a database error: {err}"))
+}
+
+/// The first column of each row.
+pub fn first_column(rows: &[Vec<String>]) -> Vec<String> {
+    rows.iter().map(|r| r[0].clone()).collect()
+}
+
+/// The whole text of an EXPLAIN's rows.
+pub fn plan_text(rows: &[Vec<String>]) -> String {
+    first_column(rows).join("\n")
 }
