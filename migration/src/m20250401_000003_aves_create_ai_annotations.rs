@@ -27,7 +27,8 @@
 //! - `check_review_metadata`: an approved or rejected annotation has `reviewed_by`
 //!   and `reviewed_at`;
 //! - `check_bounding_box_structure`: `bounding_box` is an object with `topLeft` and
-//!   `bottomRight` objects holding numeric `x` and `y`, and numeric `width`, `height`;
+//!   `bottomRight` objects holding numeric `x` and `y`, and numeric `width`, `height`
+//!   (a missing key is a violation, not an unknown that CHECK would let through);
 //! - `check_bounding_box_coords`: coordinates are normalised to the image (0..1),
 //!   `bottomRight` lies right of and below `topLeft`, and `width`/`height` equal the
 //!   corners' differences (to 0.001). It only judges boxes of the right structure, so a
@@ -178,7 +179,7 @@ ALTER TABLE annotations
     NOT vision_generated OR vision_provider IS NOT NULL),
   ADD CONSTRAINT check_review_metadata CHECK (
     review_status = 'pending' OR (reviewed_by IS NOT NULL AND reviewed_at IS NOT NULL)),
-  ADD CONSTRAINT check_bounding_box_structure CHECK (
+  ADD CONSTRAINT check_bounding_box_structure CHECK (coalesce(
     jsonb_typeof(bounding_box) = 'object'
     AND jsonb_typeof(bounding_box -> 'topLeft') = 'object'
     AND jsonb_typeof(bounding_box -> 'bottomRight') = 'object'
@@ -187,7 +188,7 @@ ALTER TABLE annotations
     AND jsonb_typeof(bounding_box -> 'bottomRight' -> 'x') = 'number'
     AND jsonb_typeof(bounding_box -> 'bottomRight' -> 'y') = 'number'
     AND jsonb_typeof(bounding_box -> 'width') = 'number'
-    AND jsonb_typeof(bounding_box -> 'height') = 'number'),
+    AND jsonb_typeof(bounding_box -> 'height') = 'number', false)),
   ADD CONSTRAINT check_bounding_box_coords CHECK (
     CASE WHEN jsonb_typeof(bounding_box -> 'topLeft' -> 'x') = 'number'
           AND jsonb_typeof(bounding_box -> 'topLeft' -> 'y') = 'number'
