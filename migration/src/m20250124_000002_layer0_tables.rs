@@ -156,7 +156,7 @@ WITH DATA;
 
 CREATE UNIQUE INDEX idx_layer0_stats_id ON layer0_stats (id);
 
-CREATE FUNCTION refresh_layer0_stats() RETURNS void
+CREATE OR REPLACE FUNCTION refresh_layer0_stats() RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     REFRESH MATERIALIZED VIEW CONCURRENTLY layer0_stats;

@@ -93,7 +93,7 @@ CREATE POLICY "Allow all access for service role" ON ai_response_cache
     FOR ALL TO service_role USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT, UPDATE, DELETE ON ai_response_cache TO authenticated, service_role;
 
-CREATE FUNCTION update_cache_access() RETURNS trigger
+CREATE OR REPLACE FUNCTION update_cache_access() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.last_accessed_at = now();

@@ -46,7 +46,7 @@ impl MigrationTrait for Migration {
         exec(
             manager,
             r#"
-CREATE FUNCTION update_lecture_hash_timestamp() RETURNS trigger
+CREATE OR REPLACE FUNCTION update_lecture_hash_timestamp() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.updated_at = now();
@@ -57,7 +57,7 @@ CREATE TRIGGER trigger_update_lecture_hash_timestamp
     BEFORE UPDATE ON lecture_content_hashes
     FOR EACH ROW EXECUTE FUNCTION update_lecture_hash_timestamp();
 
-CREATE FUNCTION invalidate_cache_on_lecture_change() RETURNS trigger
+CREATE OR REPLACE FUNCTION invalidate_cache_on_lecture_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
 DECLARE
     changed uuid;

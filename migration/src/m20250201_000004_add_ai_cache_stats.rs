@@ -59,7 +59,7 @@ impl MigrationTrait for Migration {
         exec(
             manager,
             r#"
-CREATE FUNCTION update_cache_stats_timestamp() RETURNS trigger
+CREATE OR REPLACE FUNCTION update_cache_stats_timestamp() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.updated_at = now();
@@ -70,7 +70,7 @@ CREATE TRIGGER trigger_update_cache_stats_timestamp
     BEFORE UPDATE ON ai_cache_stats
     FOR EACH ROW EXECUTE FUNCTION update_cache_stats_timestamp();
 
-CREATE FUNCTION increment_cache_stats(p_date date, p_hits bigint, p_misses bigint, p_tokens_saved bigint)
+CREATE OR REPLACE FUNCTION increment_cache_stats(p_date date, p_hits bigint, p_misses bigint, p_tokens_saved bigint)
 RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
     IF p_hits < 0 OR p_misses < 0 OR p_tokens_saved < 0 THEN
@@ -87,7 +87,7 @@ BEGIN
 END;
 $fn$;
 
-CREATE FUNCTION increment_cache_stats(p_date date, p_hit boolean, p_tokens_saved integer)
+CREATE OR REPLACE FUNCTION increment_cache_stats(p_date date, p_hit boolean, p_tokens_saved integer)
 RETURNS void LANGUAGE sql AS $fn$
     SELECT increment_cache_stats(p_date,
         CASE WHEN p_hit THEN 1 ELSE 0 END::bigint,
@@ -95,7 +95,7 @@ RETURNS void LANGUAGE sql AS $fn$
         coalesce(p_tokens_saved, 0)::bigint);
 $fn$;
 
-CREATE FUNCTION get_cache_stats(p_start date, p_end date)
+CREATE OR REPLACE FUNCTION get_cache_stats(p_start date, p_end date)
 RETURNS TABLE (
     total_requests bigint,
     cache_hits bigint,

@@ -238,7 +238,7 @@ impl MigrationTrait for Migration {
 {ivfflat} WITH (lists = 100);
 {documents_updated_at}
 
-CREATE FUNCTION set_job_timestamps() RETURNS trigger
+CREATE OR REPLACE FUNCTION set_job_timestamps() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.updated_at = now();

@@ -53,7 +53,7 @@ impl MigrationTrait for Migration {
         exec(
             manager,
             r#"
-CREATE FUNCTION role_permissions()
+CREATE OR REPLACE FUNCTION role_permissions()
 RETURNS TABLE (role text, permission text) LANGUAGE sql IMMUTABLE AS $fn$
     SELECT r.role, p.permission
     FROM (VALUES
@@ -68,7 +68,7 @@ RETURNS TABLE (role text, permission text) LANGUAGE sql IMMUTABLE AS $fn$
       ON p.level <= r.level;
 $fn$;
 
-CREATE FUNCTION has_permission(p_user_id uuid, p_permission text)
+CREATE OR REPLACE FUNCTION has_permission(p_user_id uuid, p_permission text)
 RETURNS boolean LANGUAGE sql STABLE AS $fn$
     SELECT EXISTS (
         SELECT 1 FROM users u
@@ -77,7 +77,7 @@ RETURNS boolean LANGUAGE sql STABLE AS $fn$
     );
 $fn$;
 
-CREATE FUNCTION change_user_role(p_target uuid, p_new_role text, p_changed_by uuid)
+CREATE OR REPLACE FUNCTION change_user_role(p_target uuid, p_new_role text, p_changed_by uuid)
 RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
     changer_role text;

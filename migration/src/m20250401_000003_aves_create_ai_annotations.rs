@@ -271,7 +271,7 @@ ALTER TABLE annotations
         exec(
             manager,
             r#"
-CREATE FUNCTION set_ai_job_timestamps() RETURNS trigger
+CREATE OR REPLACE FUNCTION set_ai_job_timestamps() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.updated_at = now();

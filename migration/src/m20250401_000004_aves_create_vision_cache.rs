@@ -110,7 +110,7 @@ ALTER TABLE vision_api_cache SET (
     autovacuum_analyze_scale_factor = 0.02
 );
 
-CREATE FUNCTION cleanup_expired_cache() RETURNS integer
+CREATE OR REPLACE FUNCTION cleanup_expired_cache() RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     removed integer;
@@ -121,7 +121,7 @@ BEGIN
 END;
 $fn$;
 
-CREATE FUNCTION evict_lru_cache(max_entries integer DEFAULT 10000) RETURNS integer
+CREATE OR REPLACE FUNCTION evict_lru_cache(max_entries integer DEFAULT 10000) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     removed integer;
@@ -141,7 +141,7 @@ BEGIN
 END;
 $fn$;
 
-CREATE FUNCTION get_cache_stats()
+CREATE OR REPLACE FUNCTION get_cache_stats()
 RETURNS TABLE (
     total_entries bigint,
     active_entries bigint,
@@ -189,7 +189,7 @@ WITH DATA;
 CREATE UNIQUE INDEX idx_cache_performance_metrics_day_provider
     ON cache_performance_metrics (day, provider);
 
-CREATE FUNCTION refresh_cache_metrics() RETURNS void
+CREATE OR REPLACE FUNCTION refresh_cache_metrics() RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     REFRESH MATERIALIZED VIEW CONCURRENTLY cache_performance_metrics;

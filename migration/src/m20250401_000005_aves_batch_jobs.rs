@@ -87,7 +87,7 @@ impl MigrationTrait for Migration {
         exec(
             manager,
             r#"
-CREATE FUNCTION set_batch_job_timestamps() RETURNS trigger
+CREATE OR REPLACE FUNCTION set_batch_job_timestamps() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.updated_at = now();
