@@ -8,7 +8,7 @@ set -euo pipefail
 
 VERSION=2.0.4
 FEATURES=codegen,sqlx-postgres,runtime-tokio-rustls,postgres-vector
-ROOT="${STRATA_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}/sea-orm-cli-$VERSION-postgres-vector"
+ROOT="${STRATA_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/strata}/sea-orm-cli-$VERSION-postgres-vector"
 
 if [ "$("$ROOT/bin/sea-orm-cli" --version 2>/dev/null || true)" != "sea-orm-cli $VERSION" ]; then
   printf 'install-tools: building sea-orm-cli %s with %s (a few minutes, once)\n' "$VERSION" "$FEATURES" >&2
