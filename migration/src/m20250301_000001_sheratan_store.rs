@@ -21,9 +21,11 @@
 //!   (priority DESC, run_at) WHERE status = 'pending'`: the claim order over runnable
 //!   jobs only, so claiming stays an index scan however many finished rows there are;
 //!   `idx_jobs_lease (locked_until) WHERE status = 'running'` finds expired leases.
-//!   `completed_at` is set by trigger `trigger_jobs_timestamps` on a terminal
-//!   transition (and cleared when a job goes back to pending), `started_at` when it
-//!   starts running, `updated_at` on every update. Autovacuum runs early on this
+//!   Trigger `trigger_jobs_timestamps` runs `set_job_timestamps('running')`, the
+//!   timestamp function every job table shares: `completed_at` is set on a
+//!   transition from a non-terminal to a terminal state (and cleared when a job goes
+//!   back to pending), `started_at` when it starts running, `updated_at` on every
+//!   update. Autovacuum runs early on this
 //!   high-churn table.
 //! - `audit_logs (id, event_type, user_id, resource, resource_id, action, details,
 //!   ip_address, user_agent, created_at)`, indexed on `created_at`, `event_type`,
@@ -238,17 +240,21 @@ impl MigrationTrait for Migration {
 {ivfflat} WITH (lists = 100);
 {documents_updated_at}
 
+-- The one timestamp trigger of every job table (jobs, ai_annotation_jobs, batch_jobs).
+-- TG_ARGV[0] is the table's word for a running job. Statuses compare as text, so the
+-- same function serves text columns and the ai_job_status enum.
 CREATE OR REPLACE FUNCTION set_job_timestamps() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     NEW.updated_at = now();
-    IF NEW.status IS DISTINCT FROM OLD.status THEN
-        IF NEW.status IN ('completed', 'failed', 'cancelled') THEN
+    IF NEW.status::text IS DISTINCT FROM OLD.status::text THEN
+        IF NEW.status::text IN ('completed', 'failed', 'cancelled')
+           AND OLD.status::text NOT IN ('completed', 'failed', 'cancelled') THEN
             NEW.completed_at = now();
-        ELSIF NEW.status = 'pending' THEN
+        ELSIF NEW.status::text = 'pending' THEN
             NEW.completed_at = NULL;
         END IF;
-        IF NEW.status = 'running' THEN
+        IF NEW.status::text = TG_ARGV[0] THEN
             NEW.started_at = now();
         END IF;
     END IF;
@@ -256,7 +262,7 @@ BEGIN
 END;
 $fn$;
 CREATE TRIGGER trigger_jobs_timestamps BEFORE UPDATE ON jobs
-    FOR EACH ROW EXECUTE FUNCTION set_job_timestamps();
+    FOR EACH ROW EXECUTE FUNCTION set_job_timestamps('running');
 
 ALTER TABLE jobs SET (
     autovacuum_vacuum_scale_factor = 0.02,

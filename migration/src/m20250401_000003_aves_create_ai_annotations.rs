@@ -11,7 +11,8 @@
 //! `created_by`, and the columns the queue engine shares with `jobs` (`priority`,
 //! `attempts`, `max_attempts`, `run_at`, `locked_by`, `locked_until`, `dedup_key`),
 //! timestamps `created_at`, `updated_at`, `started_at`, `completed_at`. Trigger
-//! `trigger_ai_jobs_timestamps` (`set_ai_job_timestamps()`) keeps `updated_at`,
+//! `trigger_ai_jobs_timestamps` (`set_job_timestamps('processing')`, shared with
+//! `jobs` and `batch_jobs`) keeps `updated_at`,
 //! stamps `started_at` on → processing, sets `completed_at` only on a transition from
 //! a non-terminal to a terminal state (completed, failed, cancelled) and clears it when
 //! a job is returned to pending. Indexes: `idx_ai_jobs_image_id`, `idx_ai_jobs_status`,
@@ -271,26 +272,8 @@ ALTER TABLE annotations
         exec(
             manager,
             r#"
-CREATE OR REPLACE FUNCTION set_ai_job_timestamps() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    NEW.updated_at = now();
-    IF NEW.status IS DISTINCT FROM OLD.status THEN
-        IF NEW.status IN ('completed', 'failed', 'cancelled')
-           AND OLD.status NOT IN ('completed', 'failed', 'cancelled') THEN
-            NEW.completed_at = now();
-        ELSIF NEW.status = 'pending' THEN
-            NEW.completed_at = NULL;
-        END IF;
-        IF NEW.status = 'processing' THEN
-            NEW.started_at = now();
-        END IF;
-    END IF;
-    RETURN NEW;
-END;
-$fn$;
 CREATE TRIGGER trigger_ai_jobs_timestamps BEFORE UPDATE ON ai_annotation_jobs
-    FOR EACH ROW EXECUTE FUNCTION set_ai_job_timestamps();
+    FOR EACH ROW EXECUTE FUNCTION set_job_timestamps('processing');
 
 ALTER TABLE ai_annotation_jobs SET (
     autovacuum_vacuum_scale_factor = 0.02,
@@ -384,8 +367,7 @@ GROUP BY a.reviewed_by, u.email;
         drop_tables(manager, &["ai_annotation_jobs"]).await?;
         exec(
             manager,
-            "DROP FUNCTION set_ai_job_timestamps();
-             DROP TYPE review_status; DROP TYPE ai_provider; DROP TYPE ai_job_status;",
+            "DROP TYPE review_status; DROP TYPE ai_provider; DROP TYPE ai_job_status;",
         )
         .await
     }

@@ -5,8 +5,8 @@
 //!   payload, created_by → users ON DELETE SET NULL, created_at, updated_at,
 //!   started_at, completed_at)`: `status` is `pending`, `processing`, `completed`,
 //!   `failed` or `cancelled`; `processed_items + failed_items <= total_items`.
-//!   Trigger `trigger_batch_jobs_timestamps` keeps `updated_at` and sets
-//!   `started_at`/`completed_at` like the AI jobs' trigger.
+//!   Trigger `trigger_batch_jobs_timestamps` runs `set_job_timestamps('processing')`,
+//!   the timestamp function every job table shares (see the Sheratan migration).
 //! - `batch_job_errors (id, job_id → batch_jobs ON DELETE CASCADE, item_index,
 //!   item_ref, error_message, details, created_at)`.
 //!
@@ -87,31 +87,14 @@ impl MigrationTrait for Migration {
         exec(
             manager,
             r#"
-CREATE OR REPLACE FUNCTION set_batch_job_timestamps() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    NEW.updated_at = now();
-    IF NEW.status IS DISTINCT FROM OLD.status THEN
-        IF NEW.status IN ('completed', 'failed', 'cancelled')
-           AND OLD.status NOT IN ('completed', 'failed', 'cancelled') THEN
-            NEW.completed_at = now();
-        END IF;
-        IF NEW.status = 'processing' AND NEW.started_at IS NULL THEN
-            NEW.started_at = now();
-        END IF;
-    END IF;
-    RETURN NEW;
-END;
-$fn$;
 CREATE TRIGGER trigger_batch_jobs_timestamps BEFORE UPDATE ON batch_jobs
-    FOR EACH ROW EXECUTE FUNCTION set_batch_job_timestamps();
+    FOR EACH ROW EXECUTE FUNCTION set_job_timestamps('processing');
 "#,
         )
         .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_tables(manager, &["batch_job_errors", "batch_jobs"]).await?;
-        exec(manager, "DROP FUNCTION set_batch_job_timestamps();").await
+        drop_tables(manager, &["batch_job_errors", "batch_jobs"]).await
     }
 }
