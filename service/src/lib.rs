@@ -3,4 +3,5 @@
 //! Every function takes a connection (`&DatabaseConnection` or a transaction) and says
 //! in its documentation how many round trips and which locks it costs.
 
+pub mod cache;
 pub mod db;

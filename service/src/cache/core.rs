@@ -1,0 +1,474 @@
+//! The get-or-compute core shared by every cache: single flight, buffered
+//! bookkeeping, statistics. It knows no table: a [`Store`] says how to read, write,
+//! delete and account for one kind of entry.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::{self, PgConnection, Postgres, pool::PoolConnection};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{BoxError, CacheConfig, CacheError, CacheStats};
+
+/// One kind of cache entry in one table: the SQL the core runs.
+///
+/// `load` is the whole hit path, so it must be one round trip and write nothing;
+/// `flush` receives the buffered events and must write them with one statement per
+/// table, however many there are.
+pub trait Store: Send + Sync + 'static {
+    /// The validated key of an entry.
+    type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
+    /// The cached value, as callers see it.
+    type Value: Send + Sync + 'static;
+    /// What the store needs to remember about one lookup (a hit, or a computed miss).
+    type Event: Send + 'static;
+
+    /// The cache's name, for errors, logs and lock keys.
+    fn name(&self) -> &'static str;
+
+    /// The key as text, for errors and the advisory-lock hash.
+    fn key_text(key: &Self::Key) -> String;
+
+    /// Reads the live entry for `key`: `Ok(None)` when absent or expired,
+    /// `Err(CacheError::Corrupt)` when it cannot be decoded. One round trip, no write.
+    fn load(
+        &self,
+        db: &DatabaseConnection,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Option<Self::Value>, CacheError>> + Send;
+
+    /// The encoded size of `value`, checked against the configured maximum before
+    /// anything is written.
+    fn size_of(&self, value: &Self::Value) -> Result<usize, CacheError>;
+
+    /// Writes (inserts or replaces) the entry. One round trip.
+    fn save(
+        &self,
+        db: &DatabaseConnection,
+        key: &Self::Key,
+        value: &Self::Value,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// Deletes the entry; how many rows went (0 or 1). One round trip.
+    fn remove(
+        &self,
+        db: &DatabaseConnection,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<u64, CacheError>> + Send;
+
+    /// The bookkeeping event of a hit on `value`.
+    fn hit_event(&self, key: &Self::Key, value: &Self::Value) -> Self::Event;
+
+    /// The bookkeeping event of a miss whose compute took `elapsed`, if the store
+    /// records misses.
+    fn miss_event(
+        &self,
+        key: &Self::Key,
+        value: &Self::Value,
+        elapsed: Duration,
+    ) -> Option<Self::Event>;
+
+    /// Writes buffered events: one statement per table.
+    fn flush(
+        &self,
+        db: &DatabaseConnection,
+        events: Vec<Self::Event>,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    computes: AtomicU64,
+    waits: AtomicU64,
+    errors: AtomicU64,
+    flushes: AtomicU64,
+}
+
+struct Shared<S: Store> {
+    store: S,
+    db: DatabaseConnection,
+    config: CacheConfig,
+    counters: Counters,
+    /// Buffered bookkeeping events, written by [`Shared::flush`].
+    events: Mutex<Vec<S::Event>>,
+    /// Per-key locks of the computes running in this process.
+    inflight: Mutex<HashMap<S::Key, Arc<tokio::sync::Mutex<()>>>>,
+    stop: Notify,
+}
+
+/// A cache over one [`Store`]: see the module documentation of [`crate::cache`].
+pub struct CacheCore<S: Store> {
+    shared: Arc<Shared<S>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<S: Store> CacheCore<S> {
+    /// A cache over `store` on `db`. When bookkeeping is on, starts the background
+    /// task that flushes it every `config.flush_interval` (so it must be called inside
+    /// a Tokio runtime). Call [`CacheCore::shutdown`] to write what is buffered.
+    pub fn new(store: S, db: DatabaseConnection, config: CacheConfig) -> Self {
+        let shared = Arc::new(Shared {
+            store,
+            db,
+            config,
+            counters: Counters::default(),
+            events: Mutex::new(Vec::new()),
+            inflight: Mutex::new(HashMap::new()),
+            stop: Notify::new(),
+        });
+        let flusher = shared.config.bookkeeping.then(|| {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(shared.config.flush_interval);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = shared.flush().await {
+                                tracing::warn!(cache = shared.store.name(), error = %e, "bookkeeping flush failed; will retry");
+                            }
+                        }
+                        _ = shared.stop.notified() => break,
+                    }
+                }
+            })
+        });
+        Self {
+            shared,
+            flusher: Mutex::new(flusher),
+        }
+    }
+
+    /// The store, for adapter-specific queries.
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// The connection pool the cache uses.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.shared.db
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CacheConfig {
+        &self.shared.config
+    }
+
+    /// The live value for `key`, if any. One round trip, no write; the hit is
+    /// counted in memory and written at the next flush. A corrupt entry is logged,
+    /// counted as an error and reported as a miss.
+    pub async fn get(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
+        match self.shared.load_logged(key).await? {
+            Some(value) => {
+                self.shared.record_hit(key, &value);
+                Ok(Some(value))
+            }
+            None => {
+                self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores `value` under `key` (insert or replace). Checks the size first: an
+    /// oversize value is refused and nothing is written. One round trip.
+    pub async fn put(&self, key: &S::Key, value: &S::Value) -> Result<(), CacheError> {
+        self.shared.check_size(key, value)?;
+        self.shared.store.save(&self.shared.db, key, value).await
+    }
+
+    /// Deletes the entry for `key`; whether there was one. One round trip.
+    pub async fn delete(&self, key: &S::Key) -> Result<bool, CacheError> {
+        Ok(self.shared.store.remove(&self.shared.db, key).await? > 0)
+    }
+
+    /// The value for `key` and whether it was a hit, computing and storing it on a
+    /// miss.
+    ///
+    /// A hit costs one round trip. On a miss, concurrent callers for the same key —
+    /// tasks of this process or other processes on the same database — compute once:
+    /// the first takes a per-key lock (an in-process mutex, then a session-level
+    /// PostgreSQL advisory lock on a pooled connection, no transaction), reads again,
+    /// computes, stores and releases; the others wait (up to `config.wait_timeout`,
+    /// then [`CacheError::WaitTimeout`]) and then read its result as a hit. If the
+    /// compute fails, its error goes to its caller and the next waiter computes.
+    pub async fn get_or_compute<F, Fut, E>(
+        &self,
+        key: &S::Key,
+        compute: F,
+    ) -> Result<(S::Value, bool), CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<S::Value, E>>,
+        E: Into<BoxError>,
+    {
+        let shared = &self.shared;
+        if let Some(value) = shared.load_logged(key).await? {
+            shared.record_hit(key, &value);
+            return Ok((value, true));
+        }
+        let deadline = Instant::now() + shared.config.wait_timeout;
+        let local = shared.local_lock(key);
+        let _local_guard = match local.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                shared.counters.waits.fetch_add(1, Ordering::Relaxed);
+                tokio::time::timeout_at(deadline.into(), local.lock())
+                    .await
+                    .map_err(|_| shared.wait_timeout(key))?
+            }
+        };
+        let result = async {
+            let mut lock_conn = shared.advisory_lock(key, deadline).await?;
+            let outcome = shared.compute_locked(key, compute).await;
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(lock_id(shared.store.name(), &S::key_text(key)))
+                .execute(&mut *lock_conn)
+                .await;
+            if let Err(e) = unlocked {
+                // The lock dies with the session: close the connection rather than
+                // return it to the pool still holding the lock.
+                tracing::warn!(cache = shared.store.name(), error = %e, "advisory unlock failed; closing the connection");
+                let _ = lock_conn.detach();
+            }
+            outcome
+        }
+        .await;
+        drop(_local_guard);
+        shared.release_local(key, local);
+        result
+    }
+
+    /// Writes every buffered bookkeeping event now (one statement per table).
+    pub async fn flush(&self) -> Result<(), CacheError> {
+        self.shared.flush().await
+    }
+
+    /// Stops the background flusher and writes what is buffered. After N hits and a
+    /// shutdown, the stored counters say exactly N. The cache stays usable, but hits
+    /// after a shutdown are only written by an explicit [`CacheCore::flush`].
+    pub async fn shutdown(&self) -> Result<(), CacheError> {
+        let handle = self.flusher.lock().map(|mut h| h.take()).unwrap_or(None);
+        if let Some(handle) = handle {
+            self.shared.stop.notify_one();
+            let _ = handle.await;
+        }
+        self.shared.flush().await
+    }
+
+    /// A snapshot of the in-memory counters.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.shared.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            computes: c.computes.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            pending_events: self
+                .shared
+                .events
+                .lock()
+                .map(|e| e.len() as u64)
+                .unwrap_or(0),
+        }
+    }
+}
+
+impl<S: Store> Drop for CacheCore<S> {
+    fn drop(&mut self) {
+        if let Ok(mut handle) = self.flusher.lock()
+            && let Some(handle) = handle.take()
+        {
+            handle.abort();
+        }
+    }
+}
+
+impl<S: Store> Shared<S> {
+    async fn load_logged(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
+        match self.store.load(&self.db, key).await {
+            Err(e @ CacheError::Corrupt { .. }) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(cache = self.store.name(), error = %e, "corrupt entry treated as a miss");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    fn record_hit(&self, key: &S::Key, value: &S::Value) {
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        if self.config.bookkeeping {
+            let event = self.store.hit_event(key, value);
+            if let Ok(mut events) = self.events.lock() {
+                events.push(event);
+            }
+        }
+    }
+
+    fn check_size(&self, key: &S::Key, value: &S::Value) -> Result<(), CacheError> {
+        let size = self.store.size_of(value)?;
+        if size > self.config.max_value_bytes {
+            return Err(CacheError::Oversize {
+                cache: self.store.name(),
+                key: S::key_text(key),
+                size,
+                limit: self.config.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn wait_timeout(&self, key: &S::Key) -> CacheError {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        CacheError::WaitTimeout {
+            cache: self.store.name(),
+            key: S::key_text(key),
+            waited: self.config.wait_timeout,
+        }
+    }
+
+    fn local_lock(&self, key: &S::Key) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(key.clone()).or_default())
+    }
+
+    fn release_local(&self, key: &S::Key, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        drop(lock);
+        // Only the map holds it now: nobody waits for this key.
+        if map.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(key);
+        }
+    }
+
+    /// Takes the key's advisory lock on a pooled connection, polling
+    /// `pg_try_advisory_lock` until `deadline` (so an abandoned wait never leaves a
+    /// lock request behind on the server).
+    async fn advisory_lock(
+        &self,
+        key: &S::Key,
+        deadline: Instant,
+    ) -> Result<PoolConnection<Postgres>, CacheError> {
+        let id = lock_id(self.store.name(), &S::key_text(key));
+        let mut conn = self
+            .db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(db_err)?;
+        let mut pause = Duration::from_millis(2);
+        let mut waited = false;
+        loop {
+            if try_lock(&mut conn, id).await? {
+                return Ok(conn);
+            }
+            if !waited {
+                waited = true;
+                self.counters.waits.fetch_add(1, Ordering::Relaxed);
+            }
+            if Instant::now() + pause > deadline {
+                return Err(self.wait_timeout(key));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// With the key's locks held: read again (another holder may have stored it),
+    /// else compute and store.
+    async fn compute_locked<F, Fut, E>(
+        &self,
+        key: &S::Key,
+        compute: F,
+    ) -> Result<(S::Value, bool), CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<S::Value, E>>,
+        E: Into<BoxError>,
+    {
+        if let Some(value) = self.load_logged(key).await? {
+            self.record_hit(key, &value);
+            return Ok((value, true));
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        self.counters.computes.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let value = compute().await.map_err(|e| {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            CacheError::Compute {
+                cache: self.store.name(),
+                key: S::key_text(key),
+                source: e.into(),
+            }
+        })?;
+        let elapsed = started.elapsed();
+        self.check_size(key, &value)?;
+        self.store.save(&self.db, key, &value).await?;
+        if self.config.bookkeeping
+            && let Some(event) = self.store.miss_event(key, &value, elapsed)
+            && let Ok(mut events) = self.events.lock()
+        {
+            events.push(event);
+        }
+        Ok((value, false))
+    }
+
+    async fn flush(&self) -> Result<(), CacheError> {
+        let events = match self.events.lock() {
+            Ok(mut events) if !events.is_empty() => std::mem::take(&mut *events),
+            _ => return Ok(()),
+        };
+        // The store consumes the events; on failure they are lost unless it says
+        // otherwise, so keep the batch bounded by flushing often.
+        let result = self.store.flush(&self.db, events).await;
+        match &result {
+            Ok(()) => {
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+async fn try_lock(conn: &mut PgConnection, id: i64) -> Result<bool, CacheError> {
+    sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .map_err(db_err)
+}
+
+/// The advisory-lock id of a cache key: the first 8 bytes of SHA-256(cache, key).
+fn lock_id(cache: &str, key_text: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(cache.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key_text.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// A driver error as a [`CacheError`].
+pub(crate) fn db_err(e: sqlx::Error) -> CacheError {
+    CacheError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        Arc::new(e),
+    )))
+}

@@ -1,0 +1,260 @@
+//! Seed 004's exercise cache (`007_exercise_cache`): generated exercises per learner,
+//! exercise type, difficulty and topic, with a time-to-live.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::core::db_err;
+use super::{CacheConfig, CacheCore, CacheError, Store, check_ttl};
+
+const NAME: &str = "exercise_cache";
+
+/// The key of an exercise: (user, type, difficulty, topic).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExerciseKey {
+    user_id: Uuid,
+    exercise_type: String,
+    difficulty: i32,
+    topic: String,
+}
+
+impl ExerciseKey {
+    /// A key; refuses an empty or over-long (100) exercise type and a difficulty
+    /// outside 1..=5. An empty topic means "no topic".
+    pub fn new(
+        user_id: Uuid,
+        exercise_type: &str,
+        difficulty: i32,
+        topic: &str,
+    ) -> Result<Self, CacheError> {
+        let kind = exercise_type.trim();
+        if kind.is_empty() || kind.chars().count() > 100 {
+            return Err(CacheError::InvalidKey {
+                cache: NAME,
+                key: exercise_type.to_owned(),
+                reason: "exercise_type must be 1 to 100 characters".into(),
+            });
+        }
+        if !(1..=5).contains(&difficulty) {
+            return Err(CacheError::InvalidField {
+                cache: NAME,
+                field: "difficulty",
+                value: difficulty.to_string(),
+                reason: "difficulty levels are 1 to 5",
+            });
+        }
+        Ok(Self {
+            user_id,
+            exercise_type: kind.to_owned(),
+            difficulty,
+            topic: topic.trim().to_owned(),
+        })
+    }
+}
+
+/// A hit, for `access_count`/`last_accessed_at`.
+#[derive(Debug)]
+pub struct ExerciseEvent {
+    key: ExerciseKey,
+    at: DateTime<Utc>,
+}
+
+/// The [`Store`] of `exercise_cache`.
+pub struct ExerciseStore {
+    ttl: TimeDelta,
+}
+
+impl Store for ExerciseStore {
+    type Key = ExerciseKey;
+    type Value = Value;
+    type Event = ExerciseEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn key_text(key: &ExerciseKey) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            key.user_id, key.exercise_type, key.difficulty, key.topic
+        )
+    }
+
+    async fn load(
+        &self,
+        db: &DatabaseConnection,
+        key: &ExerciseKey,
+    ) -> Result<Option<Value>, CacheError> {
+        sqlx::query_scalar(
+            "SELECT exercise_data FROM exercise_cache
+             WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4
+               AND expires_at > now()",
+        )
+        .bind(key.user_id)
+        .bind(&key.exercise_type)
+        .bind(key.difficulty)
+        .bind(&key.topic)
+        .fetch_optional(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)
+    }
+
+    fn size_of(&self, value: &Value) -> Result<usize, CacheError> {
+        Ok(value.to_string().len())
+    }
+
+    async fn save(
+        &self,
+        db: &DatabaseConnection,
+        key: &ExerciseKey,
+        value: &Value,
+    ) -> Result<(), CacheError> {
+        sqlx::query(
+            "INSERT INTO exercise_cache (user_id, exercise_type, difficulty_level, topic, exercise_data, expires_at)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+             ON CONFLICT (user_id, exercise_type, difficulty_level, topic) DO UPDATE SET
+                 exercise_data = EXCLUDED.exercise_data,
+                 created_at = now(),
+                 expires_at = EXCLUDED.expires_at,
+                 last_accessed_at = now()",
+        )
+        .bind(key.user_id)
+        .bind(&key.exercise_type)
+        .bind(key.difficulty)
+        .bind(&key.topic)
+        .bind(value)
+        .bind(self.ttl.num_milliseconds() as f64 / 1000.0)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn remove(&self, db: &DatabaseConnection, key: &ExerciseKey) -> Result<u64, CacheError> {
+        let done = sqlx::query(
+            "DELETE FROM exercise_cache
+             WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4",
+        )
+        .bind(key.user_id)
+        .bind(&key.exercise_type)
+        .bind(key.difficulty)
+        .bind(&key.topic)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    fn hit_event(&self, key: &ExerciseKey, _value: &Value) -> ExerciseEvent {
+        ExerciseEvent {
+            key: key.clone(),
+            at: Utc::now(),
+        }
+    }
+
+    fn miss_event(&self, _: &ExerciseKey, _: &Value, _: Duration) -> Option<ExerciseEvent> {
+        None
+    }
+
+    /// One statement: `access_count` and `last_accessed_at` of every entry hit.
+    async fn flush(
+        &self,
+        db: &DatabaseConnection,
+        events: Vec<ExerciseEvent>,
+    ) -> Result<(), CacheError> {
+        sqlx::query(
+            "UPDATE exercise_cache c SET
+                 access_count = c.access_count + v.n,
+                 last_accessed_at = greatest(c.last_accessed_at, v.t)
+             FROM (SELECT u, k, d, tp, count(*) AS n, max(t) AS t
+                   FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[])
+                        AS e(u, k, d, tp, t)
+                   GROUP BY u, k, d, tp) v
+             WHERE c.user_id = v.u AND c.exercise_type = v.k AND c.difficulty_level = v.d AND c.topic = v.tp",
+        )
+        .bind(events.iter().map(|e| e.key.user_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.key.exercise_type.clone()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.key.difficulty).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.key.topic.clone()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// The exercise cache: [`CacheCore`] over [`ExerciseStore`] (its `get`, `put`,
+/// `get_or_compute`, `delete`, `flush`, `shutdown`, `stats` through `Deref`), plus
+/// per-user invalidation and expiry clean-up.
+pub struct ExerciseCache {
+    core: CacheCore<ExerciseStore>,
+}
+
+impl Deref for ExerciseCache {
+    type Target = CacheCore<ExerciseStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.core
+    }
+}
+
+impl ExerciseCache {
+    /// An exercise cache on `db` whose entries live `ttl`. A negative TTL is refused.
+    pub fn new(
+        db: DatabaseConnection,
+        config: CacheConfig,
+        ttl: TimeDelta,
+    ) -> Result<Self, CacheError> {
+        let ttl = check_ttl(NAME, ttl)?;
+        Ok(Self {
+            core: CacheCore::new(ExerciseStore { ttl }, db, config),
+        })
+    }
+
+    /// Deletes every cached exercise of `user_id`; how many went. One round trip.
+    pub async fn invalidate_user(&self, user_id: Uuid) -> Result<u64, CacheError> {
+        let done = sqlx::query("DELETE FROM exercise_cache WHERE user_id = $1")
+            .bind(user_id)
+            .execute(self.core.db().get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes expired exercises; how many went. One round trip.
+    pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
+        let done = sqlx::query("DELETE FROM exercise_cache WHERE expires_at <= now()")
+            .execute(self.core.db().get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        let u = Uuid::from_u128(7);
+        assert!(ExerciseKey::new(u, "quiz", 3, "birds").is_ok());
+        assert!(matches!(
+            ExerciseKey::new(u, " ", 3, ""),
+            Err(CacheError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            ExerciseKey::new(u, "quiz", 0, ""),
+            Err(CacheError::InvalidField {
+                field: "difficulty",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,457 @@
+//! Seed 000's Layer 0 PDF cache: results of processing a PDF, keyed by the SHA-256 of
+//! its bytes, stored zstd-compressed in `pdf_cache`, every lookup's cost recorded in
+//! `layer0_cost_tracking`.
+
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::core::db_err;
+use super::{CacheConfig, CacheCore, CacheError, Store, is_sha256_hex};
+
+const NAME: &str = "pdf_cache";
+
+/// The key of a PDF: the lower-case hex SHA-256 of its bytes, and its size when known
+/// (the cost model prices by size).
+#[derive(Debug, Clone)]
+pub struct PdfKey {
+    hash: String,
+    pdf_bytes: Option<u64>,
+}
+
+impl PartialEq for PdfKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+impl Eq for PdfKey {}
+impl Hash for PdfKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash.hash(state);
+    }
+}
+
+impl PdfKey {
+    /// A key from a known hash; refused unless it is 64 lower-case hex characters.
+    pub fn parse(hash: &str) -> Result<Self, CacheError> {
+        if !is_sha256_hex(hash) {
+            return Err(CacheError::InvalidKey {
+                cache: NAME,
+                key: hash.to_owned(),
+                reason: "expected the lower-case hex SHA-256 of the PDF (64 characters 0-9a-f)"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            hash: hash.to_owned(),
+            pdf_bytes: None,
+        })
+    }
+
+    /// The key of the PDF `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self {
+            hash: format!("{:x}", Sha256::digest(bytes)),
+            pdf_bytes: Some(bytes.len() as u64),
+        }
+    }
+
+    /// The key of the PDF read from `reader`, hashed in 64 KiB chunks, so a large
+    /// file is never held in memory.
+    pub async fn from_reader<R: AsyncRead + Unpin>(mut reader: R) -> std::io::Result<Self> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+        Ok(Self {
+            hash: format!("{:x}", hasher.finalize()),
+            pdf_bytes: Some(total),
+        })
+    }
+
+    /// The hex hash.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The PDF's size in bytes, when the key was made from its content.
+    pub fn pdf_bytes(&self) -> Option<u64> {
+        self.pdf_bytes
+    }
+}
+
+/// What processing a PDF costs, to record misses and the savings of hits:
+/// `per_request_usd + per_mb_usd × PDF size in MiB` (the size term is 0 when the key
+/// carries no size).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PdfCostModel {
+    /// The fixed cost of one processing call.
+    pub per_request_usd: f64,
+    /// The cost per MiB of PDF.
+    pub per_mb_usd: f64,
+}
+
+impl Default for PdfCostModel {
+    fn default() -> Self {
+        Self {
+            per_request_usd: 0.01,
+            per_mb_usd: 0.005,
+        }
+    }
+}
+
+impl PdfCostModel {
+    /// The cost of processing the PDF of `key`.
+    pub fn cost(&self, key: &PdfKey) -> f64 {
+        let mb = key.pdf_bytes.unwrap_or(0) as f64 / 1_048_576.0;
+        self.per_request_usd + self.per_mb_usd * mb
+    }
+}
+
+/// The PDF cache's own settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PdfSettings {
+    /// zstd level, 1 (fast) to 22 (small). Default 3.
+    pub compression_level: i32,
+    /// The cost model of the cost tracking.
+    pub cost: PdfCostModel,
+}
+
+impl Default for PdfSettings {
+    fn default() -> Self {
+        Self {
+            compression_level: 3,
+            cost: PdfCostModel::default(),
+        }
+    }
+}
+
+/// One lookup, for `pdf_cache`'s access counts and `layer0_cost_tracking`.
+#[derive(Debug)]
+pub struct PdfEvent {
+    hash: String,
+    hit: bool,
+    at: DateTime<Utc>,
+    cost_usd: f64,
+    saved_usd: f64,
+    processing_ms: Option<i32>,
+    pdf_bytes: Option<i64>,
+}
+
+/// The [`Store`] of `pdf_cache`.
+pub struct PdfStore {
+    settings: PdfSettings,
+}
+
+impl Store for PdfStore {
+    type Key = PdfKey;
+    type Value = Vec<u8>;
+    type Event = PdfEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn key_text(key: &PdfKey) -> String {
+        key.hash.clone()
+    }
+
+    async fn load(
+        &self,
+        db: &DatabaseConnection,
+        key: &PdfKey,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
+        let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT result_data, compression_algorithm, original_size_bytes FROM pdf_cache WHERE pdf_hash = $1",
+        )
+        .bind(&key.hash)
+        .fetch_optional(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        let Some((data, algorithm, original)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| CacheError::Corrupt {
+            cache: NAME,
+            key: key.hash.clone(),
+            reason,
+        };
+        if algorithm != "zstd" {
+            return Err(corrupt(format!(
+                "unknown compression algorithm {algorithm:?}"
+            )));
+        }
+        let value = zstd::bulk::decompress(&data, original.max(0) as usize)
+            .map_err(|e| corrupt(format!("zstd: {e}")))?;
+        if value.len() as i64 != original {
+            return Err(corrupt(format!(
+                "decompressed to {} bytes, expected {original}",
+                value.len()
+            )));
+        }
+        Ok(Some(value))
+    }
+
+    fn size_of(&self, value: &Vec<u8>) -> Result<usize, CacheError> {
+        Ok(value.len())
+    }
+
+    async fn save(
+        &self,
+        db: &DatabaseConnection,
+        key: &PdfKey,
+        value: &Vec<u8>,
+    ) -> Result<(), CacheError> {
+        // The level was checked in `PdfCache::new`, so compression cannot fail on input.
+        let compressed =
+            zstd::bulk::compress(value, self.settings.compression_level).map_err(|_| {
+                CacheError::InvalidField {
+                    cache: NAME,
+                    field: "value",
+                    value: format!("{} bytes", value.len()),
+                    reason: "zstd could not compress it",
+                }
+            })?;
+        let ratio = if compressed.is_empty() {
+            0.0
+        } else {
+            value.len() as f64 / compressed.len() as f64
+        };
+        sqlx::query(
+            "INSERT INTO pdf_cache (pdf_hash, result_data, compression_algorithm, original_size_bytes,
+                                    storage_size_bytes, compression_ratio, last_accessed, access_count)
+             VALUES ($1, $2, 'zstd', $3, $4, $5, now(), 0)
+             ON CONFLICT (pdf_hash) DO UPDATE SET
+                 result_data = EXCLUDED.result_data,
+                 compression_algorithm = EXCLUDED.compression_algorithm,
+                 original_size_bytes = EXCLUDED.original_size_bytes,
+                 storage_size_bytes = EXCLUDED.storage_size_bytes,
+                 compression_ratio = EXCLUDED.compression_ratio,
+                 last_accessed = now()",
+        )
+        .bind(&key.hash)
+        .bind(&compressed)
+        .bind(value.len() as i64)
+        .bind(compressed.len() as i64)
+        .bind(ratio)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn remove(&self, db: &DatabaseConnection, key: &PdfKey) -> Result<u64, CacheError> {
+        let done = sqlx::query("DELETE FROM pdf_cache WHERE pdf_hash = $1")
+            .bind(&key.hash)
+            .execute(db.get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    fn hit_event(&self, key: &PdfKey, _value: &Vec<u8>) -> PdfEvent {
+        PdfEvent {
+            hash: key.hash.clone(),
+            hit: true,
+            at: Utc::now(),
+            cost_usd: 0.0,
+            saved_usd: self.settings.cost.cost(key),
+            processing_ms: None,
+            pdf_bytes: key.pdf_bytes.map(|b| b as i64),
+        }
+    }
+
+    fn miss_event(&self, key: &PdfKey, _value: &Vec<u8>, elapsed: Duration) -> Option<PdfEvent> {
+        Some(PdfEvent {
+            hash: key.hash.clone(),
+            hit: false,
+            at: Utc::now(),
+            cost_usd: self.settings.cost.cost(key),
+            saved_usd: 0.0,
+            processing_ms: Some(elapsed.as_millis().min(i32::MAX as u128) as i32),
+            pdf_bytes: key.pdf_bytes.map(|b| b as i64),
+        })
+    }
+
+    /// One statement: the access counts of `pdf_cache` (hits only; a miss's
+    /// processing time too) and one `layer0_cost_tracking` row per lookup.
+    async fn flush(
+        &self,
+        db: &DatabaseConnection,
+        events: Vec<PdfEvent>,
+    ) -> Result<(), CacheError> {
+        let mut per_hash: std::collections::HashMap<&str, (i64, DateTime<Utc>, Option<i32>)> =
+            std::collections::HashMap::new();
+        for e in &events {
+            let entry = per_hash.entry(&e.hash).or_insert((0, e.at, None));
+            if e.hit {
+                entry.0 += 1;
+            }
+            entry.1 = entry.1.max(e.at);
+            entry.2 = entry.2.or(e.processing_ms);
+        }
+        let (mut hashes, mut counts, mut lasts, mut millis) = (vec![], vec![], vec![], vec![]);
+        for (hash, (n, at, ms)) in per_hash {
+            hashes.push(hash.to_owned());
+            counts.push(n);
+            lasts.push(at);
+            millis.push(ms);
+        }
+        sqlx::query(
+            "WITH access AS (
+                 UPDATE pdf_cache p SET
+                     access_count = p.access_count + v.n,
+                     last_accessed = greatest(p.last_accessed, v.t),
+                     processing_time_ms = coalesce(v.ms, p.processing_time_ms)
+                 FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::int4[]) AS v(h, n, t, ms)
+                 WHERE p.pdf_hash = v.h
+             )
+             INSERT INTO layer0_cost_tracking
+                 (pdf_hash, cache_hit, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
+             SELECT h, hit, c::numeric(12, 6), s::numeric(12, 6), ms, sz, t
+             FROM unnest($5::text[], $6::bool[], $7::float8[], $8::float8[], $9::int4[], $10::int8[], $11::timestamptz[])
+                  AS e(h, hit, c, s, ms, sz, t)",
+        )
+        .bind(hashes)
+        .bind(counts)
+        .bind(lasts)
+        .bind(millis)
+        .bind(events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.hit).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.saved_usd).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.processing_ms).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.pdf_bytes).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// `layer0_stats` after a refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer0Stats {
+    /// Entries in `pdf_cache`.
+    pub total_cache_entries: i64,
+    /// Their stored (compressed) size in MiB.
+    pub total_size_mb: f64,
+    /// Lookups that hit.
+    pub cache_hits: i64,
+    /// Lookups that missed.
+    pub cache_misses: i64,
+    /// Hits in percent of lookups.
+    pub hit_rate: f64,
+    /// What the misses cost.
+    pub total_cost_usd: f64,
+    /// What the hits saved.
+    pub total_saved_usd: f64,
+}
+
+/// The PDF cache: [`CacheCore`] over [`PdfStore`] (its `get`, `put`,
+/// `get_or_compute`, `delete`, `flush`, `shutdown`, `stats` through `Deref`), plus the
+/// size budget and the Layer 0 statistics.
+pub struct PdfCache {
+    core: CacheCore<PdfStore>,
+}
+
+impl Deref for PdfCache {
+    type Target = CacheCore<PdfStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.core
+    }
+}
+
+impl PdfCache {
+    /// A PDF cache on `db`. Refuses a zstd level outside 1..=22.
+    pub fn new(
+        db: DatabaseConnection,
+        config: CacheConfig,
+        settings: PdfSettings,
+    ) -> Result<Self, CacheError> {
+        if !(1..=22).contains(&settings.compression_level) {
+            return Err(CacheError::InvalidField {
+                cache: NAME,
+                field: "compression_level",
+                value: settings.compression_level.to_string(),
+                reason: "zstd levels are 1 to 22",
+            });
+        }
+        Ok(Self {
+            core: CacheCore::new(PdfStore { settings }, db, config),
+        })
+    }
+
+    /// Evicts entries until the stored size is at most `max_bytes`: the least
+    /// recently used go first, and among equally recent ones the least used. Flushes
+    /// the buffered bookkeeping first so recency is current. Returns how many went.
+    /// Two round trips (flush, one DELETE).
+    pub async fn enforce_size_budget(&self, max_bytes: i64) -> Result<u64, CacheError> {
+        if max_bytes < 0 {
+            return Err(CacheError::InvalidField {
+                cache: NAME,
+                field: "max_bytes",
+                value: max_bytes.to_string(),
+                reason: "a size budget cannot be negative",
+            });
+        }
+        self.core.flush().await?;
+        let done = sqlx::query(
+            "WITH ranked AS (
+                 SELECT pdf_hash,
+                        sum(storage_size_bytes) OVER (
+                            ORDER BY last_accessed DESC, access_count DESC, pdf_hash
+                            ROWS UNBOUNDED PRECEDING) AS running
+                 FROM pdf_cache)
+             DELETE FROM pdf_cache p USING ranked r
+             WHERE p.pdf_hash = r.pdf_hash AND r.running > $1",
+        )
+        .bind(max_bytes)
+        .execute(self.core.db().get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Flushes the bookkeeping, refreshes `layer0_stats` (`refresh_layer0_stats()`)
+    /// and reads it. Three round trips.
+    pub async fn refresh_stats(&self) -> Result<Layer0Stats, CacheError> {
+        self.core.flush().await?;
+        let pool = self.core.db().get_postgres_connection_pool();
+        sqlx::query("SELECT refresh_layer0_stats()")
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        let row: (i64, f64, i64, i64, f64, f64, f64) = sqlx::query_as(
+            "SELECT total_cache_entries, total_size_mb::float8, cache_hits, cache_misses,
+                    hit_rate::float8, total_cost_usd::float8, total_saved_usd::float8
+             FROM layer0_stats",
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+        Ok(Layer0Stats {
+            total_cache_entries: row.0,
+            total_size_mb: row.1,
+            cache_hits: row.2,
+            cache_misses: row.3,
+            hit_rate: row.4,
+            total_cost_usd: row.5,
+            total_saved_usd: row.6,
+        })
+    }
+}

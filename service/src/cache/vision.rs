@@ -1,0 +1,328 @@
+//! Seed 004's vision-API cache: responses per (normalised image URL, provider), with a
+//! time-to-live and least-recently-used eviction (`evict_lru_cache`).
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::sea_orm_active_enums::AiProvider;
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx;
+use serde_json::Value;
+
+use super::core::db_err;
+use super::{CacheConfig, CacheCore, CacheError, Store, check_ttl, sha256_hex};
+
+const NAME: &str = "vision_api_cache";
+
+/// Parses a provider name (`openai`, `google`, `anthropic`, any case).
+pub fn parse_provider(name: &str) -> Result<AiProvider, CacheError> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "openai" => Ok(AiProvider::Openai),
+        "google" => Ok(AiProvider::Google),
+        "anthropic" => Ok(AiProvider::Anthropic),
+        _ => Err(CacheError::UnknownProvider(name.to_owned())),
+    }
+}
+
+fn provider_name(provider: &AiProvider) -> &'static str {
+    match provider {
+        AiProvider::Openai => "openai",
+        AiProvider::Google => "google",
+        AiProvider::Anthropic => "anthropic",
+    }
+}
+
+/// The key of a vision call: the normalised image URL, its SHA-256, and the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VisionKey {
+    url: String,
+    url_hash: String,
+    provider: &'static str,
+}
+
+impl VisionKey {
+    /// The key of `image_url` for `provider`. The URL is normalised first — scheme and
+    /// host lower-cased, default port, fragment and empty query dropped, query
+    /// parameters sorted — so equivalent spellings share an entry. Refuses a URL that
+    /// does not parse or is not http(s), and an unknown provider.
+    pub fn new(image_url: &str, provider: &str) -> Result<Self, CacheError> {
+        let provider = provider_name(&parse_provider(provider)?);
+        let invalid = |reason: String| CacheError::InvalidKey {
+            cache: NAME,
+            key: image_url.to_owned(),
+            reason,
+        };
+        let mut url = url::Url::parse(image_url.trim()).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "scheme {:?} is not http or https",
+                url.scheme()
+            )));
+        }
+        url.set_fragment(None);
+        let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        if pairs.is_empty() {
+            url.set_query(None);
+        } else {
+            pairs.sort();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let url = url.to_string();
+        Ok(Self {
+            url_hash: sha256_hex(url.as_bytes()),
+            url,
+            provider,
+        })
+    }
+
+    /// The normalised URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The provider's name.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// The hex SHA-256 of the normalised URL.
+    pub fn url_hash(&self) -> &str {
+        &self.url_hash
+    }
+}
+
+/// A cached vision response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionResponse {
+    /// The provider's answer, as JSON.
+    pub data: Value,
+    /// How long the provider took, if measured.
+    pub response_time_ms: Option<i32>,
+}
+
+/// A hit, for `access_count`/`last_accessed_at`.
+#[derive(Debug)]
+pub struct VisionEvent {
+    url_hash: String,
+    provider: &'static str,
+    at: DateTime<Utc>,
+}
+
+/// The [`Store`] of `vision_api_cache`.
+pub struct VisionStore {
+    ttl: TimeDelta,
+}
+
+impl Store for VisionStore {
+    type Key = VisionKey;
+    type Value = VisionResponse;
+    type Event = VisionEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn key_text(key: &VisionKey) -> String {
+        format!("{}:{}", key.provider, key.url_hash)
+    }
+
+    async fn load(
+        &self,
+        db: &DatabaseConnection,
+        key: &VisionKey,
+    ) -> Result<Option<VisionResponse>, CacheError> {
+        let row: Option<(Value, Option<i32>)> = sqlx::query_as(
+            "SELECT response_data, response_time_ms FROM vision_api_cache
+             WHERE url_hash = $1 AND provider = $2::ai_provider AND expires_at > now()",
+        )
+        .bind(&key.url_hash)
+        .bind(key.provider)
+        .fetch_optional(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(row.map(|(data, response_time_ms)| VisionResponse {
+            data,
+            response_time_ms,
+        }))
+    }
+
+    fn size_of(&self, value: &VisionResponse) -> Result<usize, CacheError> {
+        Ok(value.data.to_string().len())
+    }
+
+    async fn save(
+        &self,
+        db: &DatabaseConnection,
+        key: &VisionKey,
+        value: &VisionResponse,
+    ) -> Result<(), CacheError> {
+        sqlx::query(
+            "INSERT INTO vision_api_cache (image_url, url_hash, provider, response_data, response_size_bytes,
+                                           response_time_ms, expires_at)
+             VALUES ($1, $2, $3::ai_provider, $4, $5, $6, now() + make_interval(secs => $7))
+             ON CONFLICT (url_hash, provider) DO UPDATE SET
+                 image_url = EXCLUDED.image_url,
+                 response_data = EXCLUDED.response_data,
+                 response_size_bytes = EXCLUDED.response_size_bytes,
+                 response_time_ms = EXCLUDED.response_time_ms,
+                 created_at = now(),
+                 expires_at = EXCLUDED.expires_at,
+                 last_accessed_at = now()",
+        )
+        .bind(&key.url)
+        .bind(&key.url_hash)
+        .bind(key.provider)
+        .bind(&value.data)
+        .bind(value.data.to_string().len() as i32)
+        .bind(value.response_time_ms)
+        .bind(self.ttl.num_milliseconds() as f64 / 1000.0)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn remove(&self, db: &DatabaseConnection, key: &VisionKey) -> Result<u64, CacheError> {
+        let done = sqlx::query(
+            "DELETE FROM vision_api_cache WHERE url_hash = $1 AND provider = $2::ai_provider",
+        )
+        .bind(&key.url_hash)
+        .bind(key.provider)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    fn hit_event(&self, key: &VisionKey, _value: &VisionResponse) -> VisionEvent {
+        VisionEvent {
+            url_hash: key.url_hash.clone(),
+            provider: key.provider,
+            at: Utc::now(),
+        }
+    }
+
+    fn miss_event(&self, _: &VisionKey, _: &VisionResponse, _: Duration) -> Option<VisionEvent> {
+        None
+    }
+
+    /// One statement: `access_count` and `last_accessed_at` of every entry hit.
+    async fn flush(
+        &self,
+        db: &DatabaseConnection,
+        events: Vec<VisionEvent>,
+    ) -> Result<(), CacheError> {
+        sqlx::query(
+            "UPDATE vision_api_cache c SET
+                 access_count = c.access_count + v.n,
+                 last_accessed_at = greatest(c.last_accessed_at, v.t)
+             FROM (SELECT h, p, count(*) AS n, max(t) AS t
+                   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(h, p, t)
+                   GROUP BY h, p) v
+             WHERE c.url_hash = v.h AND c.provider = v.p::ai_provider",
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.url_hash.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.provider).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// The vision-API cache: [`CacheCore`] over [`VisionStore`] (its `get`, `put`,
+/// `get_or_compute`, `delete`, `flush`, `shutdown`, `stats` through `Deref`), plus
+/// expiry clean-up and LRU eviction.
+pub struct VisionCache {
+    core: CacheCore<VisionStore>,
+}
+
+impl Deref for VisionCache {
+    type Target = CacheCore<VisionStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.core
+    }
+}
+
+impl VisionCache {
+    /// A vision cache on `db` whose entries live `ttl` (expired entries are misses
+    /// even before clean-up). A negative TTL is refused.
+    pub fn new(
+        db: DatabaseConnection,
+        config: CacheConfig,
+        ttl: TimeDelta,
+    ) -> Result<Self, CacheError> {
+        let ttl = check_ttl(NAME, ttl)?;
+        Ok(Self {
+            core: CacheCore::new(VisionStore { ttl }, db, config),
+        })
+    }
+
+    /// Deletes expired entries (`cleanup_expired_cache()`); how many went. One round trip.
+    pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
+        let n: i32 = sqlx::query_scalar("SELECT cleanup_expired_cache()")
+            .fetch_one(self.core.db().get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    /// Keeps the `max_entries` most recently used entries and deletes the rest
+    /// (`evict_lru_cache(max_entries)`), after flushing the buffered accesses so
+    /// recency is current; how many went. Two round trips.
+    pub async fn evict_lru(&self, max_entries: i32) -> Result<u64, CacheError> {
+        if max_entries < 0 {
+            return Err(CacheError::InvalidField {
+                cache: NAME,
+                field: "max_entries",
+                value: max_entries.to_string(),
+                reason: "cannot be negative",
+            });
+        }
+        self.core.flush().await?;
+        let n: i32 = sqlx::query_scalar("SELECT evict_lru_cache($1)")
+            .bind(max_entries)
+            .fetch_one(self.core.db().get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equivalent_urls_share_a_key() {
+        let a =
+            VisionKey::new("HTTPS://Example.COM:443/birds/a.jpg?w=2&h=1#top", "openai").unwrap();
+        let b = VisionKey::new("https://example.com/birds/a.jpg?h=1&w=2", "OpenAI").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.url(), "https://example.com/birds/a.jpg?h=1&w=2");
+        let other = VisionKey::new("https://example.com/birds/a.jpg?h=1&w=2", "google").unwrap();
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        assert!(
+            matches!(VisionKey::new("https://x.org/a.jpg", "bard"), Err(CacheError::UnknownProvider(p)) if p == "bard")
+        );
+        assert!(matches!(
+            VisionKey::new("", "openai"),
+            Err(CacheError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            VisionKey::new("ftp://x.org/a.jpg", "openai"),
+            Err(CacheError::InvalidKey { .. })
+        ));
+    }
+}

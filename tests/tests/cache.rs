@@ -1,0 +1,638 @@
+//! Issue 4: the cache engine over real PostgreSQL — single flight (tasks and
+//! processes-like separate pools), exact buffered bookkeeping, TTL, LRU, size budget,
+//! corruption, bad input, invalidation, cost tracking.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde_json::json;
+use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
+use service::cache::exercise::{ExerciseCache, ExerciseKey};
+use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+use service::cache::vision::{VisionCache, VisionKey, VisionResponse};
+use service::cache::{BoxError, CacheConfig, CacheError};
+use tests::TestDb;
+use uuid::Uuid;
+
+fn config() -> CacheConfig {
+    CacheConfig {
+        flush_interval: Duration::from_millis(200),
+        ..CacheConfig::default()
+    }
+}
+
+fn pdf_cache(t: &TestDb, config: CacheConfig) -> PdfCache {
+    PdfCache::new(t.db.clone(), config, PdfSettings::default()).expect("pdf cache")
+}
+
+/// Incompressible bytes of a given length (xorshift), so stored sizes are predictable.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn fifty_concurrent_misses_compute_once() {
+    let t = TestDb::new().await;
+    let cache = Arc::new(pdf_cache(&t, config()));
+    let key = PdfKey::from_bytes(b"%PDF-1.7 fifty");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (cache, key, runs) = (Arc::clone(&cache), key.clone(), Arc::clone(&runs));
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute(&key, || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Ok::<_, BoxError>(b"processed".to_vec())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut hits = 0;
+    for task in tasks {
+        let (value, hit) = task.await.expect("join").expect("get_or_compute");
+        assert_eq!(value, b"processed");
+        hits += usize::from(hit);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the compute ran once");
+    assert_eq!(hits, 49, "everyone else received its result");
+    let stats = cache.stats();
+    assert_eq!((stats.computes, stats.misses, stats.hits), (1, 1, 49));
+    assert!(stats.waits >= 1);
+    cache.shutdown().await.expect("shutdown");
+    assert_eq!(t.scalar("SELECT count(*) FROM pdf_cache").await, "1");
+}
+
+#[tokio::test]
+async fn two_instances_on_separate_pools_compute_once() {
+    let t = TestDb::new().await;
+    // Two services as two processes would have them: their own pools and state.
+    let a = Arc::new(pdf_cache(&t, config()));
+    let b_pool = tests::pool(&t.url, 10).await;
+    let b = Arc::new(PdfCache::new(b_pool, config(), PdfSettings::default()).expect("b"));
+    let key = PdfKey::from_bytes(b"%PDF shared by two services");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let cache = if i % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        let (key, runs) = (key.clone(), Arc::clone(&runs));
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_compute(&key, || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, BoxError>(vec![7u8; 1000])
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        let (value, _) = task.await.expect("join").expect("get_or_compute");
+        assert_eq!(value, vec![7u8; 1000]);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(a.stats().computes + b.stats().computes, 1);
+}
+
+#[tokio::test]
+async fn ten_thousand_concurrent_hits_are_counted_exactly_after_shutdown() {
+    let t = TestDb::new().await;
+    let cache = Arc::new(pdf_cache(&t, config()));
+    let key = PdfKey::from_bytes(b"%PDF popular");
+    cache.put(&key, &b"result".to_vec()).await.expect("put");
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (cache, key) = (Arc::clone(&cache), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..250 {
+                    let v = cache.get(&key).await.expect("get").expect("a hit");
+                    assert_eq!(v, b"result");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("join");
+    }
+    cache.shutdown().await.expect("shutdown");
+    assert_eq!(cache.stats().hits, 10_000);
+    assert_eq!(cache.stats().pending_events, 0);
+    assert_eq!(
+        t.scalar("SELECT access_count FROM pdf_cache").await,
+        "10000"
+    );
+    assert_eq!(
+        t.scalar("SELECT count(*) FROM layer0_cost_tracking WHERE cache_hit")
+            .await,
+        "10000"
+    );
+}
+
+#[tokio::test]
+async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
+    let t = TestDb::new().await;
+    let cache = Arc::new(AiResponseCache::new(t.db.clone(), config()));
+    let request = AiRequest {
+        operation_type: "quiz".into(),
+        lecture_ids: vec![],
+        params: json!({"questionsCount": 5}),
+    };
+    let key = cache.key(&request).await.expect("key");
+    let (_, hit) = cache
+        .get_or_compute(&key, || async {
+            Ok::<_, BoxError>(AiResponse {
+                data: json!({"questions": ["Q?"]}),
+                tokens_used: 150,
+            })
+        })
+        .await
+        .expect("miss");
+    assert!(!hit);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (cache, key) = (Arc::clone(&cache), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    assert!(cache.get(&key).await.expect("get").is_some());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("join");
+    }
+    cache.shutdown().await.expect("shutdown");
+    assert_eq!(
+        t.scalar("SELECT hit_count FROM ai_response_cache").await,
+        "1000"
+    );
+    let today: chrono::NaiveDate = t
+        .scalar("SELECT CURRENT_DATE::text")
+        .await
+        .parse()
+        .expect("date");
+    let stats = cache.daily_stats(today, today).await.expect("stats");
+    assert_eq!(
+        (stats.total_requests, stats.cache_hits, stats.cache_misses),
+        (1001, 1000, 1)
+    );
+    assert_eq!(stats.tokens_saved, 150_000);
+}
+
+#[tokio::test]
+async fn a_failed_compute_reaches_its_caller_and_the_next_waiter_computes() {
+    let t = TestDb::new().await;
+    let cache = Arc::new(pdf_cache(&t, config()));
+    let key = PdfKey::from_bytes(b"%PDF flaky");
+    let first = {
+        let (cache, key) = (Arc::clone(&cache), key.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(&key, || async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Err::<Vec<u8>, BoxError>("provider returned 503".into())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = cache
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(b"second try".to_vec()) })
+        .await
+        .expect("the waiter computes");
+    let err = first
+        .await
+        .expect("join")
+        .expect_err("the first compute failed");
+    assert!(
+        matches!(&err, CacheError::Compute { source, .. } if source.to_string() == "provider returned 503"),
+        "{err}"
+    );
+    assert_eq!(second, (b"second try".to_vec(), false));
+    assert_eq!(cache.stats().computes, 2);
+}
+
+#[tokio::test]
+async fn waiting_too_long_is_a_typed_timeout() {
+    let t = TestDb::new().await;
+    let slow = Arc::new(pdf_cache(&t, config()));
+    let impatient = pdf_cache(
+        &t,
+        CacheConfig {
+            wait_timeout: Duration::from_millis(100),
+            ..config()
+        },
+    );
+    let key = PdfKey::from_bytes(b"%PDF slow");
+    let leader = {
+        let (slow, key) = (Arc::clone(&slow), key.clone());
+        tokio::spawn(async move {
+            slow.get_or_compute(&key, || async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                Ok::<_, BoxError>(b"late".to_vec())
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = impatient
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(b"never".to_vec()) })
+        .await
+        .expect_err("times out");
+    assert!(matches!(err, CacheError::WaitTimeout { .. }), "{err}");
+    assert_eq!(leader.await.expect("join").expect("leader").0, b"late");
+}
+
+#[tokio::test]
+async fn expired_entries_are_misses_before_cleanup() {
+    let t = TestDb::new().await;
+    let vision = VisionCache::new(t.db.clone(), config(), TimeDelta::hours(1)).expect("vision");
+    let key = VisionKey::new("https://example.com/pica.jpg", "google").expect("key");
+    let response = VisionResponse {
+        data: json!({"label": "Pica pica"}),
+        response_time_ms: Some(420),
+    };
+    vision.put(&key, &response).await.expect("put");
+    assert_eq!(vision.get(&key).await.expect("get"), Some(response.clone()));
+    t.sql("UPDATE vision_api_cache SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'")
+        .await;
+    assert_eq!(
+        vision.get(&key).await.expect("get"),
+        None,
+        "expired is a miss"
+    );
+    assert_eq!(
+        t.scalar("SELECT count(*) FROM vision_api_cache").await,
+        "1",
+        "not yet cleaned"
+    );
+    let (_, hit) = vision
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(response.clone()) })
+        .await
+        .expect("recompute");
+    assert!(!hit);
+    assert_eq!(
+        t.scalar("SELECT (expires_at > now())::text FROM vision_api_cache")
+            .await,
+        "true"
+    );
+
+    let exercises = ExerciseCache::new(t.db.clone(), config(), TimeDelta::zero()).expect("ttl 0");
+    let user = Uuid::from_u128(42);
+    t.sql(&format!(
+        "INSERT INTO users (id, email, password_hash) VALUES ('{user}', 'u@example.com', 'x')"
+    ))
+    .await;
+    let ekey = ExerciseKey::new(user, "quiz", 2, "corvids").expect("key");
+    exercises.put(&ekey, &json!({"q": 1})).await.expect("put");
+    assert_eq!(
+        exercises.get(&ekey).await.expect("get"),
+        None,
+        "a zero TTL expires at once"
+    );
+    assert_eq!(exercises.cleanup_expired().await.expect("cleanup"), 1);
+}
+
+#[tokio::test]
+async fn lru_eviction_keeps_the_most_recently_used() {
+    let t = TestDb::new().await;
+    let vision = VisionCache::new(t.db.clone(), config(), TimeDelta::days(1)).expect("vision");
+    let keys: Vec<VisionKey> = (0..10)
+        .map(|i| VisionKey::new(&format!("https://example.com/{i}.jpg"), "openai").expect("key"))
+        .collect();
+    for key in &keys {
+        vision
+            .put(
+                key,
+                &VisionResponse {
+                    data: json!({}),
+                    response_time_ms: None,
+                },
+            )
+            .await
+            .expect("put");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in [2, 5, 7] {
+        assert!(vision.get(&keys[i]).await.expect("get").is_some());
+    }
+    assert_eq!(vision.evict_lru(3).await.expect("evict"), 7);
+    let left = t
+        .column("SELECT image_url FROM vision_api_cache ORDER BY image_url")
+        .await;
+    assert_eq!(
+        left,
+        [
+            "https://example.com/2.jpg",
+            "https://example.com/5.jpg",
+            "https://example.com/7.jpg"
+        ]
+    );
+    assert!(matches!(
+        vision.evict_lru(-1).await,
+        Err(CacheError::InvalidField { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_pdf_size_budget_evicts_least_recently_and_least_used_first() {
+    let t = TestDb::new().await;
+    let cache = pdf_cache(&t, config());
+    let keys: Vec<PdfKey> = (0..5)
+        .map(|i| PdfKey::from_bytes(format!("%PDF {i}").as_bytes()))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        cache
+            .put(key, &noise(10_000, i as u64 + 1))
+            .await
+            .expect("put");
+    }
+    let stored: i64 = t
+        .scalar("SELECT sum(storage_size_bytes) FROM pdf_cache")
+        .await
+        .parse()
+        .expect("sum");
+    assert!(stored > 50_000, "random data does not compress: {stored}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for key in [&keys[1], &keys[3]] {
+        cache.get(key).await.expect("get").expect("hit");
+    }
+    // Room for two entries: the two just used stay.
+    assert_eq!(cache.enforce_size_budget(25_000).await.expect("budget"), 3);
+    let left = t
+        .column("SELECT pdf_hash FROM pdf_cache ORDER BY pdf_hash")
+        .await;
+    let mut expected = vec![keys[1].hash().to_owned(), keys[3].hash().to_owned()];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert!(matches!(
+        cache.enforce_size_budget(-1).await,
+        Err(CacheError::InvalidField { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_is_a_miss_and_is_replaced() {
+    let t = TestDb::new().await;
+    let cache = pdf_cache(&t, config());
+    let key = PdfKey::from_bytes(b"%PDF corrupt");
+    cache.put(&key, &b"good".to_vec()).await.expect("put");
+    t.sql("UPDATE pdf_cache SET result_data = '\\xdeadbeef'")
+        .await;
+    assert_eq!(cache.get(&key).await.expect("no panic, no error"), None);
+    assert_eq!(cache.stats().errors, 1);
+    let (value, hit) = cache
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(b"recomputed".to_vec()) })
+        .await
+        .expect("recompute");
+    assert_eq!((value.as_slice(), hit), (&b"recomputed"[..], false));
+    assert_eq!(
+        cache.get(&key).await.expect("get"),
+        Some(b"recomputed".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let small = CacheConfig {
+        max_value_bytes: 1_000,
+        ..config()
+    };
+    let cache = pdf_cache(&t, small.clone());
+    let key = PdfKey::from_bytes(b"%PDF big");
+    let err = cache
+        .put(&key, &vec![0u8; 2_000])
+        .await
+        .expect_err("oversize");
+    assert!(
+        matches!(
+            err,
+            CacheError::Oversize {
+                size: 2_000,
+                limit: 1_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = cache
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(vec![0u8; 5_000]) })
+        .await
+        .expect_err("oversize compute");
+    assert!(matches!(err, CacheError::Oversize { .. }));
+    assert_eq!(t.scalar("SELECT count(*) FROM pdf_cache").await, "0");
+
+    assert!(matches!(
+        PdfKey::parse(""),
+        Err(CacheError::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        PdfKey::parse("XYZ"),
+        Err(CacheError::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        VisionKey::new("https://x.org/a.jpg", "midjourney"),
+        Err(CacheError::UnknownProvider(_))
+    ));
+    assert!(matches!(
+        VisionCache::new(t.db.clone(), small.clone(), TimeDelta::seconds(-5)),
+        Err(CacheError::NegativeTtl { seconds: -5, .. })
+    ));
+    assert!(matches!(
+        PdfCache::new(
+            t.db.clone(),
+            small,
+            PdfSettings {
+                compression_level: 40,
+                ..PdfSettings::default()
+            }
+        ),
+        Err(CacheError::InvalidField {
+            field: "compression_level",
+            ..
+        })
+    ));
+    let ai = AiResponseCache::new(t.db.clone(), config());
+    let bad = AiRequest {
+        operation_type: "".into(),
+        lecture_ids: vec![],
+        params: json!({}),
+    };
+    assert!(matches!(
+        ai.key(&bad).await,
+        Err(CacheError::InvalidKey { .. })
+    ));
+    assert_eq!(
+        t.scalar("SELECT count(*) FROM ai_response_cache").await,
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn changing_a_lecture_invalidates_only_its_responses() {
+    let t = TestDb::new().await;
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    t.sql(&format!(
+        "INSERT INTO courses (id, title) VALUES ('{c}', 'Birds');
+         INSERT INTO lectures (id, course_id, title) VALUES ('{a}', '{c}', 'A'), ('{b}', '{c}', 'B');",
+        c = Uuid::from_u128(0xc)
+    ))
+    .await;
+    let cache = AiResponseCache::new(t.db.clone(), config());
+    assert_eq!(
+        cache
+            .set_lecture_content(a, "corvids v1")
+            .await
+            .expect("set"),
+        0,
+        "first hash"
+    );
+    assert_eq!(
+        cache
+            .set_lecture_content(b, "raptors v1")
+            .await
+            .expect("set"),
+        0
+    );
+    let request = |ids: Vec<Uuid>, op: &str| AiRequest {
+        operation_type: op.into(),
+        lecture_ids: ids,
+        params: json!({"n": 3}),
+    };
+    let reqs = [
+        request(vec![a], "quiz"),
+        request(vec![b], "quiz"),
+        request(vec![a, b], "summary"),
+    ];
+    for r in &reqs {
+        let key = cache.key(r).await.expect("key");
+        cache
+            .put(
+                &key,
+                &AiResponse {
+                    data: json!({"for": r.operation_type}),
+                    tokens_used: 10,
+                },
+            )
+            .await
+            .expect("put");
+    }
+    assert_eq!(
+        cache
+            .set_lecture_content(a, "corvids v1")
+            .await
+            .expect("same"),
+        0,
+        "unchanged content"
+    );
+    assert_eq!(
+        cache
+            .set_lecture_content(a, "corvids v2")
+            .await
+            .expect("edit"),
+        2
+    );
+    let left = t
+        .sql("SELECT lecture_ids::text FROM ai_response_cache")
+        .await;
+    assert_eq!(left, [[format!("{{{b}}}")]]);
+    // The old key of an A request is gone, and its new key is a miss.
+    let new_key = cache.key(&reqs[0]).await.expect("key");
+    assert_eq!(cache.get(&new_key).await.expect("get"), None);
+    let unknown = cache
+        .set_lecture_content(Uuid::from_u128(0xdead), "x")
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(CacheError::InvalidField {
+            field: "lecture_id",
+            ..
+        })
+    ));
+    assert_eq!(cache.invalidate_lecture(b).await.expect("invalidate"), 1);
+}
+
+#[tokio::test]
+async fn logically_equal_ai_requests_share_an_entry() {
+    let t = TestDb::new().await;
+    let cache = AiResponseCache::new(t.db.clone(), config());
+    let (x, y) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let one = AiRequest {
+        operation_type: "quiz".into(),
+        lecture_ids: vec![x, y],
+        params: json!({"n": 5, "lang": "es"}),
+    };
+    let two = AiRequest {
+        operation_type: "quiz".into(),
+        lecture_ids: vec![y, x],
+        params: json!({"lang": "es", "n": 5}),
+    };
+    let k1 = cache.key(&one).await.expect("key");
+    cache
+        .put(
+            &k1,
+            &AiResponse {
+                data: json!("cached"),
+                tokens_used: 1,
+            },
+        )
+        .await
+        .expect("put");
+    let k2 = cache.key(&two).await.expect("key");
+    assert_eq!(k1.cache_key(), k2.cache_key());
+    assert_eq!(
+        cache.get(&k2).await.expect("get").map(|r| r.data),
+        Some(json!("cached"))
+    );
+}
+
+#[tokio::test]
+async fn pdf_costs_reach_layer0_stats() {
+    let t = TestDb::new().await;
+    let cache = pdf_cache(&t, config());
+    let pdf = vec![b'x'; 2 * 1_048_576];
+    let key = PdfKey::from_reader(std::io::Cursor::new(pdf.clone()))
+        .await
+        .expect("hash");
+    assert_eq!(key, PdfKey::from_bytes(&pdf));
+    assert_eq!(key.pdf_bytes(), Some(2 * 1_048_576));
+    cache
+        .get_or_compute(&key, || async {
+            Ok::<_, BoxError>(b"{\"pages\": 12}".to_vec())
+        })
+        .await
+        .expect("miss");
+    for _ in 0..3 {
+        cache.get(&key).await.expect("get").expect("hit");
+    }
+    let stats = cache.refresh_stats().await.expect("stats");
+    assert_eq!(
+        (
+            stats.total_cache_entries,
+            stats.cache_hits,
+            stats.cache_misses
+        ),
+        (1, 3, 1)
+    );
+    // Default model: $0.01 + $0.005/MiB × 2 MiB = $0.02 per processing.
+    assert!((stats.total_cost_usd - 0.02).abs() < 1e-9, "{stats:?}");
+    assert!((stats.total_saved_usd - 0.06).abs() < 1e-9, "{stats:?}");
+    assert_eq!(stats.hit_rate, 75.0);
+}
