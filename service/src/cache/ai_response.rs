@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
-use sea_orm::sqlx;
+use sea_orm::sqlx::{self, PgConnection};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -143,14 +143,14 @@ impl Store for AiResponseStore {
 
     async fn load(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &AiKey,
     ) -> Result<Option<AiResponse>, CacheError> {
         let row: Option<(Value, i32)> = sqlx::query_as(
             "SELECT response_data, tokens_used FROM ai_response_cache WHERE cache_key = $1",
         )
         .bind(&key.cache_key)
-        .fetch_optional(db.get_postgres_connection_pool())
+        .fetch_optional(db)
         .await
         .map_err(db_err)?;
         Ok(row.map(|(data, tokens_used)| AiResponse { data, tokens_used }))
@@ -170,7 +170,7 @@ impl Store for AiResponseStore {
 
     async fn save(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &AiKey,
         value: &AiResponse,
     ) -> Result<(), CacheError> {
@@ -194,16 +194,16 @@ impl Store for AiResponseStore {
         .bind(&value.data)
         .bind(value.tokens_used)
         .bind(size)
-        .execute(db.get_postgres_connection_pool())
+        .execute(db)
         .await
         .map_err(db_err)?;
         Ok(())
     }
 
-    async fn remove(&self, db: &DatabaseConnection, key: &AiKey) -> Result<u64, CacheError> {
+    async fn remove(&self, db: &mut PgConnection, key: &AiKey) -> Result<u64, CacheError> {
         let done = sqlx::query("DELETE FROM ai_response_cache WHERE cache_key = $1")
             .bind(&key.cache_key)
-            .execute(db.get_postgres_connection_pool())
+            .execute(db)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected())

@@ -36,11 +36,12 @@ pub trait Store: Send + Sync + 'static {
     /// The key as text, for errors and the advisory-lock hash.
     fn key_text(key: &Self::Key) -> String;
 
-    /// Reads the live entry for `key`: `Ok(None)` when absent or expired,
-    /// `Err(CacheError::Corrupt)` when it cannot be decoded. One round trip, no write.
+    /// Reads the live entry for `key` on `db` (the pool, or the connection that holds
+    /// the key's lock): `Ok(None)` when absent or expired, `Err(CacheError::Corrupt)`
+    /// when it cannot be decoded. One round trip, no write.
     fn load(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &Self::Key,
     ) -> impl Future<Output = Result<Option<Self::Value>, CacheError>> + Send;
 
@@ -48,10 +49,10 @@ pub trait Store: Send + Sync + 'static {
     /// anything is written.
     fn size_of(&self, value: &Self::Value) -> Result<usize, CacheError>;
 
-    /// Writes (inserts or replaces) the entry. One round trip.
+    /// Writes (inserts or replaces) the entry on `db`. One round trip.
     fn save(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &Self::Key,
         value: &Self::Value,
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
@@ -59,7 +60,7 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the entry; how many rows went (0 or 1). One round trip.
     fn remove(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &Self::Key,
     ) -> impl Future<Output = Result<u64, CacheError>> + Send;
 
@@ -167,7 +168,11 @@ impl<S: Store> CacheCore<S> {
     /// counted in memory and written at the next flush. A corrupt entry is logged,
     /// counted as an error and reported as a miss.
     pub async fn get(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
-        match self.shared.load_logged(key).await? {
+        match self
+            .shared
+            .load_logged(&mut *self.shared.conn().await?, key)
+            .await?
+        {
             Some(value) => {
                 self.shared.record_hit(key, &value);
                 Ok(Some(value))
@@ -183,12 +188,20 @@ impl<S: Store> CacheCore<S> {
     /// oversize value is refused and nothing is written. One round trip.
     pub async fn put(&self, key: &S::Key, value: &S::Value) -> Result<(), CacheError> {
         self.shared.check_size(key, value)?;
-        self.shared.store.save(&self.shared.db, key, value).await
+        self.shared
+            .store
+            .save(&mut *self.shared.conn().await?, key, value)
+            .await
     }
 
     /// Deletes the entry for `key`; whether there was one. One round trip.
     pub async fn delete(&self, key: &S::Key) -> Result<bool, CacheError> {
-        Ok(self.shared.store.remove(&self.shared.db, key).await? > 0)
+        Ok(self
+            .shared
+            .store
+            .remove(&mut *self.shared.conn().await?, key)
+            .await?
+            > 0)
     }
 
     /// The value for `key` and whether it was a hit, computing and storing it on a
@@ -212,7 +225,7 @@ impl<S: Store> CacheCore<S> {
         E: Into<BoxError>,
     {
         let shared = &self.shared;
-        if let Some(value) = shared.load_logged(key).await? {
+        if let Some(value) = shared.load_logged(&mut *shared.conn().await?, key).await? {
             shared.record_hit(key, &value);
             return Ok((value, true));
         }
@@ -229,7 +242,7 @@ impl<S: Store> CacheCore<S> {
         };
         let result = async {
             let mut lock_conn = shared.advisory_lock(key, deadline).await?;
-            let outcome = shared.compute_locked(key, compute).await;
+            let outcome = shared.compute_locked(&mut lock_conn, key, compute).await;
             let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(lock_id(shared.store.name(), &S::key_text(key)))
                 .execute(&mut *lock_conn)
@@ -296,8 +309,21 @@ impl<S: Store> Drop for CacheCore<S> {
 }
 
 impl<S: Store> Shared<S> {
-    async fn load_logged(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
-        match self.store.load(&self.db, key).await {
+    /// A pooled connection (what sqlx does for every query on a pool anyway).
+    async fn conn(&self) -> Result<PoolConnection<Postgres>, CacheError> {
+        self.db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(db_err)
+    }
+
+    async fn load_logged(
+        &self,
+        db: &mut PgConnection,
+        key: &S::Key,
+    ) -> Result<Option<S::Value>, CacheError> {
+        match self.store.load(db, key).await {
             Err(e @ CacheError::Corrupt { .. }) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(cache = self.store.name(), error = %e, "corrupt entry treated as a miss");
@@ -387,9 +413,11 @@ impl<S: Store> Shared<S> {
     }
 
     /// With the key's locks held: read again (another holder may have stored it),
-    /// else compute and store.
+    /// else compute and store — both on `conn`, the connection that holds the
+    /// advisory lock, so a compute never needs a second pooled connection.
     async fn compute_locked<F, Fut, E>(
         &self,
+        conn: &mut PgConnection,
         key: &S::Key,
         compute: F,
     ) -> Result<(S::Value, bool), CacheError>
@@ -398,7 +426,7 @@ impl<S: Store> Shared<S> {
         Fut: Future<Output = Result<S::Value, E>>,
         E: Into<BoxError>,
     {
-        if let Some(value) = self.load_logged(key).await? {
+        if let Some(value) = self.load_logged(&mut *conn, key).await? {
             self.record_hit(key, &value);
             return Ok((value, true));
         }
@@ -415,7 +443,7 @@ impl<S: Store> Shared<S> {
         })?;
         let elapsed = started.elapsed();
         self.check_size(key, &value)?;
-        self.store.save(&self.db, key, &value).await?;
+        self.store.save(&mut *conn, key, &value).await?;
         if self.config.bookkeeping
             && let Some(event) = self.store.miss_event(key, &value, elapsed)
             && let Ok(mut events) = self.events.lock()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::DatabaseConnection;
-use sea_orm::sqlx;
+use sea_orm::sqlx::{self, PgConnection};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ impl Store for ExerciseStore {
 
     async fn load(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &ExerciseKey,
     ) -> Result<Option<Value>, CacheError> {
         sqlx::query_scalar(
@@ -100,7 +100,7 @@ impl Store for ExerciseStore {
         .bind(&key.exercise_type)
         .bind(key.difficulty)
         .bind(&key.topic)
-        .fetch_optional(db.get_postgres_connection_pool())
+        .fetch_optional(db)
         .await
         .map_err(db_err)
     }
@@ -111,7 +111,7 @@ impl Store for ExerciseStore {
 
     async fn save(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &ExerciseKey,
         value: &Value,
     ) -> Result<(), CacheError> {
@@ -130,13 +130,13 @@ impl Store for ExerciseStore {
         .bind(&key.topic)
         .bind(value)
         .bind(self.ttl.num_milliseconds() as f64 / 1000.0)
-        .execute(db.get_postgres_connection_pool())
+        .execute(db)
         .await
         .map_err(db_err)?;
         Ok(())
     }
 
-    async fn remove(&self, db: &DatabaseConnection, key: &ExerciseKey) -> Result<u64, CacheError> {
+    async fn remove(&self, db: &mut PgConnection, key: &ExerciseKey) -> Result<u64, CacheError> {
         let done = sqlx::query(
             "DELETE FROM exercise_cache
              WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4",
@@ -145,7 +145,7 @@ impl Store for ExerciseStore {
         .bind(&key.exercise_type)
         .bind(key.difficulty)
         .bind(&key.topic)
-        .execute(db.get_postgres_connection_pool())
+        .execute(db)
         .await
         .map_err(db_err)?;
         Ok(done.rows_affected())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
-use sea_orm::sqlx;
+use sea_orm::sqlx::{self, PgConnection};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -171,14 +171,14 @@ impl Store for PdfStore {
 
     async fn load(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &PdfKey,
     ) -> Result<Option<Vec<u8>>, CacheError> {
         let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT result_data, compression_algorithm, original_size_bytes FROM pdf_cache WHERE pdf_hash = $1",
         )
         .bind(&key.hash)
-        .fetch_optional(db.get_postgres_connection_pool())
+        .fetch_optional(db)
         .await
         .map_err(db_err)?;
         let Some((data, algorithm, original)) = row else {
@@ -211,7 +211,7 @@ impl Store for PdfStore {
 
     async fn save(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &PdfKey,
         value: &Vec<u8>,
     ) -> Result<(), CacheError> {
@@ -247,16 +247,16 @@ impl Store for PdfStore {
         .bind(value.len() as i64)
         .bind(compressed.len() as i64)
         .bind(ratio)
-        .execute(db.get_postgres_connection_pool())
+        .execute(db)
         .await
         .map_err(db_err)?;
         Ok(())
     }
 
-    async fn remove(&self, db: &DatabaseConnection, key: &PdfKey) -> Result<u64, CacheError> {
+    async fn remove(&self, db: &mut PgConnection, key: &PdfKey) -> Result<u64, CacheError> {
         let done = sqlx::query("DELETE FROM pdf_cache WHERE pdf_hash = $1")
             .bind(&key.hash)
-            .execute(db.get_postgres_connection_pool())
+            .execute(db)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::sea_orm_active_enums::AiProvider;
 use sea_orm::DatabaseConnection;
-use sea_orm::sqlx;
+use sea_orm::sqlx::{self, PgConnection};
 use serde_json::Value;
 
 use super::core::db_err;
@@ -129,7 +129,7 @@ impl Store for VisionStore {
 
     async fn load(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &VisionKey,
     ) -> Result<Option<VisionResponse>, CacheError> {
         let row: Option<(Value, Option<i32>)> = sqlx::query_as(
@@ -138,7 +138,7 @@ impl Store for VisionStore {
         )
         .bind(&key.url_hash)
         .bind(key.provider)
-        .fetch_optional(db.get_postgres_connection_pool())
+        .fetch_optional(db)
         .await
         .map_err(db_err)?;
         Ok(row.map(|(data, response_time_ms)| VisionResponse {
@@ -153,7 +153,7 @@ impl Store for VisionStore {
 
     async fn save(
         &self,
-        db: &DatabaseConnection,
+        db: &mut PgConnection,
         key: &VisionKey,
         value: &VisionResponse,
     ) -> Result<(), CacheError> {
@@ -177,19 +177,19 @@ impl Store for VisionStore {
         .bind(value.data.to_string().len() as i32)
         .bind(value.response_time_ms)
         .bind(self.ttl.num_milliseconds() as f64 / 1000.0)
-        .execute(db.get_postgres_connection_pool())
+        .execute(db)
         .await
         .map_err(db_err)?;
         Ok(())
     }
 
-    async fn remove(&self, db: &DatabaseConnection, key: &VisionKey) -> Result<u64, CacheError> {
+    async fn remove(&self, db: &mut PgConnection, key: &VisionKey) -> Result<u64, CacheError> {
         let done = sqlx::query(
             "DELETE FROM vision_api_cache WHERE url_hash = $1 AND provider = $2::ai_provider",
         )
         .bind(&key.url_hash)
         .bind(key.provider)
-        .execute(db.get_postgres_connection_pool())
+        .execute(db)
         .await
         .map_err(db_err)?;
         Ok(done.rows_affected())

@@ -1,0 +1,323 @@
+//! `cargo bench -p service --bench cache`: the cache's hit and miss paths against a
+//! raw-SQL baseline measured in the same run, on the same pool.
+//!
+//! Database: `DATABASE_URL`'s server, else the embedded default cluster; the bench
+//! uses (and recreates) its own database `strata_bench`. It fills `pdf_cache` with
+//! 100,000 entries of ~2 KB (zstd-compressed, as the service stores them), then for 1
+//! and 8 concurrent tasks measures, in three interleaved rounds (medians reported):
+//! - hits: `PdfCache::get` with bookkeeping on and off, against the same primary-key
+//!   `SELECT` issued directly with sqlx;
+//! - miss-and-store: `get_or_compute` on new keys, against a raw
+//!   `INSERT … ON CONFLICT DO UPDATE`.
+//!
+//! It ends with `hit_ratio_vs_raw=<x>` (8 tasks, bookkeeping on, over raw) and
+//! `bookkeeping_overhead=<fraction>` (8 tasks, 1 − on/off).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+use service::cache::{BoxError, CacheConfig};
+
+const ENTRIES: usize = 100_000;
+const VALUE_BYTES: usize = 2_048;
+const RUN: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 3;
+
+#[derive(Clone, Copy)]
+struct Measure {
+    per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let url = bench_database().await?;
+    let mut opt = ConnectOptions::new(url.clone());
+    opt.max_connections(8)
+        .min_connections(8)
+        .sqlx_logging(false);
+    let db = Database::connect(opt).await?;
+    let keys = fill(&db).await?;
+    let value = sample_value();
+
+    let mut hit_ratio = 0.0;
+    let mut overhead = 0.0;
+    for tasks in [1usize, 8] {
+        let (mut raw, mut on, mut off) = (vec![], vec![], vec![]);
+        for round in 0..ROUNDS {
+            raw.push(run(tasks, &keys, round, raw_hit(db.clone())).await);
+            let cache = Arc::new(PdfCache::new(
+                db.clone(),
+                config(true),
+                PdfSettings::default(),
+            )?);
+            on.push(run(tasks, &keys, round, service_hit(Arc::clone(&cache))).await);
+            cache.shutdown().await?;
+            let cache = Arc::new(PdfCache::new(
+                db.clone(),
+                config(false),
+                PdfSettings::default(),
+            )?);
+            off.push(run(tasks, &keys, round, service_hit(cache)).await);
+        }
+        let (raw, on, off) = (median(raw), median(on), median(off));
+        println!("hits, {tasks} task(s), {ENTRIES} entries of ~{VALUE_BYTES} B:");
+        print_row("raw SELECT by primary key", raw, None);
+        print_row("service get (bookkeeping on)", on, Some(raw));
+        print_row("service get (bookkeeping off)", off, Some(raw));
+        if tasks == 8 {
+            hit_ratio = on.per_second / raw.per_second;
+            overhead = 1.0 - on.per_second / off.per_second;
+        }
+
+        let (mut raw_miss, mut svc_miss) = (vec![], vec![]);
+        for round in 0..ROUNDS {
+            raw_miss.push(run(tasks, &keys, round, raw_insert(db.clone(), value.clone())).await);
+            let cache = Arc::new(PdfCache::new(
+                db.clone(),
+                config(true),
+                PdfSettings::default(),
+            )?);
+            svc_miss.push(
+                run(
+                    tasks,
+                    &keys,
+                    round,
+                    service_miss(Arc::clone(&cache), value.clone()),
+                )
+                .await,
+            );
+            cache.shutdown().await?;
+        }
+        let (raw_miss, svc_miss) = (median(raw_miss), median(svc_miss));
+        println!("miss and store, {tasks} task(s):");
+        print_row("raw INSERT ... ON CONFLICT", raw_miss, None);
+        print_row("service get_or_compute (miss)", svc_miss, Some(raw_miss));
+    }
+    println!("hit_ratio_vs_raw={hit_ratio:.3}");
+    println!("bookkeeping_overhead={overhead:.3}");
+    Ok(())
+}
+
+fn config(bookkeeping: bool) -> CacheConfig {
+    CacheConfig {
+        bookkeeping,
+        ..CacheConfig::default()
+    }
+}
+
+fn print_row(name: &str, m: Measure, baseline: Option<Measure>) {
+    let ratio = baseline.map_or(String::new(), |b| {
+        format!("  ratio {:.3}", m.per_second / b.per_second)
+    });
+    println!(
+        "  {name:<32} {:>9.0}/s  p50 {:>7.1} µs  p99 {:>8.1} µs{ratio}",
+        m.per_second, m.p50_us, m.p99_us
+    );
+}
+
+fn median(mut runs: Vec<Measure>) -> Measure {
+    runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    runs[runs.len() / 2]
+}
+
+/// Runs `op` from `tasks` tasks for [`RUN`], each on its own pseudo-random key
+/// sequence, and measures throughput and latency.
+async fn run<F, Fut>(tasks: usize, keys: &Arc<Vec<PdfKey>>, round: usize, op: F) -> Measure
+where
+    F: Fn(PdfKey) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (op, keys) = (op.clone(), Arc::clone(keys));
+            tokio::spawn(async move {
+                let mut x = (t as u64 + 1) * 0x9E37_79B9 + round as u64 * 7919;
+                let mut latencies = Vec::with_capacity(100_000);
+                while start.elapsed() < RUN {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let key = keys[(x % keys.len() as u64) as usize].clone();
+                    let began = Instant::now();
+                    op(key).await;
+                    latencies.push(began.elapsed().as_nanos() as u64);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("bench task"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    Measure {
+        per_second: all.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+fn raw_hit(
+    db: DatabaseConnection,
+) -> impl Fn(PdfKey) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
+    move |key: PdfKey| {
+        let db = db.clone();
+        Box::pin(async move {
+            let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
+                "SELECT result_data, compression_algorithm, original_size_bytes FROM pdf_cache WHERE pdf_hash = $1",
+            )
+            .bind(key.hash())
+            .fetch_optional(db.get_postgres_connection_pool())
+            .await
+            .expect("raw select");
+            assert!(row.is_some());
+        })
+    }
+}
+
+fn service_hit(
+    cache: Arc<PdfCache>,
+) -> impl Fn(PdfKey) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
+    move |key: PdfKey| {
+        let cache = Arc::clone(&cache);
+        Box::pin(async move {
+            let value = cache.get(&key).await.expect("service get");
+            assert!(value.is_some());
+        })
+    }
+}
+
+fn raw_insert(
+    db: DatabaseConnection,
+    value: Vec<u8>,
+) -> impl Fn(PdfKey) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
+    let compressed = Arc::new(zstd::bulk::compress(&value, 3).expect("compress"));
+    move |_key: PdfKey| {
+        let (db, compressed) = (db.clone(), Arc::clone(&compressed));
+        Box::pin(async move {
+            let key = PdfKey::from_bytes(uuid::Uuid::new_v4().as_bytes());
+            sqlx::query(
+                "INSERT INTO pdf_cache (pdf_hash, result_data, compression_algorithm, original_size_bytes,
+                                        storage_size_bytes, compression_ratio)
+                 VALUES ($1, $2, 'zstd', $3, $4, $5)
+                 ON CONFLICT (pdf_hash) DO UPDATE SET result_data = EXCLUDED.result_data",
+            )
+            .bind(key.hash())
+            .bind(compressed.as_slice())
+            .bind(VALUE_BYTES as i64)
+            .bind(compressed.len() as i64)
+            .bind(VALUE_BYTES as f64 / compressed.len() as f64)
+            .execute(db.get_postgres_connection_pool())
+            .await
+            .expect("raw insert");
+        })
+    }
+}
+
+fn service_miss(
+    cache: Arc<PdfCache>,
+    value: Vec<u8>,
+) -> impl Fn(PdfKey) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
+    let value = Arc::new(value);
+    move |_key: PdfKey| {
+        let (cache, value) = (Arc::clone(&cache), Arc::clone(&value));
+        Box::pin(async move {
+            let key = PdfKey::from_bytes(uuid::Uuid::new_v4().as_bytes());
+            let (_, hit) = cache
+                .get_or_compute(
+                    &key,
+                    || async move { Ok::<_, BoxError>(value.as_ref().clone()) },
+                )
+                .await
+                .expect("service miss");
+            assert!(!hit);
+        })
+    }
+}
+
+/// ~2 KB of JSON-like text that compresses about as a real processing result does.
+fn sample_value() -> Vec<u8> {
+    let mut text = String::from("{\"pages\":[");
+    let mut i = 0u64;
+    while text.len() < VALUE_BYTES - 40 {
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.push_str(&format!(
+            "{{\"n\":{},\"w\":{}}},",
+            i % 997,
+            (i >> 20) % 100_003
+        ));
+    }
+    text.push_str("{}]}");
+    let mut bytes = text.into_bytes();
+    bytes.resize(VALUE_BYTES, b' ');
+    bytes
+}
+
+/// Recreates `strata_bench` on the server and migrates it; its URL.
+async fn bench_database() -> Result<String, BoxError> {
+    let url = service::db::resolve_url(None)?;
+    let admin_url = with_database(&url, "postgres");
+    let admin = Database::connect(
+        ConnectOptions::new(admin_url)
+            .sqlx_logging(false)
+            .to_owned(),
+    )
+    .await?;
+    admin
+        .execute_unprepared("DROP DATABASE IF EXISTS strata_bench WITH (FORCE)")
+        .await?;
+    admin
+        .execute_unprepared("CREATE DATABASE strata_bench")
+        .await?;
+    admin.close().await?;
+    let bench_url = with_database(&url, "strata_bench");
+    migration::up(&bench_url).await?;
+    Ok(bench_url)
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("{scheme}://{authority}/{db}")
+}
+
+/// Fills `pdf_cache` with [`ENTRIES`] entries in batches; their keys.
+async fn fill(db: &DatabaseConnection) -> Result<Arc<Vec<PdfKey>>, BoxError> {
+    let value = sample_value();
+    let compressed = zstd::bulk::compress(&value, 3)?;
+    let keys: Vec<PdfKey> = (0..ENTRIES)
+        .map(|i| PdfKey::from_bytes(format!("bench pdf {i}").as_bytes()))
+        .collect();
+    for chunk in keys.chunks(10_000) {
+        let hashes: Vec<String> = chunk.iter().map(|k| k.hash().to_owned()).collect();
+        sqlx::query(
+            "INSERT INTO pdf_cache (pdf_hash, result_data, compression_algorithm, original_size_bytes,
+                                    storage_size_bytes, compression_ratio)
+             SELECT h, $2, 'zstd', $3, $4, $5 FROM unnest($1::text[]) AS h",
+        )
+        .bind(hashes)
+        .bind(&compressed)
+        .bind(value.len() as i64)
+        .bind(compressed.len() as i64)
+        .bind(value.len() as f64 / compressed.len() as f64)
+        .execute(db.get_postgres_connection_pool())
+        .await?;
+    }
+    db.execute_unprepared("VACUUM ANALYZE pdf_cache").await?;
+    println!(
+        "filled pdf_cache: {ENTRIES} entries, {VALUE_BYTES} B values stored as {} B (zstd 3)",
+        compressed.len()
+    );
+    Ok(Arc::new(keys))
+}
