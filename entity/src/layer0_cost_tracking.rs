@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub pdf_hash: String,
+    pub pdf_hash: Option<String>,
     pub cache_hit: bool,
+    pub lookups: i32,
     #[sea_orm(column_type = "Decimal(Some((12, 6)))")]
     pub cost_usd: Decimal,
     #[sea_orm(column_type = "Decimal(Some((12, 6)))")]

@@ -140,7 +140,7 @@ LIMIT 10;",
 #[tokio::test]
 async fn performance_tuning_and_troubleshooting() {
     let t = TestDb::new().await;
-    let options = "SELECT relname, reloptions::text FROM pg_class WHERE relname IN ('pdf_cache', 'layer0_cost_tracking') ORDER BY relname";
+    let options = "SELECT relname, array(SELECT unnest(reloptions) ORDER BY 1)::text FROM pg_class WHERE relname IN ('pdf_cache', 'layer0_cost_tracking') ORDER BY relname";
     let expected = [
         [
             "layer0_cost_tracking",
@@ -148,7 +148,7 @@ async fn performance_tuning_and_troubleshooting() {
         ],
         [
             "pdf_cache",
-            "{autovacuum_vacuum_scale_factor=0.05,autovacuum_analyze_scale_factor=0.02}",
+            "{autovacuum_analyze_scale_factor=0.02,autovacuum_vacuum_scale_factor=0.05,fillfactor=85}",
         ],
     ];
     assert_eq!(

@@ -286,8 +286,9 @@ impl Store for PdfStore {
         })
     }
 
-    /// One statement: the access counts of `pdf_cache` (hits only; a miss's
-    /// processing time too) and one `layer0_cost_tracking` row per lookup.
+    /// One statement: the access counts of `pdf_cache` (and a miss's processing
+    /// time), one `layer0_cost_tracking` row per miss, and one row for all the hits of
+    /// the flush (`lookups` = their number, `cost_saved_usd` = their savings).
     async fn flush(
         &self,
         db: &DatabaseConnection,
@@ -295,10 +296,14 @@ impl Store for PdfStore {
     ) -> Result<(), CacheError> {
         let mut per_hash: std::collections::HashMap<&str, (i64, DateTime<Utc>, Option<i32>)> =
             std::collections::HashMap::new();
+        let (mut hits, mut saved, mut last_hit) = (0i32, 0f64, None::<DateTime<Utc>>);
         for e in &events {
             let entry = per_hash.entry(&e.hash).or_insert((0, e.at, None));
             if e.hit {
                 entry.0 += 1;
+                hits += 1;
+                saved += e.saved_usd;
+                last_hit = last_hit.max(Some(e.at));
             }
             entry.1 = entry.1.max(e.at);
             entry.2 = entry.2.or(e.processing_ms);
@@ -310,6 +315,7 @@ impl Store for PdfStore {
             lasts.push(at);
             millis.push(ms);
         }
+        let misses: Vec<&PdfEvent> = events.iter().filter(|e| !e.hit).collect();
         sqlx::query(
             "WITH access AS (
                  UPDATE pdf_cache p SET
@@ -320,22 +326,25 @@ impl Store for PdfStore {
                  WHERE p.pdf_hash = v.h
              )
              INSERT INTO layer0_cost_tracking
-                 (pdf_hash, cache_hit, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
-             SELECT h, hit, c::numeric(12, 6), s::numeric(12, 6), ms, sz, t
-             FROM unnest($5::text[], $6::bool[], $7::float8[], $8::float8[], $9::int4[], $10::int8[], $11::timestamptz[])
-                  AS e(h, hit, c, s, ms, sz, t)",
+                 (pdf_hash, cache_hit, lookups, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
+             SELECT h, false, 1, c::numeric(12, 6), 0, ms, sz, t
+             FROM unnest($5::text[], $6::float8[], $7::int4[], $8::int8[], $9::timestamptz[]) AS e(h, c, ms, sz, t)
+             UNION ALL
+             SELECT NULL, true, $10, 0, $11::numeric(12, 6), NULL, NULL, $12
+             WHERE $10 > 0",
         )
         .bind(hashes)
         .bind(counts)
         .bind(lasts)
         .bind(millis)
-        .bind(events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.hit).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.saved_usd).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.processing_ms).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.pdf_bytes).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(misses.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
+        .bind(misses.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
+        .bind(misses.iter().map(|e| e.processing_ms).collect::<Vec<_>>())
+        .bind(misses.iter().map(|e| e.pdf_bytes).collect::<Vec<_>>())
+        .bind(misses.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(hits)
+        .bind(saved)
+        .bind(last_hit.unwrap_or_else(Utc::now))
         .execute(db.get_postgres_connection_pool())
         .await
         .map_err(db_err)?;
