@@ -636,3 +636,46 @@ async fn pdf_costs_reach_layer0_stats() {
     assert!((stats.total_saved_usd - 0.06).abs() < 1e-9, "{stats:?}");
     assert_eq!(stats.hit_rate, 75.0);
 }
+
+#[tokio::test]
+async fn a_cancelled_compute_does_not_leave_its_lock_behind() {
+    let t = TestDb::new().await;
+    let cache = Arc::new(pdf_cache(
+        &t,
+        CacheConfig {
+            wait_timeout: Duration::from_secs(3),
+            ..config()
+        },
+    ));
+    let key = PdfKey::from_bytes(b"%PDF abandoned");
+    let abandoned = {
+        let (cache, key) = (Arc::clone(&cache), key.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(&key, || async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok::<_, BoxError>(b"never".to_vec())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    // The lock's connection was closed, not pooled: another service (another pool)
+    // gets the lock; a leaked lock would make it wait out its 3 s and time out.
+    let other = PdfCache::new(
+        tests::pool(&t.url, 2).await,
+        CacheConfig {
+            wait_timeout: Duration::from_secs(3),
+            ..config()
+        },
+        PdfSettings::default(),
+    )
+    .expect("other");
+    let (value, hit) = other
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(b"fresh".to_vec()) })
+        .await
+        .expect("not blocked by the abandoned lock");
+    assert_eq!((value.as_slice(), hit), (&b"fresh"[..], false));
+}

@@ -231,32 +231,32 @@ impl<S: Store> CacheCore<S> {
         }
         let deadline = Instant::now() + shared.config.wait_timeout;
         let local = shared.local_lock(key);
-        let _local_guard = match local.try_lock() {
+        let local_guard = match Arc::clone(&local).try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
                 shared.counters.waits.fetch_add(1, Ordering::Relaxed);
-                tokio::time::timeout_at(deadline.into(), local.lock())
+                match tokio::time::timeout_at(deadline.into(), Arc::clone(&local).lock_owned())
                     .await
-                    .map_err(|_| shared.wait_timeout(key))?
+                {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        shared.release_local(key, local);
+                        return Err(shared.wait_timeout(key));
+                    }
+                }
             }
         };
         let result = async {
-            let mut lock_conn = shared.advisory_lock(key, deadline).await?;
-            let outcome = shared.compute_locked(&mut lock_conn, key, compute).await;
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(lock_id(shared.store.name(), &S::key_text(key)))
-                .execute(&mut *lock_conn)
-                .await;
-            if let Err(e) = unlocked {
-                // The lock dies with the session: close the connection rather than
-                // return it to the pool still holding the lock.
-                tracing::warn!(cache = shared.store.name(), error = %e, "advisory unlock failed; closing the connection");
-                let _ = lock_conn.detach();
-            }
+            let mut held = shared.advisory_lock(key, deadline).await?;
+            let outcome = match held.conn.as_mut() {
+                Some(conn) => shared.compute_locked(conn, key, compute).await,
+                None => unreachable_lock(),
+            };
+            held.release().await;
             outcome
         }
         .await;
-        drop(_local_guard);
+        drop(local_guard);
         shared.release_local(key, local);
         result
     }
@@ -373,7 +373,7 @@ impl<S: Store> Shared<S> {
     fn release_local(&self, key: &S::Key, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         drop(lock);
-        // Only the map holds it now: nobody waits for this key.
+        // Only the map holds it now (guards hold a clone too): nobody waits for this key.
         if map.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
             map.remove(key);
         }
@@ -382,11 +382,7 @@ impl<S: Store> Shared<S> {
     /// Takes the key's advisory lock on a pooled connection, polling
     /// `pg_try_advisory_lock` until `deadline` (so an abandoned wait never leaves a
     /// lock request behind on the server).
-    async fn advisory_lock(
-        &self,
-        key: &S::Key,
-        deadline: Instant,
-    ) -> Result<PoolConnection<Postgres>, CacheError> {
+    async fn advisory_lock(&self, key: &S::Key, deadline: Instant) -> Result<HeldLock, CacheError> {
         let id = lock_id(self.store.name(), &S::key_text(key));
         let mut conn = self
             .db
@@ -398,7 +394,10 @@ impl<S: Store> Shared<S> {
         let mut waited = false;
         loop {
             if try_lock(&mut conn, id).await? {
-                return Ok(conn);
+                return Ok(HeldLock {
+                    conn: Some(conn),
+                    id,
+                });
             }
             if !waited {
                 waited = true;
@@ -471,6 +470,46 @@ impl<S: Store> Shared<S> {
         }
         result
     }
+}
+
+/// A session-level advisory lock and the pooled connection that holds it. If it is
+/// dropped without [`HeldLock::release`] (the caller's future was cancelled, or the
+/// unlock failed), the connection is closed instead of going back to the pool, so
+/// the server ends the session and frees the lock.
+struct HeldLock {
+    conn: Option<PoolConnection<Postgres>>,
+    id: i64,
+}
+
+impl HeldLock {
+    /// Unlocks (one round trip) and returns the connection to the pool.
+    async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.id)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "advisory unlock failed; closing the connection");
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// [`HeldLock::conn`] is `Some` until `release`: reaching this is a bug in this module.
+fn unreachable_lock<T>() -> Result<T, CacheError> {
+    Err(CacheError::Database(sea_orm::DbErr::Custom(
+        "cache lock connection missing before release".into(),
+    )))
 }
 
 async fn try_lock(conn: &mut PgConnection, id: i64) -> Result<bool, CacheError> {

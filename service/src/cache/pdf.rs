@@ -2,6 +2,7 @@
 //! its bytes, stored zstd-compressed in `pdf_cache`, every lookup's cost recorded in
 //! `layer0_cost_tracking`.
 
+use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::time::Duration;
@@ -16,6 +17,41 @@ use super::core::db_err;
 use super::{CacheConfig, CacheCore, CacheError, Store, is_sha256_hex};
 
 const NAME: &str = "pdf_cache";
+
+thread_local! {
+    // A zstd context costs ~100 KB of allocation and set-up: one per thread, reused,
+    // keeps it off the hit path.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Decompresses `data`, at most `capacity` bytes, with this thread's context.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let context = match &mut *slot {
+            Some(context) => context,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        context.decompress(data, capacity)
+    })
+}
+
+/// Compresses `data` at `level` with this thread's context.
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let (current, context) = match &mut *slot {
+            Some(pair) => pair,
+            None => slot.insert((level, zstd::bulk::Compressor::new(level)?)),
+        };
+        if *current != level {
+            context.set_compression_level(level)?;
+            *current = level;
+        }
+        context.compress(data)
+    })
+}
 
 /// The key of a PDF: the lower-case hex SHA-256 of its bytes, and its size when known
 /// (the cost model prices by size).
@@ -194,7 +230,7 @@ impl Store for PdfStore {
                 "unknown compression algorithm {algorithm:?}"
             )));
         }
-        let value = zstd::bulk::decompress(&data, original.max(0) as usize)
+        let value = decompress(&data, original.max(0) as usize)
             .map_err(|e| corrupt(format!("zstd: {e}")))?;
         if value.len() as i64 != original {
             return Err(corrupt(format!(
@@ -216,15 +252,14 @@ impl Store for PdfStore {
         value: &Vec<u8>,
     ) -> Result<(), CacheError> {
         // The level was checked in `PdfCache::new`, so compression cannot fail on input.
-        let compressed =
-            zstd::bulk::compress(value, self.settings.compression_level).map_err(|_| {
-                CacheError::InvalidField {
-                    cache: NAME,
-                    field: "value",
-                    value: format!("{} bytes", value.len()),
-                    reason: "zstd could not compress it",
-                }
-            })?;
+        let compressed = compress(value, self.settings.compression_level).map_err(|_| {
+            CacheError::InvalidField {
+                cache: NAME,
+                field: "value",
+                value: format!("{} bytes", value.len()),
+                reason: "zstd could not compress it",
+            }
+        })?;
         let ratio = if compressed.is_empty() {
             0.0
         } else {
