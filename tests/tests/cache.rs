@@ -679,3 +679,50 @@ async fn a_cancelled_compute_does_not_leave_its_lock_behind() {
         .expect("not blocked by the abandoned lock");
     assert_eq!((value.as_slice(), hit), (&b"fresh"[..], false));
 }
+
+#[tokio::test]
+async fn a_failed_flush_keeps_its_events_for_the_next_one() {
+    let t = TestDb::new().await;
+    let vision = VisionCache::new(
+        t.db.clone(),
+        CacheConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..config()
+        },
+        TimeDelta::days(1),
+    )
+    .expect("vision");
+    let key = VisionKey::new("https://example.com/corvus.jpg", "anthropic").expect("key");
+    vision
+        .put(
+            &key,
+            &VisionResponse {
+                data: json!({"label": "Corvus"}),
+                response_time_ms: None,
+            },
+        )
+        .await
+        .expect("put");
+    for _ in 0..7 {
+        vision.get(&key).await.expect("get").expect("hit");
+    }
+    // The database refuses the flush (the table is away for a moment).
+    t.sql("ALTER TABLE vision_api_cache RENAME TO vision_api_cache_away")
+        .await;
+    assert!(matches!(vision.flush().await, Err(CacheError::Database(_))));
+    assert_eq!(vision.stats().pending_events, 7);
+    vision.get(&key).await.expect_err("no table, no lookup");
+    t.sql("ALTER TABLE vision_api_cache_away RENAME TO vision_api_cache")
+        .await;
+    vision.get(&key).await.expect("get").expect("hit");
+    let stats = vision.db_stats().await.expect("flush and stats");
+    assert_eq!(
+        (stats.total_entries, stats.active_entries, stats.total_hits),
+        (1, 1, 8)
+    );
+    assert_eq!(
+        t.scalar("SELECT access_count FROM vision_api_cache").await,
+        "8"
+    );
+    vision.shutdown().await.expect("shutdown");
+}

@@ -76,11 +76,12 @@ pub trait Store: Send + Sync + 'static {
         elapsed: Duration,
     ) -> Option<Self::Event>;
 
-    /// Writes buffered events: one statement per table.
+    /// Writes buffered events, all or none (one statement). On an error the core
+    /// keeps the events for the next flush.
     fn flush(
         &self,
         db: &DatabaseConnection,
-        events: Vec<Self::Event>,
+        events: &[Self::Event],
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
 }
 
@@ -267,7 +268,8 @@ impl<S: Store> CacheCore<S> {
     }
 
     /// Stops the background flusher and writes what is buffered. After N hits and a
-    /// shutdown, the stored counters say exactly N. The cache stays usable, but hits
+    /// shutdown, the stored counters say exactly N. If that last flush fails, its
+    /// error is returned and the events stay buffered for a later [`CacheCore::flush`]. The cache stays usable, but hits
     /// after a shutdown are only written by an explicit [`CacheCore::flush`].
     pub async fn shutdown(&self) -> Result<(), CacheError> {
         let handle = self.flusher.lock().map(|mut h| h.take()).unwrap_or(None);
@@ -453,22 +455,39 @@ impl<S: Store> Shared<S> {
     }
 
     async fn flush(&self) -> Result<(), CacheError> {
-        let events = match self.events.lock() {
+        let batch = match self.events.lock() {
             Ok(mut events) if !events.is_empty() => std::mem::take(&mut *events),
             _ => return Ok(()),
         };
-        // The store consumes the events; on failure they are lost unless it says
-        // otherwise, so keep the batch bounded by flushing often.
-        let result = self.store.flush(&self.db, events).await;
-        match &result {
+        match self.store.flush(&self.db, &batch).await {
             Ok(()) => {
                 self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
-            Err(_) => {
+            Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.requeue(batch);
+                Err(e)
             }
         }
-        result
+    }
+
+    /// Puts a batch that failed to flush back in front of the newer events, keeping
+    /// at most `config.max_buffered_events` (the oldest go first, counted as errors).
+    fn requeue(&self, mut batch: Vec<S::Event>) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        batch.append(&mut events);
+        let excess = batch.len().saturating_sub(self.config.max_buffered_events);
+        if excess > 0 {
+            batch.drain(..excess);
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                cache = self.store.name(),
+                dropped = excess,
+                "bookkeeping buffer full: oldest events dropped"
+            );
+        }
+        *events = batch;
     }
 }
 

@@ -166,7 +166,7 @@ impl Store for ExerciseStore {
     async fn flush(
         &self,
         db: &DatabaseConnection,
-        events: Vec<ExerciseEvent>,
+        events: &[ExerciseEvent],
     ) -> Result<(), CacheError> {
         sqlx::query(
             "UPDATE exercise_cache c SET

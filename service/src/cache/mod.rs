@@ -50,6 +50,9 @@ pub struct CacheConfig {
     /// Whether hits are counted in the database at all (access counts, last access,
     /// statistics, cost tracking). Default on.
     pub bookkeeping: bool,
+    /// How many bookkeeping events are kept while the database refuses the flushes;
+    /// past that the oldest are dropped (and counted as an error). Default 1,000,000.
+    pub max_buffered_events: usize,
 }
 
 impl Default for CacheConfig {
@@ -59,6 +62,7 @@ impl Default for CacheConfig {
             wait_timeout: Duration::from_secs(60),
             flush_interval: Duration::from_secs(1),
             bookkeeping: true,
+            max_buffered_events: 1_000_000,
         }
     }
 }

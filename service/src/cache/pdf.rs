@@ -324,15 +324,11 @@ impl Store for PdfStore {
     /// One statement: the access counts of `pdf_cache` (and a miss's processing
     /// time), one `layer0_cost_tracking` row per miss, and one row for all the hits of
     /// the flush (`lookups` = their number, `cost_saved_usd` = their savings).
-    async fn flush(
-        &self,
-        db: &DatabaseConnection,
-        events: Vec<PdfEvent>,
-    ) -> Result<(), CacheError> {
+    async fn flush(&self, db: &DatabaseConnection, events: &[PdfEvent]) -> Result<(), CacheError> {
         let mut per_hash: std::collections::HashMap<&str, (i64, DateTime<Utc>, Option<i32>)> =
             std::collections::HashMap::new();
         let (mut hits, mut saved, mut last_hit) = (0i32, 0f64, None::<DateTime<Utc>>);
-        for e in &events {
+        for e in events {
             let entry = per_hash.entry(&e.hash).or_insert((0, e.at, None));
             if e.hit {
                 entry.0 += 1;

@@ -211,7 +211,7 @@ impl Store for VisionStore {
     async fn flush(
         &self,
         db: &DatabaseConnection,
-        events: Vec<VisionEvent>,
+        events: &[VisionEvent],
     ) -> Result<(), CacheError> {
         sqlx::query(
             "UPDATE vision_api_cache c SET
@@ -293,6 +293,42 @@ impl VisionCache {
             .await
             .map_err(db_err)?;
         Ok(n as u64)
+    }
+}
+
+/// One row of `get_cache_stats()`: the whole vision cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionCacheStats {
+    /// Entries stored.
+    pub total_entries: i64,
+    /// Entries not expired.
+    pub active_entries: i64,
+    /// Entries expired but not yet cleaned up.
+    pub expired_entries: i64,
+    /// Hits recorded (flushed).
+    pub total_hits: i64,
+    /// Stored response size in MiB.
+    pub total_size_mb: f64,
+}
+
+impl VisionCache {
+    /// Flushes the bookkeeping and reads `get_cache_stats()`. Two round trips.
+    pub async fn db_stats(&self) -> Result<VisionCacheStats, CacheError> {
+        self.core.flush().await?;
+        let row: (i64, i64, i64, i64, f64) = sqlx::query_as(
+            "SELECT total_entries, active_entries, expired_entries, total_hits, total_size_mb::float8
+             FROM get_cache_stats()",
+        )
+        .fetch_one(self.core.db().get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+        Ok(VisionCacheStats {
+            total_entries: row.0,
+            active_entries: row.1,
+            expired_entries: row.2,
+            total_hits: row.3,
+            total_size_mb: row.4,
+        })
     }
 }
 
