@@ -25,7 +25,8 @@
 //!   timestamp function every job table shares: `completed_at` is set on a
 //!   transition from a non-terminal to a terminal state (and cleared when a job goes
 //!   back to pending), `started_at` when it starts running, `updated_at` on every
-//!   update. Autovacuum runs early on this
+//!   update. Trigger `trigger_jobs_notify` (`notify_job_enqueued('strata_jobs')`)
+//!   sends one `NOTIFY strata_jobs` per INSERT statement, waking idle workers. Autovacuum runs early on this
 //!   high-churn table.
 //! - `audit_logs (id, event_type, user_id, resource, resource_id, action, details,
 //!   ip_address, user_agent, created_at)`, indexed on `created_at`, `event_type`,
@@ -264,6 +265,18 @@ $fn$;
 CREATE TRIGGER trigger_jobs_timestamps BEFORE UPDATE ON jobs
     FOR EACH ROW EXECUTE FUNCTION set_job_timestamps('running');
 
+-- Wakes idle workers: one NOTIFY per INSERT statement (however many rows), on the
+-- channel the trigger names, delivered when the inserting transaction commits.
+CREATE OR REPLACE FUNCTION notify_job_enqueued() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_notify(TG_ARGV[0], TG_TABLE_NAME);
+    RETURN NULL;
+END;
+$fn$;
+CREATE TRIGGER trigger_jobs_notify AFTER INSERT ON jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_job_enqueued('strata_jobs');
+
 ALTER TABLE jobs SET (
     autovacuum_vacuum_scale_factor = 0.02,
     autovacuum_analyze_scale_factor = 0.02,
@@ -289,6 +302,10 @@ ALTER TABLE jobs SET (
             ],
         )
         .await?;
-        exec(manager, "DROP FUNCTION set_job_timestamps();").await
+        exec(
+            manager,
+            "DROP FUNCTION set_job_timestamps(); DROP FUNCTION notify_job_enqueued();",
+        )
+        .await
     }
 }

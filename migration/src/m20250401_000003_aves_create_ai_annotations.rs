@@ -15,7 +15,8 @@
 //! `jobs` and `batch_jobs`) keeps `updated_at`,
 //! stamps `started_at` on → processing, sets `completed_at` only on a transition from
 //! a non-terminal to a terminal state (completed, failed, cancelled) and clears it when
-//! a job is returned to pending. Indexes: `idx_ai_jobs_image_id`, `idx_ai_jobs_status`,
+//! a job is returned to pending; `trigger_ai_jobs_notify` sends one
+//! `NOTIFY strata_ai_annotation_jobs` per INSERT statement. Indexes: `idx_ai_jobs_image_id`, `idx_ai_jobs_status`,
 //! `idx_ai_jobs_status_created (status, created_at)`, `idx_ai_jobs_provider`, and the
 //! claim index `idx_ai_jobs_claim (priority DESC, run_at) WHERE status = 'pending'`,
 //! the lease index `idx_ai_jobs_lease`, the dedup index `idx_ai_jobs_dedup_key`.
@@ -274,6 +275,8 @@ ALTER TABLE annotations
             r#"
 CREATE TRIGGER trigger_ai_jobs_timestamps BEFORE UPDATE ON ai_annotation_jobs
     FOR EACH ROW EXECUTE FUNCTION set_job_timestamps('processing');
+CREATE TRIGGER trigger_ai_jobs_notify AFTER INSERT ON ai_annotation_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_job_enqueued('strata_ai_annotation_jobs');
 
 ALTER TABLE ai_annotation_jobs SET (
     autovacuum_vacuum_scale_factor = 0.02,

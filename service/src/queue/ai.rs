@@ -1,0 +1,281 @@
+//! Seed 004's AI work: enqueueing vision jobs for images, completing a job together
+//! with the annotations it produced, and batch-job progress with per-item errors.
+
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{AI_ANNOTATION_JOBS, QueueError, check_job, db_err, resolve_dedup};
+use crate::cache::vision::parse_provider;
+
+/// A vision job to enqueue in `ai_annotation_jobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAiJob {
+    /// The image to annotate.
+    pub image_id: Uuid,
+    /// `openai`, `google` or `anthropic`: the job's type for the workers.
+    pub provider: String,
+    /// The request to send.
+    pub request_payload: Value,
+    /// 0 to 32767; higher runs first.
+    pub priority: i32,
+    /// At least 1.
+    pub max_attempts: i32,
+    /// Dedup key (see [`super::NewJob::dedup_key`]).
+    pub dedup_key: Option<String>,
+    /// Who asked for it.
+    pub created_by: Option<Uuid>,
+}
+
+impl NewAiJob {
+    /// A job for `image_id` on `provider` with the defaults (priority 0, 3 attempts).
+    pub fn new(image_id: Uuid, provider: impl Into<String>, request_payload: Value) -> Self {
+        Self {
+            image_id,
+            provider: provider.into(),
+            request_payload,
+            priority: 0,
+            max_attempts: 3,
+            dedup_key: None,
+            created_by: None,
+        }
+    }
+}
+
+/// Enqueues vision jobs in one statement (see [`super::enqueue`]: same checks, same
+/// dedup rule); an unknown provider refuses the batch before anything is written.
+pub async fn enqueue_ai_jobs(
+    db: &DatabaseConnection,
+    jobs: &[NewAiJob],
+    max_payload_bytes: usize,
+) -> Result<Vec<Uuid>, QueueError> {
+    let mut providers = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        check_job(
+            i,
+            job.priority,
+            job.max_attempts,
+            &job.request_payload,
+            max_payload_bytes,
+        )?;
+        parse_provider(&job.provider).map_err(|_| QueueError::InvalidJob {
+            index: i,
+            field: "provider",
+            value: job.provider.clone(),
+            reason: "providers are openai, google and anthropic",
+        })?;
+        providers.push(job.provider.trim().to_ascii_lowercase());
+    }
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::int4[], $6::int4[],
+                                  $7::text[], $8::uuid[])
+                      AS i(id, image_id, provider, payload, priority, max_attempts, dedup_key, created_by)
+         ),
+         inserted AS (
+             INSERT INTO ai_annotation_jobs (id, image_id, provider, request_payload, priority, max_attempts,
+                                             dedup_key, created_by)
+             SELECT id, image_id, provider::ai_provider, payload, priority, max_attempts, dedup_key, created_by
+             FROM input
+             ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'processing')
+             DO NOTHING
+             RETURNING id
+         )
+         SELECT i.id, coalesce(
+                    (SELECT n.id FROM inserted n WHERE n.id = i.id),
+                    (SELECT j.id FROM ai_annotation_jobs j
+                     WHERE j.dedup_key = i.dedup_key AND j.status IN ('pending', 'processing')))
+         FROM input i",
+    )
+    .bind(&ids)
+    .bind(jobs.iter().map(|j| j.image_id).collect::<Vec<_>>())
+    .bind(providers)
+    .bind(jobs.iter().map(|j| j.request_payload.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.created_by).collect::<Vec<_>>())
+    .fetch_all(db.get_postgres_connection_pool())
+    .await
+    .map_err(db_err)?;
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
+    resolve_dedup(db, AI_ANNOTATION_JOBS, &keys, &ids, rows).await
+}
+
+/// One annotation a vision call produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisionAnnotation {
+    /// What it marks.
+    pub label: String,
+    /// `{topLeft: {x, y}, bottomRight: {x, y}, width, height}`, normalised to 0..1.
+    pub bounding_box: Value,
+    /// The provider's confidence, 0..1.
+    pub confidence: f64,
+}
+
+/// Completes `worker`'s AI job `job_id` with the provider's `response` and writes its
+/// annotations (`vision_generated`, the confidence, the job's provider,
+/// `review_status = pending`, `ai_job_id`) in the same statement, hence the same
+/// transaction: either the job is completed with all its annotations or nothing is
+/// written. Returns the annotation ids; `Ok(None)` if the worker no longer holds the
+/// job (it was rescued or cancelled). A confidence outside 0..1 is refused up front;
+/// a bounding box the schema's checks refuse fails the whole statement.
+pub async fn complete_ai_job(
+    db: &DatabaseConnection,
+    worker: &str,
+    job_id: Uuid,
+    response: &Value,
+    annotations: &[VisionAnnotation],
+) -> Result<Option<Vec<Uuid>>, QueueError> {
+    for (i, a) in annotations.iter().enumerate() {
+        if !(0.0..=1.0).contains(&a.confidence) {
+            return Err(QueueError::InvalidJob {
+                index: i,
+                field: "confidence",
+                value: a.confidence.to_string(),
+                reason: "confidence is 0 to 1",
+            });
+        }
+    }
+    let rows: Vec<(Option<Uuid>,)> = sqlx::query_as(
+        "WITH job AS (
+             UPDATE ai_annotation_jobs SET status = 'completed', response_data = $3,
+                    annotations_created = $4, locked_by = NULL, locked_until = NULL
+             WHERE id = $1 AND status = 'processing' AND locked_by = $2
+             RETURNING id, image_id, provider
+         ),
+         created AS (
+             INSERT INTO annotations (image_id, label, bounding_box, vision_generated, vision_confidence,
+                                      vision_provider, review_status, ai_job_id)
+             SELECT job.image_id, a.label, a.bbox, true, a.confidence::numeric(4, 3), job.provider,
+                    'pending', job.id
+             FROM job, unnest($5::text[], $6::jsonb[], $7::float8[]) AS a(label, bbox, confidence)
+             RETURNING id
+         )
+         SELECT NULL::uuid FROM job
+         UNION ALL
+         SELECT id FROM created",
+    )
+    .bind(job_id)
+    .bind(worker)
+    .bind(response)
+    .bind(annotations.len() as i32)
+    .bind(annotations.iter().map(|a| a.label.clone()).collect::<Vec<_>>())
+    .bind(annotations.iter().map(|a| a.bounding_box.clone()).collect::<Vec<_>>())
+    .bind(annotations.iter().map(|a| a.confidence).collect::<Vec<_>>())
+    .fetch_all(db.get_postgres_connection_pool())
+    .await
+    .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(rows.into_iter().filter_map(|(id,)| id).collect()))
+}
+
+/// Creates a batch job over `total_items` items. One round trip.
+pub async fn create_batch(
+    db: &DatabaseConnection,
+    job_type: &str,
+    total_items: i32,
+    payload: &Value,
+    created_by: Option<Uuid>,
+) -> Result<Uuid, QueueError> {
+    if total_items < 0 {
+        return Err(QueueError::InvalidJob {
+            index: 0,
+            field: "total_items",
+            value: total_items.to_string(),
+            reason: "cannot be negative",
+        });
+    }
+    sqlx::query_scalar(
+        "INSERT INTO batch_jobs (job_type, total_items, payload, created_by) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(job_type)
+    .bind(total_items)
+    .bind(payload)
+    .bind(created_by)
+    .fetch_one(db.get_postgres_connection_pool())
+    .await
+    .map_err(db_err)
+}
+
+/// One item of a batch that failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemError {
+    /// Its position in the batch.
+    pub item_index: i32,
+    /// Its own reference (an image id, a URL…).
+    pub item_ref: Option<String>,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// A batch's counts after an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProgress {
+    /// Items done.
+    pub processed_items: i32,
+    /// Items failed.
+    pub failed_items: i32,
+    /// Items in all.
+    pub total_items: i32,
+    /// `processing` until every item is done or failed, then `completed`.
+    pub status: String,
+}
+
+/// Records that `processed` more items of batch `batch_id` succeeded and that
+/// `errors` failed (each kept in `batch_job_errors`), in one statement; the batch is
+/// `completed` once every item is accounted for. `Ok(None)` if the batch is unknown
+/// or already finished; more items than the batch has are refused by its check.
+pub async fn record_batch_progress(
+    db: &DatabaseConnection,
+    batch_id: Uuid,
+    processed: i32,
+    errors: &[ItemError],
+) -> Result<Option<BatchProgress>, QueueError> {
+    let row: Option<(i32, i32, i32, String)> = sqlx::query_as(
+        "WITH batch AS (
+             UPDATE batch_jobs SET
+                 processed_items = processed_items + $2,
+                 failed_items = failed_items + $3,
+                 status = CASE WHEN processed_items + $2 + failed_items + $3 >= total_items
+                               THEN 'completed' ELSE 'processing' END
+             WHERE id = $1 AND status IN ('pending', 'processing')
+             RETURNING id, processed_items, failed_items, total_items, status
+         ),
+         logged AS (
+             INSERT INTO batch_job_errors (job_id, item_index, item_ref, error_message)
+             SELECT batch.id, e.i, e.r, e.msg
+             FROM batch, unnest($4::int4[], $5::text[], $6::text[]) AS e(i, r, msg)
+         )
+         SELECT processed_items, failed_items, total_items, status FROM batch",
+    )
+    .bind(batch_id)
+    .bind(processed.max(0))
+    .bind(errors.len() as i32)
+    .bind(errors.iter().map(|e| e.item_index).collect::<Vec<_>>())
+    .bind(
+        errors
+            .iter()
+            .map(|e| e.item_ref.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(errors.iter().map(|e| e.error.clone()).collect::<Vec<_>>())
+    .fetch_optional(db.get_postgres_connection_pool())
+    .await
+    .map_err(db_err)?;
+    Ok(row.map(
+        |(processed_items, failed_items, total_items, status)| BatchProgress {
+            processed_items,
+            failed_items,
+            total_items,
+            status,
+        },
+    ))
+}

@@ -1,0 +1,728 @@
+//! Durable job queues on PostgreSQL: one engine for seed 003's `jobs`
+//! (pending → running → completed | failed) and seed 004's `ai_annotation_jobs`
+//! (pending → processing → completed | failed). The two tables differ only in data —
+//! their names, columns and status words, a [`QueueTable`] — never in logic.
+//!
+//! - **Enqueue** one or many jobs in one statement; a dedup key that is already
+//!   pending or running returns the existing job. The insert wakes idle workers with
+//!   `NOTIFY` (the migration's statement trigger).
+//! - **Claim** up to N runnable jobs in one round trip (`FOR UPDATE SKIP LOCKED`,
+//!   highest priority first, then oldest `run_at`), taking a lease.
+//! - **Finish** many jobs in one statement: completions, and failures that retry with
+//!   exponential backoff and jitter until `max_attempts`, then stay `failed`.
+//! - **Leases**: running jobs heartbeat; [`rescue_expired`] returns the jobs of a
+//!   crashed or frozen worker to pending (their attempt counted).
+//! - [`worker::Worker`]: handlers by job type, concurrency, LISTEN wake-ups with a
+//!   polling fallback, per-type timeouts, panics as failures, cancellation, graceful
+//!   shutdown.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub mod ai;
+pub mod worker;
+
+/// A job table, as data: what differs between `jobs` and `ai_annotation_jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTable {
+    /// The table.
+    pub table: &'static str,
+    /// The expression that gives a job's type as text.
+    pub type_expr: &'static str,
+    /// The JSON payload column.
+    pub payload_column: &'static str,
+    /// The JSON result column.
+    pub result_column: &'static str,
+    /// The last-error column.
+    pub error_column: &'static str,
+    /// The status word of a running job.
+    pub running: &'static str,
+    /// The SQL type of `status`.
+    pub status_type: &'static str,
+    /// The NOTIFY channel its inserts signal.
+    pub channel: &'static str,
+}
+
+/// Seed 003's `jobs`: job types are `job_type`.
+pub const JOBS: QueueTable = QueueTable {
+    table: "jobs",
+    type_expr: "job_type",
+    payload_column: "payload",
+    result_column: "result",
+    error_column: "last_error",
+    running: "running",
+    status_type: "text",
+    channel: "strata_jobs",
+};
+
+/// Seed 004's `ai_annotation_jobs`: a job's type is its provider.
+pub const AI_ANNOTATION_JOBS: QueueTable = QueueTable {
+    table: "ai_annotation_jobs",
+    type_expr: "provider::text",
+    payload_column: "request_payload",
+    result_column: "response_data",
+    error_column: "error_message",
+    running: "processing",
+    status_type: "ai_job_status",
+    channel: "strata_ai_annotation_jobs",
+};
+
+/// The largest priority; priorities are 0 (default) to this, higher runs first.
+pub const MAX_PRIORITY: i32 = 32_767;
+/// The largest payload accepted by default, in bytes of JSON.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// What can go wrong in the queue. Each names the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// A job field outside its range; nothing was written.
+    #[error("job {index}: {field} = {value}: {reason}")]
+    InvalidJob {
+        /// The job's position in the batch.
+        index: usize,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A worker was given or asked for a job type it has no handler for.
+    #[error("no handler for job type {0:?}")]
+    UnknownJobType(String),
+    /// A worker setting outside its range.
+    #[error("worker setting {field} = {value}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> QueueError {
+    QueueError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(e),
+    )))
+}
+
+/// A job to enqueue in `jobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Its type: what handler runs it (1 to 200 characters).
+    pub job_type: String,
+    /// Its input.
+    pub payload: Value,
+    /// 0 to [`MAX_PRIORITY`]; higher runs first. Default 0.
+    pub priority: i32,
+    /// Not before this time (scheduled jobs); default now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Attempts before it stays failed; at least 1. Default 3.
+    pub max_attempts: i32,
+    /// While a job with this key is pending or running, enqueueing the key again
+    /// returns that job instead of adding one.
+    pub dedup_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job of `job_type` with `payload` and the defaults.
+    pub fn new(job_type: impl Into<String>, payload: Value) -> Self {
+        Self {
+            job_type: job_type.into(),
+            payload,
+            priority: 0,
+            run_at: None,
+            max_attempts: 3,
+            dedup_key: None,
+        }
+    }
+
+    /// With a priority.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Scheduled at `run_at`.
+    pub fn run_at(mut self, run_at: DateTime<Utc>) -> Self {
+        self.run_at = Some(run_at);
+        self
+    }
+
+    /// With a maximum number of attempts.
+    pub fn max_attempts(mut self, max_attempts: i32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// With a dedup key.
+    pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
+        self.dedup_key = Some(key.into());
+        self
+    }
+}
+
+/// Checks the fields every job table shares; the payload's encoded size.
+pub(crate) fn check_job(
+    index: usize,
+    priority: i32,
+    max_attempts: i32,
+    payload: &Value,
+    max_payload_bytes: usize,
+) -> Result<(), QueueError> {
+    let invalid = |field, value: String, reason| QueueError::InvalidJob {
+        index,
+        field,
+        value,
+        reason,
+    };
+    if !(0..=MAX_PRIORITY).contains(&priority) {
+        return Err(invalid(
+            "priority",
+            priority.to_string(),
+            "priorities are 0 to 32767",
+        ));
+    }
+    if max_attempts < 1 {
+        return Err(invalid(
+            "max_attempts",
+            max_attempts.to_string(),
+            "at least one attempt",
+        ));
+    }
+    let size = payload.to_string().len();
+    if size > max_payload_bytes {
+        return Err(invalid(
+            "payload",
+            format!("{size} bytes"),
+            "over the payload size limit",
+        ));
+    }
+    Ok(())
+}
+
+/// Enqueues `jobs` into `jobs` in one statement, whatever their number, and returns
+/// their ids in order. A job whose dedup key is already pending or running (or
+/// repeated earlier in the batch) gets that job's id and adds nothing. Every job is
+/// checked first: one bad job refuses the batch and nothing is written. Payloads
+/// over `max_payload_bytes` are refused.
+pub async fn enqueue(
+    db: &DatabaseConnection,
+    jobs: &[NewJob],
+    max_payload_bytes: usize,
+) -> Result<Vec<Uuid>, QueueError> {
+    for (i, job) in jobs.iter().enumerate() {
+        let kind = job.job_type.trim();
+        if kind.is_empty() || kind.chars().count() > 200 {
+            return Err(QueueError::InvalidJob {
+                index: i,
+                field: "job_type",
+                value: job.job_type.clone(),
+                reason: "job types are 1 to 200 characters",
+            });
+        }
+        check_job(
+            i,
+            job.priority,
+            job.max_attempts,
+            &job.payload,
+            max_payload_bytes,
+        )?;
+    }
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int4[], $5::timestamptz[],
+                                  $6::int4[], $7::text[])
+                      AS i(id, job_type, payload, priority, run_at, max_attempts, dedup_key)
+         ),
+         inserted AS (
+             INSERT INTO jobs (id, job_type, payload, priority, run_at, max_attempts, dedup_key)
+             SELECT id, job_type, payload, priority, coalesce(run_at, now()), max_attempts, dedup_key
+             FROM input
+             ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
+             DO NOTHING
+             RETURNING id
+         )
+         SELECT i.id, coalesce(
+                    (SELECT n.id FROM inserted n WHERE n.id = i.id),
+                    (SELECT j.id FROM jobs j
+                     WHERE j.dedup_key = i.dedup_key AND j.status IN ('pending', 'running')))
+         FROM input i",
+    )
+    .bind(&ids)
+    .bind(jobs.iter().map(|j| j.job_type.trim().to_owned()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
+    .fetch_all(db.get_postgres_connection_pool())
+    .await
+    .map_err(db_err)?;
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
+    resolve_dedup(db, JOBS, &keys, &ids, rows).await
+}
+
+/// Maps each job of a batch to its id after an insert that skipped dedup conflicts:
+/// `rows` pairs each proposed id with the id the statement found (the inserted one,
+/// or the pending/running job that already had the key). A key repeated within the
+/// batch takes its first copy's id; a key inserted by another transaction after the
+/// statement's snapshot is read again (one round trip each, rare).
+pub(crate) async fn resolve_dedup(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    keys: &[Option<&str>],
+    ids: &[Uuid],
+    rows: Vec<(Uuid, Option<Uuid>)>,
+) -> Result<Vec<Uuid>, QueueError> {
+    let found: std::collections::HashMap<Uuid, Option<Uuid>> = rows.into_iter().collect();
+    let mut first_of_key: std::collections::HashMap<&str, Uuid> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for (key, id) in keys.iter().zip(ids) {
+        let resolved = match (found.get(id).copied().flatten(), *key) {
+            (Some(resolved), Some(key)) => *first_of_key.entry(key).or_insert(resolved),
+            (Some(resolved), None) => resolved,
+            (None, Some(key)) => match first_of_key.get(key) {
+                Some(first) => *first,
+                None => {
+                    let sql = format!(
+                        "SELECT id FROM {t} WHERE dedup_key = $1 AND status IN ('pending', '{running}')",
+                        t = table.table,
+                        running = table.running,
+                    );
+                    let existing: Uuid = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(key)
+                        .fetch_one(db.get_postgres_connection_pool())
+                        .await
+                        .map_err(db_err)?;
+                    *first_of_key.entry(key).or_insert(existing)
+                }
+            },
+            (None, None) => *id,
+        };
+        out.push(resolved);
+    }
+    Ok(out)
+}
+
+/// A job a worker holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// Its id.
+    pub id: Uuid,
+    /// Its type.
+    pub job_type: String,
+    /// Its input.
+    pub payload: Value,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    /// Its maximum attempts.
+    pub max_attempts: i32,
+}
+
+/// Claims up to `limit` runnable jobs of `types` for `worker` in one round trip: the
+/// highest priority first, then the oldest `run_at`, skipping rows other workers have
+/// locked; each becomes running with a lease of `lease` and its attempt counted.
+pub async fn claim(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    worker: &str,
+    types: &[String],
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<ClaimedJob>, QueueError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "WITH picked AS (
+             SELECT id FROM {t}
+             WHERE status = 'pending' AND run_at <= now() AND {ty} = ANY($1)
+             ORDER BY priority DESC, run_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE {t} j SET status = '{running}', attempts = j.attempts + 1,
+                          locked_by = $3, locked_until = now() + make_interval(secs => $4)
+         FROM picked WHERE j.id = picked.id
+         RETURNING j.id, j.{ty}, j.{payload}, j.attempts, j.max_attempts",
+        t = table.table,
+        ty = table.type_expr,
+        running = table.running,
+        payload = table.payload_column,
+    );
+    let rows: Vec<(Uuid, String, Value, i32, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(types)
+        .bind(limit as i64)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, job_type, payload, attempt, max_attempts)| ClaimedJob {
+                id,
+                job_type,
+                payload,
+                attempt,
+                max_attempts,
+            },
+        )
+        .collect())
+}
+
+/// How a job's attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It succeeded with this result.
+    Completed(Value),
+    /// It failed with this error; if attempts remain it runs again at `retry_at`.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// When to try again.
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// Records many outcomes of `worker`'s jobs in one statement: completions become
+/// `completed` with their result; failures go back to `pending` at their `retry_at`,
+/// or become `failed` when their attempts are used up, with the error kept. Jobs the
+/// worker no longer holds (rescued, cancelled) are left alone. Returns how many rows
+/// changed.
+pub async fn finish(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    worker: &str,
+    outcomes: &[(Uuid, Outcome)],
+) -> Result<u64, QueueError> {
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "UPDATE {t} j SET
+             status = (CASE WHEN o.ok THEN 'completed'
+                            WHEN j.attempts >= j.max_attempts THEN 'failed'
+                            ELSE 'pending' END)::{st},
+             {result} = CASE WHEN o.ok THEN o.result ELSE j.{result} END,
+             {error} = CASE WHEN o.ok THEN j.{error} ELSE o.err END,
+             run_at = CASE WHEN NOT o.ok AND j.attempts < j.max_attempts THEN o.retry_at ELSE j.run_at END,
+             locked_by = NULL,
+             locked_until = NULL
+         FROM unnest($1::uuid[], $2::bool[], $3::jsonb[], $4::text[], $5::timestamptz[])
+              AS o(id, ok, result, err, retry_at)
+         WHERE j.id = o.id AND j.status = '{running}' AND j.locked_by = $6",
+        t = table.table,
+        st = table.status_type,
+        result = table.result_column,
+        error = table.error_column,
+        running = table.running,
+    );
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let (mut oks, mut results, mut errors, mut retries) = (vec![], vec![], vec![], vec![]);
+    for (id, outcome) in outcomes {
+        ids.push(*id);
+        match outcome {
+            Outcome::Completed(result) => {
+                oks.push(true);
+                results.push(Some(result.clone()));
+                errors.push(None);
+                retries.push(None);
+            }
+            Outcome::Failed { error, retry_at } => {
+                oks.push(false);
+                results.push(None::<Value>);
+                errors.push(Some(error.clone()));
+                retries.push(Some(*retry_at));
+            }
+        }
+    }
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(oks)
+        .bind(results)
+        .bind(errors)
+        .bind(retries)
+        .bind(worker)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
+/// The retry time of a failed attempt: `base × 2^(attempt − 1)`, capped at `max`, plus
+/// up to 25 % random jitter so failed jobs do not all come back at once.
+pub fn backoff(attempt: i32, base: Duration, max: Duration) -> DateTime<Utc> {
+    let exp = base.saturating_mul(1u32 << attempt.clamp(1, 20).saturating_sub(1) as u32);
+    let delay = exp.min(max);
+    let jitter = delay.mul_f64(0.25 * (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0);
+    Utc::now() + chrono::Duration::from_std(delay + jitter).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Extends the lease of `worker`'s running jobs `ids` by `lease`, in one statement;
+/// returns the ids it still holds (a job missing from the answer was cancelled or
+/// rescued, and its handler should stop).
+pub async fn heartbeat(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    worker: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> Result<Vec<Uuid>, QueueError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE {t} SET locked_until = now() + make_interval(secs => $3)
+         WHERE id = ANY($1) AND locked_by = $2 AND status = '{running}'
+         RETURNING id",
+        t = table.table,
+        running = table.running,
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)
+}
+
+/// Returns running jobs whose lease expired (their worker crashed or froze) to
+/// pending, or to failed when that was their last attempt, recording why. One
+/// statement, through the partial lease index. Returns how many.
+pub async fn rescue_expired(db: &DatabaseConnection, table: QueueTable) -> Result<u64, QueueError> {
+    let sql = format!(
+        "UPDATE {t} SET
+             status = (CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END)::{st},
+             {error} = 'lease expired: worker ' || coalesce(locked_by, '?') || ' stopped heartbeating',
+             locked_by = NULL,
+             locked_until = NULL,
+             run_at = now()
+         WHERE status = '{running}' AND locked_until < now()",
+        t = table.table,
+        st = table.status_type,
+        error = table.error_column,
+        running = table.running,
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
+/// Puts `worker`'s running jobs `ids` back to pending without counting the attempt
+/// (a graceful shutdown that could not wait for them). One statement.
+pub async fn release(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    worker: &str,
+    ids: &[Uuid],
+) -> Result<u64, QueueError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "UPDATE {t} SET status = 'pending', attempts = greatest(attempts - 1, 0),
+                        locked_by = NULL, locked_until = NULL
+         WHERE id = ANY($1) AND locked_by = $2 AND status = '{running}'",
+        t = table.table,
+        running = table.running,
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .bind(worker)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
+/// Cancels a job: a pending one never runs; a running one becomes `cancelled` and its
+/// worker tells the handler at its next heartbeat. Returns whether the job was
+/// pending or running. One statement.
+pub async fn cancel(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    id: Uuid,
+) -> Result<bool, QueueError> {
+    let sql = format!(
+        "UPDATE {t} SET status = 'cancelled', locked_by = NULL, locked_until = NULL
+         WHERE id = $1 AND status IN ('pending', '{running}')",
+        t = table.table,
+        running = table.running,
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes finished jobs (completed, failed, cancelled) that finished more than
+/// `retention` ago, `batch` rows per statement until none is left, so no statement
+/// holds many row locks or bloats one transaction. Returns how many went.
+pub async fn delete_finished(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, QueueError> {
+    let sql = format!(
+        "DELETE FROM {t} WHERE id IN (
+             SELECT id FROM {t}
+             WHERE status IN ('completed', 'failed', 'cancelled')
+               AND completed_at < now() - make_interval(secs => $1)
+             LIMIT $2)",
+        t = table.table,
+    );
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(retention.as_secs_f64())
+            .bind(batch.max(1))
+            .execute(db.get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?;
+        total += done.rows_affected();
+        if done.rows_affected() < batch.max(1) as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Jobs per (status, type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    /// The status.
+    pub status: String,
+    /// The job type.
+    pub job_type: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// Counts jobs by status and type. One round trip.
+pub async fn counts(
+    db: &DatabaseConnection,
+    table: QueueTable,
+) -> Result<Vec<StatusCount>, QueueError> {
+    let sql = format!(
+        "SELECT status::text, {ty}, count(*) FROM {t} GROUP BY 1, 2 ORDER BY 1, 2",
+        t = table.table,
+        ty = table.type_expr,
+    );
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(status, job_type, count)| StatusCount {
+            status,
+            job_type,
+            count,
+        })
+        .collect())
+}
+
+/// How long the oldest runnable pending job has waited, if any. One round trip.
+pub async fn oldest_pending_age(
+    db: &DatabaseConnection,
+    table: QueueTable,
+) -> Result<Option<Duration>, QueueError> {
+    let sql = format!(
+        "SELECT extract(epoch FROM now() - min(run_at))::float8 FROM {t}
+         WHERE status = 'pending' AND run_at <= now()",
+        t = table.table,
+    );
+    let age: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(age.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// A job that ended `failed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedJob {
+    /// Its id.
+    pub id: Uuid,
+    /// Its type.
+    pub job_type: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub error: Option<String>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The most recently failed jobs, at most `limit`. One round trip.
+pub async fn failed_jobs(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    limit: i64,
+) -> Result<Vec<FailedJob>, QueueError> {
+    let sql = format!(
+        "SELECT id, {ty}, attempts, {error}, completed_at FROM {t}
+         WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST LIMIT $1",
+        t = table.table,
+        ty = table.type_expr,
+        error = table.error_column,
+    );
+    type Row = (Uuid, String, i32, Option<String>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(limit.max(0))
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, job_type, attempts, error, completed_at)| FailedJob {
+            id,
+            job_type,
+            attempts,
+            error,
+            completed_at,
+        })
+        .collect())
+}
+
+/// Sends failed jobs `ids` back to pending with fresh attempts (the last error is
+/// kept until they run). One statement; returns how many.
+pub async fn retry_failed(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    ids: &[Uuid],
+) -> Result<u64, QueueError> {
+    let sql = format!(
+        "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
+         WHERE id = ANY($1) AND status = 'failed'",
+        t = table.table,
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .execute(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected())
+}

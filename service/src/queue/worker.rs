@@ -1,0 +1,588 @@
+//! The worker runtime: handlers by job type, a concurrency limit, wake-ups by
+//! `LISTEN` with polling as the fallback, leases kept alive by heartbeats, batched
+//! completion, per-type timeouts, panics reported as failures, cancellation, and a
+//! graceful shutdown.
+//!
+//! Delivery is at least once: a job runs again if its worker dies (after the lease)
+//! or if its completion could not be written before the lease ran out.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx;
+use sea_orm::sqlx::postgres::PgListener;
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+
+use super::{
+    ClaimedJob, Outcome, QueueError, QueueTable, backoff, claim, db_err, finish, heartbeat,
+    release, rescue_expired,
+};
+use crate::cache::BoxError;
+
+/// A handler's future.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;
+type Handler = Arc<dyn Fn(JobContext) -> HandlerFuture + Send + Sync>;
+
+/// What a handler gets: the job, and a signal that it was cancelled.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The job's id.
+    pub id: Uuid,
+    /// Its type.
+    pub job_type: String,
+    /// Its input.
+    pub payload: Value,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    /// Its maximum attempts.
+    pub max_attempts: i32,
+    cancelled: watch::Receiver<bool>,
+}
+
+impl JobContext {
+    /// Whether the job was cancelled (or taken from this worker) while running.
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancelled.borrow()
+    }
+
+    /// Resolves when the job is cancelled; a long handler can `select!` on it.
+    pub async fn cancelled(&mut self) {
+        while !*self.cancelled.borrow() {
+            if self.cancelled.changed().await.is_err() {
+                // The worker is gone: nobody will ever cancel; wait forever.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once. Default 8.
+    pub concurrency: usize,
+    /// How often an idle worker looks for jobs when no NOTIFY arrives (scheduled
+    /// jobs, lost notifications). Default 1 s.
+    pub poll_interval: Duration,
+    /// How long a claim holds a job without a heartbeat. Default 30 s.
+    pub lease: Duration,
+    /// How often leases are renewed. Default 10 s (a third of the lease).
+    pub heartbeat_interval: Duration,
+    /// How often this worker returns other workers' expired jobs. Default 15 s.
+    pub rescue_interval: Duration,
+    /// How long a graceful shutdown waits for running jobs. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// First retry delay; doubles each attempt. Default 1 s.
+    pub retry_base: Duration,
+    /// Longest retry delay. Default 1 h.
+    pub retry_max: Duration,
+    /// Most outcomes written by one statement. Default 1000.
+    pub max_completion_batch: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            rescue_interval: Duration::from_secs(15),
+            shutdown_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(3600),
+            max_completion_batch: 1000,
+        }
+    }
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Jobs it completed.
+    pub completed: u64,
+    /// Failed attempts it recorded (retried or final).
+    pub failed: u64,
+    /// Running jobs it gave back to pending at shutdown.
+    pub released: u64,
+    /// Other workers' expired jobs it returned to pending.
+    pub rescued: u64,
+}
+
+struct InFlight {
+    cancel: watch::Sender<bool>,
+    abort: AbortHandle,
+}
+
+/// A worker over one job table. Build it with [`Worker::new`] and
+/// [`Worker::handle`], then [`Worker::run`] it until a shutdown signal.
+pub struct Worker {
+    db: DatabaseConnection,
+    table: QueueTable,
+    id: String,
+    handlers: HashMap<String, (Handler, Option<Duration>)>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker on `table` with `config`; its id (the lease owner) is
+    /// `<host>-<pid>-<random>`. Refuses a concurrency of 0, a zero lease, or a
+    /// heartbeat not shorter than the lease.
+    pub fn new(
+        db: DatabaseConnection,
+        table: QueueTable,
+        config: WorkerConfig,
+    ) -> Result<Self, QueueError> {
+        let invalid = |field, value: String, reason| QueueError::InvalidConfig {
+            field,
+            value,
+            reason,
+        };
+        if config.concurrency == 0 {
+            return Err(invalid(
+                "concurrency",
+                "0".into(),
+                "at least one job at a time",
+            ));
+        }
+        if config.lease.is_zero() {
+            return Err(invalid("lease", "0s".into(), "a lease must last"));
+        }
+        if config.heartbeat_interval >= config.lease {
+            return Err(invalid(
+                "heartbeat_interval",
+                format!("{:?}", config.heartbeat_interval),
+                "must be shorter than the lease",
+            ));
+        }
+        if config.max_completion_batch == 0 {
+            return Err(invalid(
+                "max_completion_batch",
+                "0".into(),
+                "at least one outcome per write",
+            ));
+        }
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let id = format!(
+            "{}-{}-{}",
+            host.trim().chars().take(32).collect::<String>(),
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        Ok(Self {
+            db,
+            table,
+            id,
+            handlers: HashMap::new(),
+            config,
+        })
+    }
+
+    /// This worker's id, the `locked_by` of its jobs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs `handler` for jobs of `job_type`. An empty type is refused.
+    pub fn handle<F, Fut>(self, job_type: &str, handler: F) -> Result<Self, QueueError>
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, BoxError>> + Send + 'static,
+    {
+        self.register(job_type, None, handler)
+    }
+
+    /// Like [`Worker::handle`], and an attempt that runs longer than `timeout` is
+    /// stopped (its future dropped) and fails with a timeout error.
+    pub fn handle_with_timeout<F, Fut>(
+        self,
+        job_type: &str,
+        timeout: Duration,
+        handler: F,
+    ) -> Result<Self, QueueError>
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, BoxError>> + Send + 'static,
+    {
+        self.register(job_type, Some(timeout), handler)
+    }
+
+    fn register<F, Fut>(
+        mut self,
+        job_type: &str,
+        timeout: Option<Duration>,
+        handler: F,
+    ) -> Result<Self, QueueError>
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, BoxError>> + Send + 'static,
+    {
+        if job_type.trim().is_empty() {
+            return Err(QueueError::UnknownJobType(job_type.to_owned()));
+        }
+        let handler: Handler = Arc::new(move |ctx| Box::pin(handler(ctx)));
+        self.handlers
+            .insert(job_type.trim().to_owned(), (handler, timeout));
+        Ok(self)
+    }
+
+    /// Runs `job` through its handler right here (no claim, no bookkeeping): for
+    /// tests and tools. A type without a handler is [`QueueError::UnknownJobType`].
+    pub async fn run_handler(
+        &self,
+        job: ClaimedJob,
+    ) -> Result<Result<Value, BoxError>, QueueError> {
+        let (handler, _) = self
+            .handlers
+            .get(&job.job_type)
+            .ok_or_else(|| QueueError::UnknownJobType(job.job_type.clone()))?;
+        let (_tx, rx) = watch::channel(false);
+        Ok(handler(context(job, rx)).await)
+    }
+
+    /// Claims and runs jobs until `shutdown` resolves, then stops claiming, lets
+    /// running jobs finish for up to `shutdown_timeout`, gives the rest back to
+    /// pending, writes every outcome and returns what it did.
+    ///
+    /// Costs per cycle: one claim statement for up to the free slots; outcomes are
+    /// written in batches (one statement each); one heartbeat statement per
+    /// `heartbeat_interval` for all running jobs.
+    pub async fn run<S: Future<Output = ()>>(
+        self,
+        shutdown: S,
+    ) -> Result<WorkerReport, QueueError> {
+        if self.handlers.is_empty() {
+            return Err(QueueError::InvalidConfig {
+                field: "handlers",
+                value: "none".into(),
+                reason: "register a handler before running",
+            });
+        }
+        let worker = Arc::new(self);
+        let pool = worker.db.get_postgres_connection_pool().clone();
+        let mut listener = PgListener::connect_with(&pool).await.map_err(db_err)?;
+        listener
+            .listen(worker.table.channel)
+            .await
+            .map_err(db_err)?;
+
+        let types: Vec<String> = worker.handlers.keys().cloned().collect();
+        let slots = Arc::new(Semaphore::new(worker.config.concurrency));
+        let slot_freed = Arc::new(Notify::new());
+        let inflight: Arc<Mutex<HashMap<Uuid, InFlight>>> = Arc::default();
+        let hard_stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<(Uuid, Outcome)>();
+        let completer = tokio::spawn(complete_loop(Arc::clone(&worker), done_rx));
+        let (stop_background, background_stopped) = watch::channel(false);
+        let heartbeats = tokio::spawn(heartbeat_loop(
+            Arc::clone(&worker),
+            Arc::clone(&inflight),
+            background_stopped.clone(),
+        ));
+        let rescuer = tokio::spawn(rescue_loop(Arc::clone(&worker), background_stopped));
+
+        tokio::pin!(shutdown);
+        loop {
+            let free = slots.available_permits();
+            if free > 0 {
+                match claim(
+                    &worker.db,
+                    worker.table,
+                    &worker.id,
+                    &types,
+                    free,
+                    worker.config.lease,
+                )
+                .await
+                {
+                    Ok(jobs) => {
+                        let claimed = jobs.len();
+                        for job in jobs {
+                            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                                break;
+                            };
+                            start_job(
+                                &worker,
+                                job,
+                                permit,
+                                &inflight,
+                                &slot_freed,
+                                &hard_stop,
+                                &done_tx,
+                            );
+                        }
+                        if claimed == free {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = %worker.id, error = %e, "claim failed; retrying after the poll interval")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                note = listener.recv() => {
+                    if let Err(e) = note {
+                        tracing::warn!(worker = %worker.id, error = %e, "LISTEN connection lost; polling until it is back");
+                        tokio::time::sleep(worker.config.poll_interval).await;
+                    }
+                }
+                _ = slot_freed.notified(), if free == 0 => {}
+                _ = tokio::time::sleep(worker.config.poll_interval) => {}
+            }
+        }
+
+        // Graceful shutdown: no more claims; wait for running jobs up to the deadline.
+        let deadline = tokio::time::Instant::now() + worker.config.shutdown_timeout;
+        while slots.available_permits() < worker.config.concurrency {
+            if tokio::time::timeout_at(deadline, slot_freed.notified())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let left: Vec<(Uuid, AbortHandle)> = {
+            hard_stop.store(true, Ordering::SeqCst);
+            let map = inflight.lock().unwrap_or_else(|p| p.into_inner());
+            map.iter().map(|(id, f)| (*id, f.abort.clone())).collect()
+        };
+        for (_, abort) in &left {
+            abort.abort();
+        }
+        let ids: Vec<Uuid> = left.iter().map(|(id, _)| *id).collect();
+        let released = release(&worker.db, worker.table, &worker.id, &ids).await?;
+        drop(done_tx);
+        let _ = stop_background.send(true);
+        let (completed, failed) = completer.await.unwrap_or((0, 0));
+        let rescued = rescuer.await.unwrap_or(0);
+        let _ = heartbeats.await;
+        Ok(WorkerReport {
+            completed,
+            failed,
+            released,
+            rescued,
+        })
+    }
+}
+
+fn context(job: ClaimedJob, cancelled: watch::Receiver<bool>) -> JobContext {
+    JobContext {
+        id: job.id,
+        job_type: job.job_type,
+        payload: job.payload,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        cancelled,
+    }
+}
+
+/// Starts one claimed job: the handler runs in a task of its own (so a panic is
+/// caught as a failure), under its type's timeout; its outcome goes to the completer.
+fn start_job(
+    worker: &Arc<Worker>,
+    job: ClaimedJob,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    inflight: &Arc<Mutex<HashMap<Uuid, InFlight>>>,
+    slot_freed: &Arc<Notify>,
+    hard_stop: &Arc<AtomicBool>,
+    done_tx: &mpsc::UnboundedSender<(Uuid, Outcome)>,
+) {
+    let id = job.id;
+    let attempt = job.attempt;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (retry_base, retry_max) = (worker.config.retry_base, worker.config.retry_max);
+    let outcome_of = move |result: Result<Value, String>| match result {
+        Ok(value) => Outcome::Completed(value),
+        Err(error) => Outcome::Failed {
+            error,
+            retry_at: backoff(attempt, retry_base, retry_max),
+        },
+    };
+    let Some((handler, timeout)) = worker.handlers.get(&job.job_type).cloned() else {
+        // Claimed only for registered types, so this cannot happen; fail it visibly.
+        let _ = done_tx.send((
+            id,
+            outcome_of(Err(format!("no handler for job type {:?}", job.job_type))),
+        ));
+        drop(permit);
+        return;
+    };
+    let task = tokio::spawn(handler(context(job, cancel_rx)));
+    inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        id,
+        InFlight {
+            cancel: cancel_tx,
+            abort: task.abort_handle(),
+        },
+    );
+    let (inflight, slot_freed, hard_stop, done_tx) = (
+        Arc::clone(inflight),
+        Arc::clone(slot_freed),
+        Arc::clone(hard_stop),
+        done_tx.clone(),
+    );
+    let abort = task.abort_handle();
+    let outcome = async move {
+        let joined = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    abort.abort();
+                    return Some(Err(format!("timed out after {limit:?}")));
+                }
+            },
+            None => task.await,
+        };
+        match joined {
+            Ok(Ok(value)) => Some(Ok(value)),
+            Ok(Err(e)) => Some(Err(e.to_string())),
+            Err(e) if e.is_panic() => {
+                let panic = e.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-text panic payload".into());
+                Some(Err(format!("handler panicked: {message}")))
+            }
+            // Aborted by a hard shutdown: the job is released, not failed.
+            Err(_) if hard_stop.load(Ordering::SeqCst) => None,
+            Err(_) => Some(Err("handler task was cancelled".into())),
+        }
+    };
+    let backoff_cfg = (worker.config.retry_base, worker.config.retry_max);
+    tokio::spawn(async move {
+        let result = outcome.await;
+        inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(result) = result {
+            let outcome = match result {
+                Ok(value) => Outcome::Completed(value),
+                Err(error) => Outcome::Failed {
+                    error,
+                    retry_at: backoff(attempt, backoff_cfg.0, backoff_cfg.1),
+                },
+            };
+            let _ = done_tx.send((id, outcome));
+        }
+        drop(permit);
+        slot_freed.notify_waiters();
+        slot_freed.notify_one();
+    });
+}
+
+/// Writes outcomes as they come, as many per statement as are waiting (up to
+/// `max_completion_batch`): one statement per flush. Returns (completed, failed).
+async fn complete_loop(
+    worker: Arc<Worker>,
+    mut rx: mpsc::UnboundedReceiver<(Uuid, Outcome)>,
+) -> (u64, u64) {
+    let (mut completed, mut failed) = (0u64, 0u64);
+    let mut batch = Vec::with_capacity(worker.config.max_completion_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < worker.config.max_completion_batch {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..8 {
+            match finish(&worker.db, worker.table, &worker.id, &batch).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(worker = %worker.id, error = %e, "writing outcomes failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        for (_, outcome) in &batch {
+            match outcome {
+                Outcome::Completed(_) => completed += 1,
+                Outcome::Failed { .. } => failed += 1,
+            }
+        }
+        batch.clear();
+    }
+    (completed, failed)
+}
+
+/// Renews the leases of the running jobs; tells the handlers of jobs this worker no
+/// longer holds (cancelled, or rescued after a stall) to stop.
+async fn heartbeat_loop(
+    worker: Arc<Worker>,
+    inflight: Arc<Mutex<HashMap<Uuid, InFlight>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(worker.config.heartbeat_interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let ids: Vec<Uuid> = inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        match heartbeat(
+            &worker.db,
+            worker.table,
+            &worker.id,
+            &ids,
+            worker.config.lease,
+        )
+        .await
+        {
+            Ok(held) => {
+                let map = inflight.lock().unwrap_or_else(|p| p.into_inner());
+                for id in ids.iter().filter(|id| !held.contains(id)) {
+                    if let Some(job) = map.get(id) {
+                        let _ = job.cancel.send(true);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %worker.id, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// Returns expired jobs to pending every `rescue_interval` and wakes the workers
+/// when it did. Returns how many it rescued.
+async fn rescue_loop(worker: Arc<Worker>, mut stop: watch::Receiver<bool>) -> u64 {
+    let mut rescued = 0;
+    let mut tick = tokio::time::interval(worker.config.rescue_interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return rescued,
+        }
+        match rescue_expired(&worker.db, worker.table).await {
+            Ok(0) => {}
+            Ok(n) => {
+                rescued += n;
+                let _ = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(worker.table.channel)
+                    .execute(worker.db.get_postgres_connection_pool())
+                    .await;
+            }
+            Err(e) => tracing::warn!(worker = %worker.id, error = %e, "rescue failed"),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `strata-test-worker URL MODE CONCURRENCY LEASE_MS`: a queue worker process for the
+//! tests.
+//! - `drain`: handles `record` jobs by inserting the job id into `job_runs` (whose
+//!   primary key catches a second run), and stops once no job is pending or running.
+//! - `hang`: handles `slow` jobs by printing `started <id>` and never finishing (the
+//!   test kills the process).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sea_orm::sqlx;
+use service::queue::worker::{Worker, WorkerConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, url, mode, concurrency, lease_ms] = args.as_slice() else {
+        eprintln!("usage: strata-test-worker URL drain|hang CONCURRENCY LEASE_MS");
+        return ExitCode::FAILURE;
+    };
+    let (Ok(concurrency), Ok(lease_ms)) = (concurrency.parse::<usize>(), lease_ms.parse::<u64>())
+    else {
+        eprintln!("CONCURRENCY and LEASE_MS are numbers");
+        return ExitCode::FAILURE;
+    };
+    match run(url, mode, concurrency, lease_ms).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    url: &str,
+    mode: &str,
+    concurrency: usize,
+    lease_ms: u64,
+) -> Result<(), service::cache::BoxError> {
+    let db = service::db::connect(Some(url), concurrency as u32 + 4).await?;
+    let lease = Duration::from_millis(lease_ms);
+    let config = WorkerConfig {
+        concurrency,
+        lease,
+        heartbeat_interval: lease / 3,
+        rescue_interval: lease / 2,
+        poll_interval: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(db.clone(), service::queue::JOBS, config)?;
+    let report = match mode {
+        "drain" => {
+            let pool = db.get_postgres_connection_pool().clone();
+            let worker = worker.handle("record", move |ctx| {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query("INSERT INTO job_runs (job_id, worker_pid) VALUES ($1, $2)")
+                        .bind(ctx.id)
+                        .bind(std::process::id() as i32)
+                        .execute(&pool)
+                        .await?;
+                    Ok(serde_json::json!({"ran": true}))
+                }
+            })?;
+            let pool = db.get_postgres_connection_pool().clone();
+            worker
+                .run(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let left: Result<i64, _> = sqlx::query_scalar(
+                            "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')",
+                        )
+                        .fetch_one(&pool)
+                        .await;
+                        if matches!(left, Ok(0)) {
+                            return;
+                        }
+                    }
+                })
+                .await?
+        }
+        "hang" => {
+            let worker = worker.handle("slow", |ctx| async move {
+                println!("started {}", ctx.id);
+                std::future::pending::<()>().await;
+                Ok(serde_json::Value::Null)
+            })?;
+            worker.run(std::future::pending::<()>()).await?
+        }
+        other => return Err(format!("unknown mode {other:?}").into()),
+    };
+    println!(
+        "report {} {} {}",
+        report.completed, report.failed, report.released
+    );
+    Ok(())
+}
