@@ -267,7 +267,7 @@ fn sample_value() -> Vec<u8> {
 /// Recreates `strata_bench` on the server and migrates it; its URL.
 async fn bench_database() -> Result<String, BoxError> {
     let url = service::db::resolve_url(None)?;
-    let admin_url = with_database(&url, "postgres");
+    let admin_url = service::db::url_with_database(&url, "postgres");
     let admin = Database::connect(
         ConnectOptions::new(admin_url)
             .sqlx_logging(false)
@@ -281,15 +281,9 @@ async fn bench_database() -> Result<String, BoxError> {
         .execute_unprepared("CREATE DATABASE strata_bench")
         .await?;
     admin.close().await?;
-    let bench_url = with_database(&url, "strata_bench");
+    let bench_url = service::db::url_with_database(&url, "strata_bench");
     migration::up(&bench_url).await?;
     Ok(bench_url)
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    format!("{scheme}://{authority}/{db}")
 }
 
 /// Fills `pdf_cache` with [`ENTRIES`] entries in batches; their keys.

@@ -46,6 +46,20 @@ pub async fn connect(
         })
 }
 
+/// `url` with its database (path) replaced by `db`; query parameters are kept.
+pub fn url_with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap_or(before_query);
+    match query {
+        Some(q) => format!("{scheme}://{authority}/{db}?{q}"),
+        None => format!("{scheme}://{authority}/{db}"),
+    }
+}
+
 /// `url` with any password replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -148,6 +162,16 @@ SELECT
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn url_with_database_keeps_the_rest() {
+        use super::url_with_database;
+        assert_eq!(
+            url_with_database("postgres://u:p@h:5/a?sslmode=require", "b"),
+            "postgres://u:p@h:5/b?sslmode=require"
+        );
+        assert_eq!(url_with_database("postgres://h", "b"), "postgres://h/b");
+    }
 
     #[test]
     fn redact_hides_only_the_password() {

@@ -114,19 +114,8 @@ pub fn server_url() -> String {
     .clone()
 }
 
-/// `url` with its database (path) replaced by `db`; query parameters are kept.
-pub fn url_with_database(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let authority = before_query.split('/').next().unwrap_or(before_query);
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{db}?{q}"),
-        None => format!("{scheme}://{authority}/{db}"),
-    }
-}
+/// `url` with its database replaced by `db` (see [`service::db::url_with_database`]).
+pub use service::db::url_with_database;
 
 /// A pool of at most `max` connections to `url`, statement logging off.
 pub async fn pool(url: &str, max: u32) -> DatabaseConnection {

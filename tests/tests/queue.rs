@@ -76,10 +76,12 @@ async fn eight_workers_in_two_processes_drain_ten_thousand_jobs_exactly_once() {
         .await
         .expect("enqueue");
     assert_eq!(ids.len(), 10_000);
-    let children: Vec<_> = (0..2)
-        .map(|_| {
+    // One process claims only for free slots, the other prefetches batches of 50.
+    let children: Vec<_> = ["0", "50"]
+        .into_iter()
+        .map(|prefetch| {
             Command::new(WORKER_BIN)
-                .args([t.url.as_str(), "drain", "4", "10000"])
+                .args([t.url.as_str(), "drain", "4", "10000", prefetch])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -878,4 +880,56 @@ async fn batch_progress_with_item_errors() {
         ai::create_batch(&t.db, "x", -1, &json!({}), None).await,
         Err(QueueError::InvalidJob { .. })
     ));
+}
+
+#[tokio::test]
+async fn prefetched_jobs_are_given_back_at_shutdown() {
+    let t = TestDb::new().await;
+    let jobs: Vec<NewJob> = (0..5)
+        .map(|i| NewJob::new("stuck", json!({"i": i})))
+        .collect();
+    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
+        .await
+        .expect("enqueue");
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&started);
+    let worker = Worker::new(
+        t.db.clone(),
+        JOBS,
+        WorkerConfig {
+            concurrency: 1,
+            prefetch: 10,
+            shutdown_timeout: Duration::from_millis(200),
+            ..fast()
+        },
+    )
+    .expect("worker")
+    .handle("stuck", move |_| {
+        let s = Arc::clone(&s);
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<_, BoxError>(json!(null))
+        }
+    })
+    .expect("handler");
+    let (stop, handle) = spawn(worker);
+    while started.load(Ordering::SeqCst) < 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // One runs, four wait in the local queue: all five are leased.
+    assert_eq!(
+        t.scalar("SELECT count(*) FROM jobs WHERE status = 'running'")
+            .await,
+        "5"
+    );
+    let _ = stop.send(());
+    let report = handle.await.expect("join").expect("run");
+    assert_eq!(report.released, 5);
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        t.sql("SELECT status, max(attempts)::text, count(*)::text FROM jobs GROUP BY status")
+            .await,
+        [["pending", "0", "5"]]
+    );
 }

@@ -6,7 +6,7 @@
 //! Delivery is at least once: a job runs again if its worker dies (after the lease)
 //! or if its completion could not be written before the lease ran out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +86,11 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// Most outcomes written by one statement. Default 1000.
     pub max_completion_batch: usize,
+    /// Jobs claimed ahead of free slots and kept in a local queue (leased and
+    /// heartbeated like running jobs, given back at shutdown). 0 (the default) claims
+    /// only for free slots, which shares the work best between workers; a few hundred
+    /// lets one worker claim in large batches when jobs are short.
+    pub prefetch: usize,
 }
 
 impl Default for WorkerConfig {
@@ -100,6 +105,7 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(3600),
             max_completion_batch: 1000,
+            prefetch: 0,
         }
     }
 }
@@ -278,6 +284,8 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(worker.config.concurrency));
         let slot_freed = Arc::new(Notify::new());
         let inflight: Arc<Mutex<HashMap<Uuid, InFlight>>> = Arc::default();
+        // Claimed, not started yet (prefetch): leased and heartbeated like running jobs.
+        let buffered: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
         let hard_stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(Uuid, Outcome)>();
         let completer = tokio::spawn(complete_loop(Arc::clone(&worker), done_rx));
@@ -285,41 +293,56 @@ impl Worker {
         let heartbeats = tokio::spawn(heartbeat_loop(
             Arc::clone(&worker),
             Arc::clone(&inflight),
+            Arc::clone(&buffered),
             background_stopped.clone(),
         ));
         let rescuer = tokio::spawn(rescue_loop(Arc::clone(&worker), background_stopped));
 
         tokio::pin!(shutdown);
+        let prefetch = worker.config.prefetch;
+        let mut ready: VecDeque<ClaimedJob> = VecDeque::new();
         loop {
+            // Start buffered jobs while slots are free; skip those cancelled meanwhile.
+            while !ready.is_empty() {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    break;
+                };
+                let Some(job) = ready.pop_front() else { break };
+                let still_held = lock(&buffered).remove(&job.id);
+                if still_held {
+                    start_job(
+                        &worker,
+                        job,
+                        permit,
+                        &inflight,
+                        &slot_freed,
+                        &hard_stop,
+                        &done_tx,
+                    );
+                }
+            }
             let free = slots.available_permits();
-            if free > 0 {
+            let want = (free + prefetch).saturating_sub(ready.len());
+            if want > 0 && (free > 0 || ready.len() <= prefetch / 2) {
                 match claim(
                     &worker.db,
                     worker.table,
                     &worker.id,
                     &types,
-                    free,
+                    want,
                     worker.config.lease,
                 )
                 .await
                 {
                     Ok(jobs) => {
                         let claimed = jobs.len();
+                        let mut held = lock(&buffered);
                         for job in jobs {
-                            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                                break;
-                            };
-                            start_job(
-                                &worker,
-                                job,
-                                permit,
-                                &inflight,
-                                &slot_freed,
-                                &hard_stop,
-                                &done_tx,
-                            );
+                            held.insert(job.id);
+                            ready.push_back(job);
                         }
-                        if claimed == free {
+                        drop(held);
+                        if claimed == want {
                             continue;
                         }
                     }
@@ -328,6 +351,10 @@ impl Worker {
                     }
                 }
             }
+            if !ready.is_empty() && slots.available_permits() > 0 {
+                continue;
+            }
+            let full = slots.available_permits() == 0;
             tokio::select! {
                 _ = &mut shutdown => break,
                 note = listener.recv() => {
@@ -336,7 +363,7 @@ impl Worker {
                         tokio::time::sleep(worker.config.poll_interval).await;
                     }
                 }
-                _ = slot_freed.notified(), if free == 0 => {}
+                _ = slot_freed.notified(), if full => {}
                 _ = tokio::time::sleep(worker.config.poll_interval) => {}
             }
         }
@@ -353,13 +380,16 @@ impl Worker {
         }
         let left: Vec<(Uuid, AbortHandle)> = {
             hard_stop.store(true, Ordering::SeqCst);
-            let map = inflight.lock().unwrap_or_else(|p| p.into_inner());
-            map.iter().map(|(id, f)| (*id, f.abort.clone())).collect()
+            lock(&inflight)
+                .iter()
+                .map(|(id, f)| (*id, f.abort.clone()))
+                .collect()
         };
         for (_, abort) in &left {
             abort.abort();
         }
-        let ids: Vec<Uuid> = left.iter().map(|(id, _)| *id).collect();
+        let mut ids: Vec<Uuid> = left.iter().map(|(id, _)| *id).collect();
+        ids.extend(lock(&buffered).drain());
         let released = release(&worker.db, worker.table, &worker.id, &ids).await?;
         drop(done_tx);
         let _ = stop_background.send(true);
@@ -373,6 +403,11 @@ impl Worker {
             rescued,
         })
     }
+}
+
+/// Locks `m`, recovering the data if a panicking holder poisoned it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn context(job: ClaimedJob, cancelled: watch::Receiver<bool>) -> JobContext {
@@ -418,7 +453,7 @@ fn start_job(
         return;
     };
     let task = tokio::spawn(handler(context(job, cancel_rx)));
-    inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(
+    lock(inflight).insert(
         id,
         InFlight {
             cancel: cancel_tx,
@@ -526,6 +561,7 @@ async fn complete_loop(
 async fn heartbeat_loop(
     worker: Arc<Worker>,
     inflight: Arc<Mutex<HashMap<Uuid, InFlight>>>,
+    buffered: Arc<Mutex<HashSet<Uuid>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(worker.config.heartbeat_interval);
@@ -535,12 +571,8 @@ async fn heartbeat_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let ids: Vec<Uuid> = inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let mut ids: Vec<Uuid> = lock(&inflight).keys().copied().collect();
+        ids.extend(lock(&buffered).iter().copied());
         match heartbeat(
             &worker.db,
             worker.table,
@@ -551,11 +583,13 @@ async fn heartbeat_loop(
         .await
         {
             Ok(held) => {
-                let map = inflight.lock().unwrap_or_else(|p| p.into_inner());
+                let map = lock(&inflight);
+                let mut waiting = lock(&buffered);
                 for id in ids.iter().filter(|id| !held.contains(id)) {
                     if let Some(job) = map.get(id) {
                         let _ = job.cancel.send(true);
                     }
+                    waiting.remove(id);
                 }
             }
             Err(e) => tracing::warn!(worker = %worker.id, error = %e, "heartbeat failed"),

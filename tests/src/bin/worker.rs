@@ -1,5 +1,5 @@
-//! `strata-test-worker URL MODE CONCURRENCY LEASE_MS`: a queue worker process for the
-//! tests.
+//! `strata-test-worker URL MODE CONCURRENCY LEASE_MS [PREFETCH]`: a queue worker
+//! process for the tests.
 //! - `drain`: handles `record` jobs by inserting the job id into `job_runs` (whose
 //!   primary key catches a second run), and stops once no job is pending or running.
 //! - `hang`: handles `slow` jobs by printing `started <id>` and never finishing (the
@@ -14,8 +14,16 @@ use service::queue::worker::{Worker, WorkerConfig};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, mode, concurrency, lease_ms] = args.as_slice() else {
-        eprintln!("usage: strata-test-worker URL drain|hang CONCURRENCY LEASE_MS");
+    let (url, mode, concurrency, lease_ms, prefetch) = match args.as_slice() {
+        [_, url, mode, c, l] => (url, mode, c, l, "0"),
+        [_, url, mode, c, l, p] => (url, mode, c, l, p.as_str()),
+        _ => {
+            eprintln!("usage: strata-test-worker URL drain|hang CONCURRENCY LEASE_MS [PREFETCH]");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(prefetch) = prefetch.parse::<usize>() else {
+        eprintln!("PREFETCH is a number");
         return ExitCode::FAILURE;
     };
     let (Ok(concurrency), Ok(lease_ms)) = (concurrency.parse::<usize>(), lease_ms.parse::<u64>())
@@ -23,7 +31,7 @@ async fn main() -> ExitCode {
         eprintln!("CONCURRENCY and LEASE_MS are numbers");
         return ExitCode::FAILURE;
     };
-    match run(url, mode, concurrency, lease_ms).await {
+    match run(url, mode, concurrency, lease_ms, prefetch).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
@@ -37,6 +45,7 @@ async fn run(
     mode: &str,
     concurrency: usize,
     lease_ms: u64,
+    prefetch: usize,
 ) -> Result<(), service::cache::BoxError> {
     let db = service::db::connect(Some(url), concurrency as u32 + 4).await?;
     let lease = Duration::from_millis(lease_ms);
@@ -46,6 +55,7 @@ async fn run(
         heartbeat_interval: lease / 3,
         rescue_interval: lease / 2,
         poll_interval: Duration::from_millis(200),
+        prefetch,
         ..WorkerConfig::default()
     };
     let worker = Worker::new(db.clone(), service::queue::JOBS, config)?;

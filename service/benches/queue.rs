@@ -1,0 +1,221 @@
+//! `cargo bench -p service --bench queue`: the job queue against raw SQL, in one run.
+//!
+//! Database: `DATABASE_URL`'s server, else the embedded default cluster; the bench
+//! uses (and recreates) its own database `strata_bench_queue`. With 20,000 no-op jobs
+//! and concurrency 8 it measures:
+//! - bulk enqueue (jobs/s): `queue::enqueue` of all jobs at once, against a raw
+//!   `INSERT … SELECT FROM unnest` of the same rows;
+//! - processing (jobs/s, first claim to last completion, from the jobs' own
+//!   `started_at`/`completed_at`): a `Worker` with a no-op handler, against raw SQL
+//!   that claims and completes in batches of 1,000 from 8 tasks;
+//! - enqueue-to-start latency (p50/p90, `started_at − created_at`) of single jobs
+//!   enqueued one by one with an idle worker waiting.
+//!
+//! It ends with `enqueue_jobs_per_s=`, `process_jobs_per_s=` and `latency_ms_p50=`.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use serde_json::json;
+use service::cache::BoxError;
+use service::queue::worker::{Worker, WorkerConfig};
+use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
+
+const JOBS_N: usize = 20_000;
+const CONCURRENCY: usize = 8;
+const LATENCY_SAMPLES: usize = 200;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let url = bench_database().await?;
+    let mut opt = ConnectOptions::new(url);
+    opt.max_connections(16).sqlx_logging(false);
+    let db = Database::connect(opt).await?;
+
+    // Bulk enqueue: raw baseline, then the service.
+    let raw_enqueue = time_raw_enqueue(&db).await?;
+    reset(&db).await?;
+    let jobs: Vec<NewJob> = (0..JOBS_N)
+        .map(|i| NewJob::new("noop", json!({"n": i})))
+        .collect();
+    let started = Instant::now();
+    queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+    let enqueue_per_s = JOBS_N as f64 / started.elapsed().as_secs_f64();
+    println!("bulk enqueue of {JOBS_N} jobs:");
+    println!("  raw INSERT ... FROM unnest        {raw_enqueue:>9.0} jobs/s");
+    println!(
+        "  queue::enqueue                    {enqueue_per_s:>9.0} jobs/s  ratio {:.3}",
+        enqueue_per_s / raw_enqueue
+    );
+
+    // Processing through the worker runtime.
+    let worker = Worker::new(
+        db.clone(),
+        JOBS,
+        WorkerConfig {
+            concurrency: CONCURRENCY,
+            ..WorkerConfig::default()
+        },
+    )?
+    .handle("noop", |_| async {
+        Ok::<_, BoxError>(serde_json::Value::Null)
+    })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    wait_until_done(&db).await?;
+    let process_per_s = JOBS_N as f64 / span_seconds(&db).await?;
+
+    // Raw baseline for processing: batched claim and completion, 8 tasks.
+    reset(&db).await?;
+    let raw_rows: Vec<String> = (0..JOBS_N).map(|i| format!("{{\"n\":{i}}}")).collect();
+    insert_raw(&db, &raw_rows, "rawnoop").await?;
+    let raw_process = raw_processing(&db).await?;
+    println!("processing {JOBS_N} no-op jobs, concurrency {CONCURRENCY}:");
+    println!("  raw batched claim + complete      {raw_process:>9.0} jobs/s");
+    println!(
+        "  Worker (claim, run, complete)     {process_per_s:>9.0} jobs/s  ratio {:.3}",
+        process_per_s / raw_process
+    );
+
+    // Latency: one job at a time with the (still running, now idle) worker.
+    reset(&db).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..LATENCY_SAMPLES {
+        queue::enqueue(
+            &db,
+            &[NewJob::new("noop", json!({"sample": i}))],
+            DEFAULT_MAX_PAYLOAD_BYTES,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_until_done(&db).await?;
+    let latencies: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 FROM jobs ORDER BY 1",
+    )
+    .fetch_all(db.get_postgres_connection_pool())
+    .await?;
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let (p50, p90) = (pct(0.5), pct(0.9));
+    println!(
+        "enqueue-to-start latency, idle worker, {LATENCY_SAMPLES} jobs: p50 {p50:.2} ms  p90 {p90:.2} ms"
+    );
+    let _ = stop.send(());
+    handle.await??;
+
+    println!("enqueue_jobs_per_s={enqueue_per_s:.0}");
+    println!("process_jobs_per_s={process_per_s:.0}");
+    println!("latency_ms_p50={p50:.2}");
+    Ok(())
+}
+
+async fn reset(db: &DatabaseConnection) -> Result<(), BoxError> {
+    db.execute_unprepared("TRUNCATE jobs").await?;
+    Ok(())
+}
+
+async fn insert_raw(
+    db: &DatabaseConnection,
+    payloads: &[String],
+    job_type: &str,
+) -> Result<(), BoxError> {
+    sqlx::query(
+        "INSERT INTO jobs (job_type, payload) SELECT $1, p::jsonb FROM unnest($2::text[]) AS p",
+    )
+    .bind(job_type)
+    .bind(payloads)
+    .execute(db.get_postgres_connection_pool())
+    .await?;
+    Ok(())
+}
+
+async fn time_raw_enqueue(db: &DatabaseConnection) -> Result<f64, BoxError> {
+    let payloads: Vec<String> = (0..JOBS_N).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let started = Instant::now();
+    insert_raw(db, &payloads, "noop").await?;
+    Ok(JOBS_N as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn wait_until_done(db: &DatabaseConnection) -> Result<(), BoxError> {
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'completed'")
+            .fetch_one(db.get_postgres_connection_pool())
+            .await?;
+        if left == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// First claim to last completion, from the rows themselves.
+async fn span_seconds(db: &DatabaseConnection) -> Result<f64, BoxError> {
+    let span: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(completed_at) - min(started_at))::float8 FROM jobs",
+    )
+    .fetch_one(db.get_postgres_connection_pool())
+    .await?;
+    Ok(span.max(1e-6))
+}
+
+/// 8 tasks claim 1,000 jobs and complete them, each in one statement, until none is
+/// left: the ceiling of two batched row writes per job.
+async fn raw_processing(db: &DatabaseConnection) -> Result<f64, BoxError> {
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(async move {
+                loop {
+                    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+                        "WITH picked AS (
+                             SELECT id FROM jobs WHERE status = 'pending' AND run_at <= now()
+                             ORDER BY priority DESC, run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                         UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,
+                                locked_by = 'raw', locked_until = now() + interval '30 seconds'
+                         FROM picked WHERE j.id = picked.id RETURNING j.id",
+                    )
+                    .fetch_all(&pool)
+                    .await?;
+                    if ids.is_empty() {
+                        return Ok::<_, sqlx::Error>(());
+                    }
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'completed', locked_by = NULL, locked_until = NULL
+                         WHERE id = ANY($1)",
+                    )
+                    .bind(&ids)
+                    .execute(&pool)
+                    .await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    span_seconds(db).await.map(|s| JOBS_N as f64 / s)
+}
+
+/// Recreates `strata_bench_queue` on the server and migrates it; its URL.
+async fn bench_database() -> Result<String, BoxError> {
+    let url = service::db::resolve_url(None)?;
+    let admin = Database::connect(
+        ConnectOptions::new(service::db::url_with_database(&url, "postgres"))
+            .sqlx_logging(false)
+            .to_owned(),
+    )
+    .await?;
+    admin
+        .execute_unprepared("DROP DATABASE IF EXISTS strata_bench_queue WITH (FORCE)")
+        .await?;
+    admin
+        .execute_unprepared("CREATE DATABASE strata_bench_queue")
+        .await?;
+    admin.close().await?;
+    let bench_url = service::db::url_with_database(&url, "strata_bench_queue");
+    migration::up(&bench_url).await?;
+    Ok(bench_url)
+}
