@@ -237,7 +237,7 @@ impl Store for AiResponseStore {
                      hit_count = c.hit_count + v.n,
                      last_accessed_at = greatest(c.last_accessed_at, v.t)
                  FROM (SELECT k, count(*)::int AS n, max(t) AS t FROM e WHERE k IS NOT NULL GROUP BY k) v
-                 WHERE c.cache_key = v.k
+                 WHERE c.cache_key = ANY($1) AND c.cache_key = v.k
              )
              SELECT increment_cache_stats(d, h, m, tk)
              FROM (SELECT t::date AS d,
@@ -246,6 +246,7 @@ impl Store for AiResponseStore {
                           sum(tokens)::bigint AS tk
                    FROM e GROUP BY 1) s",
         )
+        .persistent(false)
         .bind(events.iter().map(|e| e.cache_key.clone()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.tokens_saved).collect::<Vec<_>>())

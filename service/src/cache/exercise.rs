@@ -176,8 +176,9 @@ impl Store for ExerciseStore {
                    FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[])
                         AS e(u, k, d, tp, t)
                    GROUP BY u, k, d, tp) v
-             WHERE c.user_id = v.u AND c.exercise_type = v.k AND c.difficulty_level = v.d AND c.topic = v.tp",
+             WHERE c.user_id = ANY($1) AND c.user_id = v.u AND c.exercise_type = v.k AND c.difficulty_level = v.d AND c.topic = v.tp",
         )
+        .persistent(false)
         .bind(events.iter().map(|e| e.key.user_id).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.key.exercise_type.clone()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.key.difficulty).collect::<Vec<_>>())

@@ -354,7 +354,7 @@ impl Store for PdfStore {
                      last_accessed = greatest(p.last_accessed, v.t),
                      processing_time_ms = coalesce(v.ms, p.processing_time_ms)
                  FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::int4[]) AS v(h, n, t, ms)
-                 WHERE p.pdf_hash = v.h
+                 WHERE p.pdf_hash = ANY($1) AND p.pdf_hash = v.h
              )
              INSERT INTO layer0_cost_tracking
                  (pdf_hash, cache_hit, lookups, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
@@ -364,6 +364,7 @@ impl Store for PdfStore {
              SELECT NULL, true, $10, 0, $11::numeric(12, 6), NULL, NULL, $12
              WHERE $10 > 0",
         )
+        .persistent(false)
         .bind(hashes)
         .bind(counts)
         .bind(lasts)

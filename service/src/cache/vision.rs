@@ -220,7 +220,7 @@ impl Store for VisionStore {
              FROM (SELECT h, p, count(*) AS n, max(t) AS t
                    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(h, p, t)
                    GROUP BY h, p) v
-             WHERE c.url_hash = v.h AND c.provider = v.p::ai_provider",
+             WHERE c.url_hash = ANY($1) AND c.url_hash = v.h AND c.provider = v.p::ai_provider",
         )
         .bind(
             events
@@ -228,6 +228,7 @@ impl Store for VisionStore {
                 .map(|e| e.url_hash.clone())
                 .collect::<Vec<_>>(),
         )
+        .persistent(false)
         .bind(events.iter().map(|e| e.provider).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
         .execute(db.get_postgres_connection_pool())

@@ -86,12 +86,13 @@ pub async fn enqueue_ai_jobs(
              DO NOTHING
              RETURNING id
          )
-         SELECT i.id, coalesce(
-                    (SELECT n.id FROM inserted n WHERE n.id = i.id),
-                    (SELECT j.id FROM ai_annotation_jobs j
-                     WHERE j.dedup_key = i.dedup_key AND j.status IN ('pending', 'processing')))
-         FROM input i",
+         SELECT i.id, coalesce(n.id, j.id)
+         FROM input i
+         LEFT JOIN inserted n ON n.id = i.id
+         LEFT JOIN ai_annotation_jobs j ON i.dedup_key IS NOT NULL AND j.dedup_key = i.dedup_key
+                                       AND j.status IN ('pending', 'processing')",
     )
+    .persistent(false)
     .bind(&ids)
     .bind(jobs.iter().map(|j| j.image_id).collect::<Vec<_>>())
     .bind(providers)

@@ -15,12 +15,18 @@
 //! - [`worker::Worker`]: handlers by job type, concurrency, LISTEN wake-ups with a
 //!   polling fallback, per-type timeouts, panics as failures, cancellation, graceful
 //!   shutdown.
+//!
+//! Statements whose parameters are arrays of a batch run as unnamed statements
+//! (`persistent(false)`), planned with the actual arrays every time: a cached generic
+//! plan assumes a handful of elements and may pick a nested loop that rescans the
+//! array for every row (measured: 750 ms instead of 30 ms for 1,000 outcomes). The
+//! cache flushes do the same.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
-use sea_orm::sqlx;
+use sea_orm::sqlx::{self, PgConnection};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -257,12 +263,13 @@ pub async fn enqueue(
              DO NOTHING
              RETURNING id
          )
-         SELECT i.id, coalesce(
-                    (SELECT n.id FROM inserted n WHERE n.id = i.id),
-                    (SELECT j.id FROM jobs j
-                     WHERE j.dedup_key = i.dedup_key AND j.status IN ('pending', 'running')))
-         FROM input i",
+         SELECT i.id, coalesce(n.id, j.id)
+         FROM input i
+         LEFT JOIN inserted n ON n.id = i.id
+         LEFT JOIN jobs j ON i.dedup_key IS NOT NULL AND j.dedup_key = i.dedup_key
+                         AND j.status IN ('pending', 'running')",
     )
+    .persistent(false)
     .bind(&ids)
     .bind(jobs.iter().map(|j| j.job_type.trim().to_owned()).collect::<Vec<_>>())
     .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
@@ -337,8 +344,27 @@ pub struct ClaimedJob {
 /// Claims up to `limit` runnable jobs of `types` for `worker` in one round trip: the
 /// highest priority first, then the oldest `run_at`, skipping rows other workers have
 /// locked; each becomes running with a lease of `lease` and its attempt counted.
+/// (`id = ANY(ARRAY(…))` keeps the update on the primary key even in the generic plan
+/// of the prepared statement, where a join would hash the whole table.)
 pub async fn claim(
     db: &DatabaseConnection,
+    table: QueueTable,
+    worker: &str,
+    types: &[String],
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<ClaimedJob>, QueueError> {
+    let mut conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(db_err)?;
+    claim_on(&mut conn, table, worker, types, limit, lease).await
+}
+
+/// [`claim`] on a given connection (the worker's own).
+pub(crate) async fn claim_on(
+    conn: &mut PgConnection,
     table: QueueTable,
     worker: &str,
     types: &[String],
@@ -358,7 +384,7 @@ pub async fn claim(
          )
          UPDATE {t} j SET status = '{running}', attempts = j.attempts + 1,
                           locked_by = $3, locked_until = now() + make_interval(secs => $4)
-         FROM picked WHERE j.id = picked.id
+         WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
          RETURNING j.id, j.{ty}, j.{payload}, j.attempts, j.max_attempts",
         t = table.table,
         ty = table.type_expr,
@@ -370,7 +396,7 @@ pub async fn claim(
         .bind(limit as i64)
         .bind(worker)
         .bind(lease.as_secs_f64())
-        .fetch_all(db.get_postgres_connection_pool())
+        .fetch_all(conn)
         .await
         .map_err(db_err)?;
     Ok(rows
@@ -412,6 +438,21 @@ pub async fn finish(
     worker: &str,
     outcomes: &[(Uuid, Outcome)],
 ) -> Result<u64, QueueError> {
+    let mut conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(db_err)?;
+    finish_on(&mut conn, table, worker, outcomes).await
+}
+
+/// [`finish`] on a given connection (the worker's own).
+pub(crate) async fn finish_on(
+    conn: &mut PgConnection,
+    table: QueueTable,
+    worker: &str,
+    outcomes: &[(Uuid, Outcome)],
+) -> Result<u64, QueueError> {
     if outcomes.is_empty() {
         return Ok(0);
     }
@@ -427,7 +468,7 @@ pub async fn finish(
              locked_until = NULL
          FROM unnest($1::uuid[], $2::bool[], $3::jsonb[], $4::text[], $5::timestamptz[])
               AS o(id, ok, result, err, retry_at)
-         WHERE j.id = o.id AND j.status = '{running}' AND j.locked_by = $6",
+         WHERE j.id = ANY($1) AND j.id = o.id AND j.status = '{running}' AND j.locked_by = $6",
         t = table.table,
         st = table.status_type,
         result = table.result_column,
@@ -454,13 +495,14 @@ pub async fn finish(
         }
     }
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
         .bind(ids)
         .bind(oks)
         .bind(results)
         .bind(errors)
         .bind(retries)
         .bind(worker)
-        .execute(db.get_postgres_connection_pool())
+        .execute(conn)
         .await
         .map_err(db_err)?;
     Ok(done.rows_affected())
@@ -496,6 +538,7 @@ pub async fn heartbeat(
         running = table.running,
     );
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
         .bind(ids)
         .bind(worker)
         .bind(lease.as_secs_f64())
@@ -547,6 +590,7 @@ pub async fn release(
         running = table.running,
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
         .bind(ids)
         .bind(worker)
         .execute(db.get_postgres_connection_pool())
@@ -720,6 +764,7 @@ pub async fn retry_failed(
         t = table.table,
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
         .bind(ids)
         .execute(db.get_postgres_connection_pool())
         .await

@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use super::{
-    ClaimedJob, Outcome, QueueError, QueueTable, backoff, claim, db_err, finish, heartbeat,
+    ClaimedJob, Outcome, QueueError, QueueTable, backoff, claim_on, db_err, finish_on, heartbeat,
     release, rescue_expired,
 };
 use crate::cache::BoxError;
@@ -299,6 +299,7 @@ impl Worker {
         let rescuer = tokio::spawn(rescue_loop(Arc::clone(&worker), background_stopped));
 
         tokio::pin!(shutdown);
+        let mut claim_conn = OwnConnection::new(&pool);
         let prefetch = worker.config.prefetch;
         let mut ready: VecDeque<ClaimedJob> = VecDeque::new();
         loop {
@@ -321,19 +322,29 @@ impl Worker {
                     );
                 }
             }
+            // Claim when the local queue cannot fill the free slots, or (prefetching)
+            // when it ran down to half: never a round trip per started job.
             let free = slots.available_permits();
             let want = (free + prefetch).saturating_sub(ready.len());
-            if want > 0 && (free > 0 || ready.len() <= prefetch / 2) {
-                match claim(
-                    &worker.db,
-                    worker.table,
-                    &worker.id,
-                    &types,
-                    want,
-                    worker.config.lease,
-                )
-                .await
-                {
+            if want > 0 && (ready.len() < free || (prefetch > 0 && ready.len() <= prefetch / 2)) {
+                let claimed = match claim_conn.get().await {
+                    Ok(conn) => {
+                        claim_on(
+                            conn,
+                            worker.table,
+                            &worker.id,
+                            &types,
+                            want,
+                            worker.config.lease,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if claimed.is_err() {
+                    claim_conn.reset();
+                }
+                match claimed {
                     Ok(jobs) => {
                         let claimed = jobs.len();
                         let mut held = lock(&buffered);
@@ -402,6 +413,49 @@ impl Worker {
             released,
             rescued,
         })
+    }
+}
+
+/// A connection of the worker's own, outside the pool, for its claims and its
+/// outcomes: they never wait for a pooled connection, and they commit with
+/// `synchronous_commit = off`. That is safe for a queue that delivers at least
+/// once: a claim or an outcome lost in a server crash leaves the job pending or
+/// running, and it runs again after its lease. Enqueueing stays synchronous.
+struct OwnConnection {
+    options: Arc<sqlx::postgres::PgConnectOptions>,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl OwnConnection {
+    fn new(pool: &sqlx::PgPool) -> Self {
+        Self {
+            options: pool.connect_options(),
+            conn: None,
+        }
+    }
+
+    /// The connection, opened (and set up) on first use or after [`Self::reset`].
+    async fn get(&mut self) -> Result<&mut sqlx::PgConnection, QueueError> {
+        use sqlx::Connection;
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = sqlx::PgConnection::connect_with(&self.options)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_err)?;
+                conn
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Drops the connection after an error; the next [`Self::get`] reconnects.
+    fn reset(&mut self) {
+        self.conn = None;
     }
 }
 
@@ -525,6 +579,7 @@ async fn complete_loop(
     mut rx: mpsc::UnboundedReceiver<(Uuid, Outcome)>,
 ) -> (u64, u64) {
     let (mut completed, mut failed) = (0u64, 0u64);
+    let mut conn = OwnConnection::new(worker.db.get_postgres_connection_pool());
     let mut batch = Vec::with_capacity(worker.config.max_completion_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -536,10 +591,15 @@ async fn complete_loop(
         }
         let mut pause = Duration::from_millis(50);
         for _ in 0..8 {
-            match finish(&worker.db, worker.table, &worker.id, &batch).await {
+            let written = match conn.get().await {
+                Ok(c) => finish_on(c, worker.table, &worker.id, &batch).await,
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(worker = %worker.id, error = %e, "writing outcomes failed; retrying");
+                    conn.reset();
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
