@@ -84,3 +84,34 @@ pub async fn drop_tables(
     }
     Ok(())
 }
+
+/// The indexes the queue engine needs on a job table, named `names` (claim, lease,
+/// dedup): the claim order `(priority DESC, run_at)` over pending jobs only, so
+/// claiming stays an index scan however many finished rows there are; the lease
+/// expiry of running jobs (`running` is the table's word for it); and the dedup key,
+/// unique among live jobs.
+pub fn queue_indexes(
+    table: &'static str,
+    names: [&'static str; 3],
+    running: &str,
+) -> Vec<IndexCreateStatement> {
+    let [claim, lease, dedup] = names;
+    vec![
+        index(claim, table)
+            .col(("priority", IndexOrder::Desc))
+            .col("run_at")
+            .and_where(Expr::cust("status = 'pending'"))
+            .take(),
+        index(lease, table)
+            .col("locked_until")
+            .and_where(Expr::cust(format!("status = '{running}'")))
+            .take(),
+        index(dedup, table)
+            .unique()
+            .col("dedup_key")
+            .and_where(Expr::cust(format!(
+                "dedup_key IS NOT NULL AND status IN ('pending', '{running}')"
+            )))
+            .take(),
+    ]
+}

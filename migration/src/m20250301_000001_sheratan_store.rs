@@ -39,7 +39,7 @@ use sea_orm_migration::schema::*;
 
 use crate::helpers::{
     create_indexes, drop_tables, empty_object, exec, foreign_key, id, index, now_column,
-    updated_at_trigger,
+    queue_indexes, updated_at_trigger,
 };
 
 /// The embedding dimension when `VECTOR_DIMENSION` is unset.
@@ -184,6 +184,15 @@ impl MigrationTrait for Migration {
             .await?;
         create_indexes(
             manager,
+            queue_indexes(
+                "jobs",
+                ["idx_jobs_priority", "idx_jobs_lease", "idx_jobs_dedup_key"],
+                "running",
+            ),
+        )
+        .await?;
+        create_indexes(
+            manager,
             vec![
                 index("idx_documents_created_at", "documents")
                     .col("created_at")
@@ -195,22 +204,6 @@ impl MigrationTrait for Migration {
                 index("idx_jobs_job_type", "jobs").col("job_type").take(),
                 index("idx_jobs_created_at", "jobs")
                     .col("created_at")
-                    .take(),
-                index("idx_jobs_priority", "jobs")
-                    .col(("priority", IndexOrder::Desc))
-                    .col("run_at")
-                    .and_where(Expr::cust("status = 'pending'"))
-                    .take(),
-                index("idx_jobs_lease", "jobs")
-                    .col("locked_until")
-                    .and_where(Expr::cust("status = 'running'"))
-                    .take(),
-                index("idx_jobs_dedup_key", "jobs")
-                    .unique()
-                    .col("dedup_key")
-                    .and_where(Expr::cust(
-                        "dedup_key IS NOT NULL AND status IN ('pending', 'running')",
-                    ))
                     .take(),
                 index("idx_audit_logs_created_at", "audit_logs")
                     .col("created_at")

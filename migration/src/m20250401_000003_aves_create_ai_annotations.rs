@@ -56,6 +56,7 @@ use sea_orm_migration::schema::*;
 
 use crate::helpers::{
     create_indexes, drop_tables, empty_object, exec, foreign_key, id, index, now_column,
+    queue_indexes,
 };
 
 const JOB_STATUSES: [&str; 5] = ["pending", "processing", "completed", "failed", "cancelled"];
@@ -214,6 +215,19 @@ ALTER TABLE annotations
         .await?;
         create_indexes(
             manager,
+            queue_indexes(
+                "ai_annotation_jobs",
+                [
+                    "idx_ai_jobs_claim",
+                    "idx_ai_jobs_lease",
+                    "idx_ai_jobs_dedup_key",
+                ],
+                "processing",
+            ),
+        )
+        .await?;
+        create_indexes(
+            manager,
             vec![
                 index("idx_ai_jobs_image_id", "ai_annotation_jobs")
                     .col("image_id")
@@ -227,22 +241,6 @@ ALTER TABLE annotations
                     .take(),
                 index("idx_ai_jobs_provider", "ai_annotation_jobs")
                     .col("provider")
-                    .take(),
-                index("idx_ai_jobs_claim", "ai_annotation_jobs")
-                    .col(("priority", IndexOrder::Desc))
-                    .col("run_at")
-                    .and_where(Expr::cust("status = 'pending'"))
-                    .take(),
-                index("idx_ai_jobs_lease", "ai_annotation_jobs")
-                    .col("locked_until")
-                    .and_where(Expr::cust("status = 'processing'"))
-                    .take(),
-                index("idx_ai_jobs_dedup_key", "ai_annotation_jobs")
-                    .unique()
-                    .col("dedup_key")
-                    .and_where(Expr::cust(
-                        "dedup_key IS NOT NULL AND status IN ('pending', 'processing')",
-                    ))
                     .take(),
                 index("idx_annotations_vision_generated", "annotations")
                     .col("vision_generated")
