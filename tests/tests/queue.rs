@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use service::cache::BoxError;
 use service::queue::ai::{self, NewAiJob, VisionAnnotation};
-use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
+use service::queue::worker::{HandlerFuture, JobContext, Worker, WorkerConfig, WorkerReport};
 use service::queue::{
     self, AI_ANNOTATION_JOBS, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError,
 };
@@ -31,6 +31,20 @@ fn fast() -> WorkerConfig {
         retry_base: Duration::from_millis(10),
         retry_max: Duration::from_millis(50),
         ..WorkerConfig::default()
+    }
+}
+
+/// A handler that counts its starts in `started` and never finishes.
+fn never_finishes(
+    started: Arc<AtomicUsize>,
+) -> impl Fn(JobContext) -> HandlerFuture + Send + Sync + 'static {
+    move |_| {
+        let started = Arc::clone(&started);
+        Box::pin(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok(json!(null))
+        })
     }
 }
 
@@ -280,14 +294,7 @@ async fn graceful_shutdown_finishes_or_releases_every_running_job() {
         }
     })
     .expect("handler")
-    .handle("stuck", move |_| {
-        let s = Arc::clone(&s2);
-        async move {
-            s.fetch_add(1, Ordering::SeqCst);
-            std::future::pending::<()>().await;
-            Ok::<_, BoxError>(json!(null))
-        }
-    })
+    .handle("stuck", never_finishes(s2))
     .expect("handler");
     let (stop, handle) = spawn(worker);
     while started.load(Ordering::SeqCst) < 5 {
@@ -904,14 +911,7 @@ async fn prefetched_jobs_are_given_back_at_shutdown() {
         },
     )
     .expect("worker")
-    .handle("stuck", move |_| {
-        let s = Arc::clone(&s);
-        async move {
-            s.fetch_add(1, Ordering::SeqCst);
-            std::future::pending::<()>().await;
-            Ok::<_, BoxError>(json!(null))
-        }
-    })
+    .handle("stuck", never_finishes(s))
     .expect("handler");
     let (stop, handle) = spawn(worker);
     while started.load(Ordering::SeqCst) < 1 {
