@@ -26,6 +26,7 @@ mod m20250401_000004_aves_create_vision_cache;
 mod m20250401_000005_aves_batch_jobs;
 mod m20250401_000006_aves_exercise_cache;
 mod m20250401_000007_aves_optimize_cache_indexes;
+mod m20250501_000001_queue_timestamps_guard;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250401_000005_aves_batch_jobs::Migration),
             Box::new(m20250401_000006_aves_exercise_cache::Migration),
             Box::new(m20250401_000007_aves_optimize_cache_indexes::Migration),
+            Box::new(m20250501_000001_queue_timestamps_guard::Migration),
         ]
     }
 }

@@ -126,9 +126,13 @@ async fn insert_raw(
     payloads: &[String],
     job_type: &str,
 ) -> Result<(), BoxError> {
+    // Time-ordered ids chosen by the client, as `queue::enqueue` does.
+    let ids: Vec<uuid::Uuid> = payloads.iter().map(|_| uuid::Uuid::now_v7()).collect();
     sqlx::query(
-        "INSERT INTO jobs (job_type, payload) SELECT $1, p::jsonb FROM unnest($2::text[]) AS p",
+        "INSERT INTO jobs (id, job_type, payload)
+         SELECT i, $2, p::jsonb FROM unnest($1::uuid[], $3::text[]) AS u(i, p)",
     )
+    .bind(ids)
     .bind(job_type)
     .bind(payloads)
     .execute(db.get_postgres_connection_pool())
@@ -184,7 +188,8 @@ async fn raw_processing(db: &DatabaseConnection) -> Result<f64, BoxError> {
                              SELECT id FROM jobs WHERE status = 'pending' AND run_at <= now()
                              ORDER BY priority DESC, run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
                          UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,
-                                locked_by = 'raw', locked_until = now() + interval '30 seconds'
+                                locked_by = 'raw', locked_until = now() + interval '30 seconds',
+                                started_at = now(), updated_at = now()
                          FROM picked WHERE j.id = picked.id RETURNING j.id",
                     )
                     .fetch_all(&mut conn)
@@ -193,7 +198,8 @@ async fn raw_processing(db: &DatabaseConnection) -> Result<f64, BoxError> {
                         return Ok::<_, sqlx::Error>(());
                     }
                     sqlx::query(
-                        "UPDATE jobs SET status = 'completed', locked_by = NULL, locked_until = NULL
+                        "UPDATE jobs SET status = 'completed', locked_by = NULL, locked_until = NULL,
+                                completed_at = now(), updated_at = now()
                          WHERE id = ANY($1)",
                     )
                     .bind(&ids)

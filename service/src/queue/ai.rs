@@ -6,7 +6,7 @@ use sea_orm::sqlx;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AI_ANNOTATION_JOBS, QueueError, check_job, db_err, resolve_dedup};
+use super::{AI_ANNOTATION_JOBS, QueueError, check_job, db_err, insert_sql, resolve_dedup};
 use crate::cache::vision::parse_provider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
@@ -70,40 +70,32 @@ pub async fn enqueue_ai_jobs(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
-    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
-        "WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::int4[], $6::int4[],
-                                  $7::text[], $8::uuid[])
-                      AS i(id, image_id, provider, payload, priority, max_attempts, dedup_key, created_by)
-         ),
-         inserted AS (
-             INSERT INTO ai_annotation_jobs (id, image_id, provider, request_payload, priority, max_attempts,
-                                             dedup_key, created_by)
-             SELECT id, image_id, provider::ai_provider, payload, priority, max_attempts, dedup_key, created_by
-             FROM input
-             ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'processing')
-             DO NOTHING
-             RETURNING id
-         )
-         SELECT i.id, coalesce(n.id, j.id)
-         FROM input i
-         LEFT JOIN inserted n ON n.id = i.id
-         LEFT JOIN ai_annotation_jobs j ON i.dedup_key IS NOT NULL AND j.dedup_key = i.dedup_key
-                                       AND j.status IN ('pending', 'processing')",
-    )
-    .persistent(false)
-    .bind(&ids)
-    .bind(jobs.iter().map(|j| j.image_id).collect::<Vec<_>>())
-    .bind(providers)
-    .bind(jobs.iter().map(|j| j.request_payload.clone()).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.created_by).collect::<Vec<_>>())
-    .fetch_all(db.get_postgres_connection_pool())
-    .await
-    .map_err(db_err)?;
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
+    let sql = insert_sql(
+        AI_ANNOTATION_JOBS,
+        "unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::int4[], $6::int4[], $7::text[], $8::uuid[])
+             AS i(id, image_id, provider, payload, priority, max_attempts, dedup_key, created_by)",
+        "id, image_id, provider, request_payload, priority, max_attempts, dedup_key, created_by",
+        "i.id, i.image_id, i.provider::ai_provider, i.payload, i.priority, i.max_attempts, i.dedup_key, i.created_by",
+        jobs.iter().any(|j| j.dedup_key.is_some()),
+    );
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(&ids)
+        .bind(jobs.iter().map(|j| j.image_id).collect::<Vec<_>>())
+        .bind(providers)
+        .bind(
+            jobs.iter()
+                .map(|j| j.request_payload.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.created_by).collect::<Vec<_>>())
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
     resolve_dedup(db, AI_ANNOTATION_JOBS, &keys, &ids, rows).await
 }

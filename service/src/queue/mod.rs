@@ -248,40 +248,65 @@ pub async fn enqueue(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
-    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
-        "WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int4[], $5::timestamptz[],
-                                  $6::int4[], $7::text[])
-                      AS i(id, job_type, payload, priority, run_at, max_attempts, dedup_key)
-         ),
+    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
+    let sql = insert_sql(
+        JOBS,
+        "unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int4[], $5::timestamptz[], $6::int4[], $7::text[])
+             AS i(id, job_type, payload, priority, run_at, max_attempts, dedup_key)",
+        "id, job_type, payload, priority, run_at, max_attempts, dedup_key",
+        "i.id, i.job_type, i.payload, i.priority, coalesce(i.run_at, now()), i.max_attempts, i.dedup_key",
+        jobs.iter().any(|j| j.dedup_key.is_some()),
+    );
+    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(&ids)
+        .bind(
+            jobs.iter()
+                .map(|j| j.job_type.trim().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(db_err)?;
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
+    resolve_dedup(db, JOBS, &keys, &ids, rows).await
+}
+
+/// The bulk insert of a job table, one statement: `input` is the batch as
+/// `unnest(…) AS i(…)` (with `i.id`, the ids the client chose, and `i.dedup_key`),
+/// `columns` the inserted columns and `values` their expressions over `i`. Without a
+/// dedup key in the batch it is a plain `INSERT` that returns nothing. With one, live
+/// keys are skipped and each input row returns (its id, the id it resolved to) for
+/// [`resolve_dedup`].
+pub(crate) fn insert_sql(
+    table: QueueTable,
+    input: &str,
+    columns: &str,
+    values: &str,
+    dedup: bool,
+) -> String {
+    let t = table.table;
+    if !dedup {
+        return format!("INSERT INTO {t} ({columns}) SELECT {values} FROM {input}");
+    }
+    let live = format!("status IN ('pending', '{}')", table.running);
+    format!(
+        "WITH input AS (SELECT * FROM {input}),
          inserted AS (
-             INSERT INTO jobs (id, job_type, payload, priority, run_at, max_attempts, dedup_key)
-             SELECT id, job_type, payload, priority, coalesce(run_at, now()), max_attempts, dedup_key
-             FROM input
-             ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'running')
-             DO NOTHING
+             INSERT INTO {t} ({columns}) SELECT {values} FROM input i
+             ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND {live} DO NOTHING
              RETURNING id
          )
          SELECT i.id, coalesce(n.id, j.id)
          FROM input i
          LEFT JOIN inserted n ON n.id = i.id
-         LEFT JOIN jobs j ON i.dedup_key IS NOT NULL AND j.dedup_key = i.dedup_key
-                         AND j.status IN ('pending', 'running')",
+         LEFT JOIN {t} j ON i.dedup_key IS NOT NULL AND j.dedup_key = i.dedup_key AND j.{live}"
     )
-    .persistent(false)
-    .bind(&ids)
-    .bind(jobs.iter().map(|j| j.job_type.trim().to_owned()).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
-    .fetch_all(db.get_postgres_connection_pool())
-    .await
-    .map_err(db_err)?;
-    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
-    resolve_dedup(db, JOBS, &keys, &ids, rows).await
 }
 
 /// Maps each job of a batch to its id after an insert that skipped dedup conflicts:
@@ -383,7 +408,8 @@ pub(crate) async fn claim_on(
              FOR UPDATE SKIP LOCKED
          )
          UPDATE {t} j SET status = '{running}', attempts = j.attempts + 1,
-                          locked_by = $3, locked_until = now() + make_interval(secs => $4)
+                          locked_by = $3, locked_until = now() + make_interval(secs => $4),
+                          started_at = now(), updated_at = now()
          WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
          RETURNING j.id, j.{ty}, j.{payload}, j.attempts, j.max_attempts",
         t = table.table,
@@ -464,6 +490,8 @@ pub(crate) async fn finish_on(
              {result} = CASE WHEN o.ok THEN o.result ELSE j.{result} END,
              {error} = CASE WHEN o.ok THEN j.{error} ELSE o.err END,
              run_at = CASE WHEN NOT o.ok AND j.attempts < j.max_attempts THEN o.retry_at ELSE j.run_at END,
+             completed_at = CASE WHEN o.ok OR j.attempts >= j.max_attempts THEN now() END,
+             updated_at = now(),
              locked_by = NULL,
              locked_until = NULL
          FROM unnest($1::uuid[], $2::bool[], $3::jsonb[], $4::text[], $5::timestamptz[])

@@ -9,7 +9,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -258,9 +257,13 @@ impl Worker {
     /// running jobs finish for up to `shutdown_timeout`, gives the rest back to
     /// pending, writes every outcome and returns what it did.
     ///
-    /// Costs per cycle: one claim statement for up to the free slots; outcomes are
-    /// written in batches (one statement each); one heartbeat statement per
-    /// `heartbeat_interval` for all running jobs.
+    /// Three tasks share the work so none waits for another's round trip: this one
+    /// claims (one statement for up to the free slots plus `prefetch`, on its own
+    /// connection, again as soon as the local queue runs low), a dispatcher starts
+    /// claimed jobs as slots free up, and a completer writes outcomes in batches (one
+    /// statement each, on its own connection). One heartbeat statement per
+    /// `heartbeat_interval` renews every lease. A claim that comes back short is not
+    /// repeated until a `NOTIFY`, the poll interval or a rescue says there may be more.
     pub async fn run<S: Future<Output = ()>>(
         self,
         shutdown: S,
@@ -281,19 +284,28 @@ impl Worker {
             .map_err(db_err)?;
 
         let types: Vec<String> = worker.handlers.keys().cloned().collect();
-        let slots = Arc::new(Semaphore::new(worker.config.concurrency));
-        let slot_freed = Arc::new(Notify::new());
-        let inflight: Arc<Mutex<HashMap<Uuid, InFlight>>> = Arc::default();
-        // Claimed, not started yet (prefetch): leased and heartbeated like running jobs.
-        let buffered: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
-        let hard_stop = Arc::new(AtomicBool::new(false));
+        let concurrency = worker.config.concurrency;
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(concurrency)),
+            local: Mutex::default(),
+            inflight: Mutex::default(),
+            job_ready: Notify::new(),
+            need: Notify::new(),
+            slot_freed: Notify::new(),
+        });
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(Uuid, Outcome)>();
         let completer = tokio::spawn(complete_loop(Arc::clone(&worker), done_rx));
+        let (stop_dispatch, dispatch_stopped) = watch::channel(false);
+        let dispatcher = tokio::spawn(dispatch_loop(
+            Arc::clone(&worker),
+            Arc::clone(&shared),
+            done_tx,
+            dispatch_stopped,
+        ));
         let (stop_background, background_stopped) = watch::channel(false);
         let heartbeats = tokio::spawn(heartbeat_loop(
             Arc::clone(&worker),
-            Arc::clone(&inflight),
-            Arc::clone(&buffered),
+            Arc::clone(&shared),
             background_stopped.clone(),
         ));
         let rescuer = tokio::spawn(rescue_loop(Arc::clone(&worker), background_stopped));
@@ -301,32 +313,17 @@ impl Worker {
         tokio::pin!(shutdown);
         let mut claim_conn = OwnConnection::new(&pool);
         let prefetch = worker.config.prefetch;
-        let mut ready: VecDeque<ClaimedJob> = VecDeque::new();
+        // The last claim came back short: wait for a NOTIFY or the poll interval
+        // rather than ask again at every freed slot.
+        let mut exhausted = false;
         loop {
-            // Start buffered jobs while slots are free; skip those cancelled meanwhile.
-            while !ready.is_empty() {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    break;
-                };
-                let Some(job) = ready.pop_front() else { break };
-                let still_held = lock(&buffered).remove(&job.id);
-                if still_held {
-                    start_job(
-                        &worker,
-                        job,
-                        permit,
-                        &inflight,
-                        &slot_freed,
-                        &hard_stop,
-                        &done_tx,
-                    );
-                }
-            }
             // Claim when the local queue cannot fill the free slots, or (prefetching)
             // when it ran down to half: never a round trip per started job.
-            let free = slots.available_permits();
-            let want = (free + prefetch).saturating_sub(ready.len());
-            if want > 0 && (ready.len() < free || (prefetch > 0 && ready.len() <= prefetch / 2)) {
+            let free = shared.slots.available_permits();
+            let queued = lock(&shared.local).ready.len();
+            let want = (free + prefetch).saturating_sub(queued);
+            if !exhausted && want > 0 && (queued < free || (prefetch > 0 && queued <= prefetch / 2))
+            {
                 let claimed = match claim_conn.get().await {
                     Ok(conn) => {
                         claim_on(
@@ -341,68 +338,67 @@ impl Worker {
                     }
                     Err(e) => Err(e),
                 };
-                if claimed.is_err() {
-                    claim_conn.reset();
-                }
                 match claimed {
                     Ok(jobs) => {
-                        let claimed = jobs.len();
-                        let mut held = lock(&buffered);
-                        for job in jobs {
-                            held.insert(job.id);
-                            ready.push_back(job);
+                        exhausted = jobs.len() < want;
+                        if !jobs.is_empty() {
+                            let mut local = lock(&shared.local);
+                            for job in jobs {
+                                local.held.insert(job.id);
+                                local.ready.push_back(job);
+                            }
+                            drop(local);
+                            shared.job_ready.notify_one();
                         }
-                        drop(held);
-                        if claimed == want {
+                        if !exhausted {
                             continue;
                         }
                     }
                     Err(e) => {
+                        claim_conn.reset();
+                        exhausted = true;
                         tracing::warn!(worker = %worker.id, error = %e, "claim failed; retrying after the poll interval")
                     }
                 }
             }
-            if !ready.is_empty() && slots.available_permits() > 0 {
-                continue;
-            }
-            let full = slots.available_permits() == 0;
             tokio::select! {
                 _ = &mut shutdown => break,
                 note = listener.recv() => {
+                    exhausted = false;
                     if let Err(e) = note {
                         tracing::warn!(worker = %worker.id, error = %e, "LISTEN connection lost; polling until it is back");
                         tokio::time::sleep(worker.config.poll_interval).await;
                     }
                 }
-                _ = slot_freed.notified(), if full => {}
-                _ = tokio::time::sleep(worker.config.poll_interval) => {}
+                _ = shared.need.notified() => {}
+                _ = tokio::time::sleep(worker.config.poll_interval) => exhausted = false,
             }
         }
 
-        // Graceful shutdown: no more claims; wait for running jobs up to the deadline.
+        // Graceful shutdown: no more claims or starts; wait for running jobs up to
+        // the deadline.
+        let _ = stop_dispatch.send(true);
+        let _ = dispatcher.await;
         let deadline = tokio::time::Instant::now() + worker.config.shutdown_timeout;
-        while slots.available_permits() < worker.config.concurrency {
-            if tokio::time::timeout_at(deadline, slot_freed.notified())
-                .await
-                .is_err()
+        loop {
+            let freed = shared.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if shared.slots.available_permits() >= concurrency
+                || tokio::time::timeout_at(deadline, freed).await.is_err()
             {
                 break;
             }
         }
-        let left: Vec<(Uuid, AbortHandle)> = {
-            hard_stop.store(true, Ordering::SeqCst);
-            lock(&inflight)
-                .iter()
-                .map(|(id, f)| (*id, f.abort.clone()))
-                .collect()
+        let mut ids: Vec<Uuid> = {
+            let inflight = lock(&shared.inflight);
+            for job in inflight.values() {
+                job.abort.abort();
+            }
+            inflight.keys().copied().collect()
         };
-        for (_, abort) in &left {
-            abort.abort();
-        }
-        let mut ids: Vec<Uuid> = left.iter().map(|(id, _)| *id).collect();
-        ids.extend(lock(&buffered).drain());
+        ids.extend(lock(&shared.local).held.drain());
         let released = release(&worker.db, worker.table, &worker.id, &ids).await?;
-        drop(done_tx);
         let _ = stop_background.send(true);
         let (completed, failed) = completer.await.unwrap_or((0, 0));
         let rescued = rescuer.await.unwrap_or(0);
@@ -413,6 +409,74 @@ impl Worker {
             released,
             rescued,
         })
+    }
+}
+
+/// What the worker's tasks share.
+struct Shared {
+    /// One permit per job that may run at once.
+    slots: Arc<Semaphore>,
+    /// Claimed jobs not started yet.
+    local: Mutex<Local>,
+    /// Started jobs, by id.
+    inflight: Mutex<HashMap<Uuid, InFlight>>,
+    /// Claimer → dispatcher: jobs were queued.
+    job_ready: Notify,
+    /// Dispatcher and jobs → claimer: the local queue shrank or a slot freed.
+    need: Notify,
+    /// Jobs → shutdown: a slot freed.
+    slot_freed: Notify,
+}
+
+/// The local queue of claimed jobs (prefetch): leased and heartbeated like running
+/// jobs, given back at shutdown.
+#[derive(Default)]
+struct Local {
+    ready: VecDeque<ClaimedJob>,
+    /// Ids of the queued jobs this worker still holds; a job whose lease was lost
+    /// (cancelled, rescued) is dropped from here and skipped when its turn comes.
+    held: HashSet<Uuid>,
+}
+
+/// Starts queued jobs as slots free up, until `stop`; the claimer is told each time
+/// the queue shrinks. Between taking a job from the queue and starting it there is
+/// no await, so a stop never loses a job.
+async fn dispatch_loop(
+    worker: Arc<Worker>,
+    shared: Arc<Shared>,
+    done_tx: mpsc::UnboundedSender<(Uuid, Outcome)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&shared.slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let job = loop {
+            let next = {
+                let mut local = lock(&shared.local);
+                let mut next = None;
+                while let Some(job) = local.ready.pop_front() {
+                    if local.held.remove(&job.id) {
+                        next = Some(job);
+                        break;
+                    }
+                }
+                next
+            };
+            if let Some(job) = next {
+                break job;
+            }
+            tokio::select! {
+                _ = shared.job_ready.notified() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        };
+        start_job(&worker, job, permit, &shared, &done_tx);
+        shared.need.notify_one();
     }
 }
 
@@ -475,101 +539,87 @@ fn context(job: ClaimedJob, cancelled: watch::Receiver<bool>) -> JobContext {
     }
 }
 
-/// Starts one claimed job: the handler runs in a task of its own (so a panic is
-/// caught as a failure), under its type's timeout; its outcome goes to the completer.
+/// Starts one claimed job in a task of its own: the handler under its type's timeout
+/// (the future is dropped when it runs out), a panic caught as a failure; then its
+/// outcome goes to the completer and its slot is freed.
 fn start_job(
     worker: &Arc<Worker>,
     job: ClaimedJob,
     permit: tokio::sync::OwnedSemaphorePermit,
-    inflight: &Arc<Mutex<HashMap<Uuid, InFlight>>>,
-    slot_freed: &Arc<Notify>,
-    hard_stop: &Arc<AtomicBool>,
+    shared: &Arc<Shared>,
     done_tx: &mpsc::UnboundedSender<(Uuid, Outcome)>,
 ) {
-    let id = job.id;
-    let attempt = job.attempt;
-    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (id, attempt) = (job.id, job.attempt);
     let (retry_base, retry_max) = (worker.config.retry_base, worker.config.retry_max);
-    let outcome_of = move |result: Result<Value, String>| match result {
-        Ok(value) => Outcome::Completed(value),
-        Err(error) => Outcome::Failed {
-            error,
-            retry_at: backoff(attempt, retry_base, retry_max),
-        },
-    };
-    let Some((handler, timeout)) = worker.handlers.get(&job.job_type).cloned() else {
-        // Claimed only for registered types, so this cannot happen; fail it visibly.
-        let _ = done_tx.send((
-            id,
-            outcome_of(Err(format!("no handler for job type {:?}", job.job_type))),
-        ));
+    let handler = worker.handlers.get(&job.job_type).cloned();
+    let unknown = format!("no handler for job type {:?}", job.job_type);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (shared_task, done_tx) = (Arc::clone(shared), done_tx.clone());
+    // The map is locked across the spawn so the task cannot finish (and remove its
+    // entry) before the entry exists.
+    let mut inflight = lock(&shared.inflight);
+    let task = tokio::spawn(async move {
+        let result = match handler {
+            Some((handler, timeout)) => {
+                let run = CatchPanic(handler(context(job, cancel_rx)));
+                match timeout {
+                    Some(limit) => tokio::time::timeout(limit, run)
+                        .await
+                        .unwrap_or_else(|_| Err(format!("timed out after {limit:?}"))),
+                    None => run.await,
+                }
+            }
+            // Claimed only for registered types, so this cannot happen; fail it visibly.
+            None => Err(unknown),
+        };
+        lock(&shared_task.inflight).remove(&id);
+        let outcome = match result {
+            Ok(value) => Outcome::Completed(value),
+            Err(error) => Outcome::Failed {
+                error,
+                retry_at: backoff(attempt, retry_base, retry_max),
+            },
+        };
+        let _ = done_tx.send((id, outcome));
         drop(permit);
-        return;
-    };
-    let task = tokio::spawn(handler(context(job, cancel_rx)));
-    lock(inflight).insert(
+        shared_task.need.notify_one();
+        shared_task.slot_freed.notify_waiters();
+    });
+    inflight.insert(
         id,
         InFlight {
             cancel: cancel_tx,
             abort: task.abort_handle(),
         },
     );
-    let (inflight, slot_freed, hard_stop, done_tx) = (
-        Arc::clone(inflight),
-        Arc::clone(slot_freed),
-        Arc::clone(hard_stop),
-        done_tx.clone(),
-    );
-    let abort = task.abort_handle();
-    let outcome = async move {
-        let joined = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, task).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    abort.abort();
-                    return Some(Err(format!("timed out after {limit:?}")));
-                }
-            },
-            None => task.await,
-        };
-        match joined {
-            Ok(Ok(value)) => Some(Ok(value)),
-            Ok(Err(e)) => Some(Err(e.to_string())),
-            Err(e) if e.is_panic() => {
-                let panic = e.into_panic();
+}
+
+/// A handler's future whose panic becomes an error carrying the panic message.
+struct CatchPanic(HandlerFuture);
+
+impl Future for CatchPanic {
+    type Output = Result<Value, String>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => Poll::Ready(result.map_err(|e| e.to_string())),
+            Err(panic) => {
                 let message = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "non-text panic payload".into());
-                Some(Err(format!("handler panicked: {message}")))
+                Poll::Ready(Err(format!("handler panicked: {message}")))
             }
-            // Aborted by a hard shutdown: the job is released, not failed.
-            Err(_) if hard_stop.load(Ordering::SeqCst) => None,
-            Err(_) => Some(Err("handler task was cancelled".into())),
         }
-    };
-    let backoff_cfg = (worker.config.retry_base, worker.config.retry_max);
-    tokio::spawn(async move {
-        let result = outcome.await;
-        inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        if let Some(result) = result {
-            let outcome = match result {
-                Ok(value) => Outcome::Completed(value),
-                Err(error) => Outcome::Failed {
-                    error,
-                    retry_at: backoff(attempt, backoff_cfg.0, backoff_cfg.1),
-                },
-            };
-            let _ = done_tx.send((id, outcome));
-        }
-        drop(permit);
-        slot_freed.notify_waiters();
-        slot_freed.notify_one();
-    });
+    }
 }
 
 /// Writes outcomes as they come, as many per statement as are waiting (up to
@@ -618,12 +668,7 @@ async fn complete_loop(
 
 /// Renews the leases of the running jobs; tells the handlers of jobs this worker no
 /// longer holds (cancelled, or rescued after a stall) to stop.
-async fn heartbeat_loop(
-    worker: Arc<Worker>,
-    inflight: Arc<Mutex<HashMap<Uuid, InFlight>>>,
-    buffered: Arc<Mutex<HashSet<Uuid>>>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn heartbeat_loop(worker: Arc<Worker>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(worker.config.heartbeat_interval);
     tick.tick().await;
     loop {
@@ -631,8 +676,8 @@ async fn heartbeat_loop(
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let mut ids: Vec<Uuid> = lock(&inflight).keys().copied().collect();
-        ids.extend(lock(&buffered).iter().copied());
+        let mut ids: Vec<Uuid> = lock(&shared.inflight).keys().copied().collect();
+        ids.extend(lock(&shared.local).held.iter().copied());
         match heartbeat(
             &worker.db,
             worker.table,
@@ -643,13 +688,13 @@ async fn heartbeat_loop(
         .await
         {
             Ok(held) => {
-                let map = lock(&inflight);
-                let mut waiting = lock(&buffered);
+                let inflight = lock(&shared.inflight);
+                let mut local = lock(&shared.local);
                 for id in ids.iter().filter(|id| !held.contains(id)) {
-                    if let Some(job) = map.get(id) {
+                    if let Some(job) = inflight.get(id) {
                         let _ = job.cancel.send(true);
                     }
-                    waiting.remove(id);
+                    local.held.remove(id);
                 }
             }
             Err(e) => tracing::warn!(worker = %worker.id, error = %e, "heartbeat failed"),
