@@ -26,7 +26,7 @@ mod m20250401_000004_aves_create_vision_cache;
 mod m20250401_000005_aves_batch_jobs;
 mod m20250401_000006_aves_exercise_cache;
 mod m20250401_000007_aves_optimize_cache_indexes;
-mod m20250501_000001_queue_timestamps_guard;
+mod m20250501_000001_queue_hot_path;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -53,7 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250401_000005_aves_batch_jobs::Migration),
             Box::new(m20250401_000006_aves_exercise_cache::Migration),
             Box::new(m20250401_000007_aves_optimize_cache_indexes::Migration),
-            Box::new(m20250501_000001_queue_timestamps_guard::Migration),
+            Box::new(m20250501_000001_queue_hot_path::Migration),
         ]
     }
 }

@@ -17,7 +17,8 @@
 //!   `attempts`, `max_attempts` (≥ 1), `run_at` (scheduled jobs), the lease
 //!   (`locked_by`, `locked_until`), `last_error`, `result`, and an optional
 //!   `dedup_key`, unique among pending and running jobs. Indexes: `idx_jobs_status`,
-//!   `idx_jobs_job_type`, `idx_jobs_created_at`, and `idx_jobs_priority
+//!   `idx_jobs_job_type`, `idx_jobs_created_at` (redefined for the queue's hot path
+//!   by `m20250501_000001_queue_hot_path`), and `idx_jobs_priority
 //!   (priority DESC, run_at) WHERE status = 'pending'`: the claim order over runnable
 //!   jobs only, so claiming stays an index scan however many finished rows there are;
 //!   `idx_jobs_lease (locked_until) WHERE status = 'running'` finds expired leases.

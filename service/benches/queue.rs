@@ -2,12 +2,14 @@
 //!
 //! Database: `DATABASE_URL`'s server, else the embedded default cluster; the bench
 //! uses (and recreates) its own database `strata_bench_queue`. With 20,000 no-op jobs
-//! and concurrency 8 it measures:
+//! and concurrency 8 it measures, each throughput as the median of three rounds that
+//! alternate the raw baseline and the service:
 //! - bulk enqueue (jobs/s): `queue::enqueue` of all jobs at once, against a raw
-//!   `INSERT … SELECT FROM unnest` of the same rows;
+//!   `INSERT … SELECT FROM unnest` of the same rows (ids chosen by the client,
+//!   payloads sent as JSON text, as the service does);
 //! - processing (jobs/s, first claim to last completion, from the jobs' own
 //!   `started_at`/`completed_at`): a `Worker` with a no-op handler and a prefetch of
-//!   1,000, against raw SQL that claims and completes in batches of 1,000 from 8
+//!   1,000, started on the full table, against raw SQL that claims and completes in batches of 1,000 from 8
 //!   tasks (both commit claims and outcomes asynchronously, as the worker does);
 //! - enqueue-to-start latency (p50/p90, `started_at − created_at`) of single jobs
 //!   enqueued one by one with an idle worker waiting.
@@ -20,12 +22,14 @@ use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
 use service::cache::BoxError;
-use service::queue::worker::{Worker, WorkerConfig};
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
+use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
+use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError};
 
 const JOBS_N: usize = 20_000;
 const CONCURRENCY: usize = 8;
 const LATENCY_SAMPLES: usize = 200;
+/// Throughputs are the median of this many rounds (this machine's runs vary by ±30 %).
+const ROUNDS: usize = 3;
 /// Jobs claimed ahead of free slots: batched claiming, as the fastest peers do.
 const PREFETCH: usize = 1000;
 
@@ -36,56 +40,56 @@ async fn main() -> Result<(), BoxError> {
     opt.max_connections(16).sqlx_logging(false);
     let db = Database::connect(opt).await?;
 
-    // Bulk enqueue: raw baseline, then the service.
-    let raw_enqueue = time_raw_enqueue(&db).await?;
-    reset(&db).await?;
+    // Bulk enqueue, ROUNDS times alternating the raw baseline and the service.
     let jobs: Vec<NewJob> = (0..JOBS_N)
         .map(|i| NewJob::new("noop", json!({"n": i})))
         .collect();
-    let started = Instant::now();
-    queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
-    let enqueue_per_s = JOBS_N as f64 / started.elapsed().as_secs_f64();
-    println!("bulk enqueue of {JOBS_N} jobs:");
+    let (mut raw_enqueue, mut enqueue) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        reset(&db).await?;
+        raw_enqueue.push(time_raw_enqueue(&db).await?);
+        reset(&db).await?;
+        let started = Instant::now();
+        queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+        enqueue.push(JOBS_N as f64 / started.elapsed().as_secs_f64());
+    }
+    let (raw_enqueue, enqueue_per_s) = (median(raw_enqueue), median(enqueue));
+    println!("bulk enqueue of {JOBS_N} jobs (median of {ROUNDS} rounds):");
     println!("  raw INSERT ... FROM unnest        {raw_enqueue:>9.0} jobs/s");
     println!(
         "  queue::enqueue                    {enqueue_per_s:>9.0} jobs/s  ratio {:.3}",
         enqueue_per_s / raw_enqueue
     );
 
-    // Processing through the worker runtime.
-    let worker = Worker::new(
-        db.clone(),
-        JOBS,
-        WorkerConfig {
-            concurrency: CONCURRENCY,
-            prefetch: PREFETCH,
-            ..WorkerConfig::default()
-        },
-    )?
-    .handle("noop", |_| async {
-        Ok::<_, BoxError>(serde_json::Value::Null)
-    })?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = stopped.await;
-    }));
-    wait_until_done(&db).await?;
-    let process_per_s = JOBS_N as f64 / span_seconds(&db).await?;
-
-    // Raw baseline for processing: batched claim and completion, 8 tasks.
-    reset(&db).await?;
-    let raw_rows: Vec<String> = (0..JOBS_N).map(|i| format!("{{\"n\":{i}}}")).collect();
-    insert_raw(&db, &raw_rows, "rawnoop").await?;
-    let raw_process = raw_processing(&db).await?;
-    println!("processing {JOBS_N} no-op jobs, concurrency {CONCURRENCY}:");
+    // Processing, ROUNDS times alternating the raw baseline and the worker runtime
+    // (started on a full table, stopped when it is drained).
+    let (mut raw_process, mut process) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        reset(&db).await?;
+        let raw_rows: Vec<String> = (0..JOBS_N).map(|i| format!("{{\"n\":{i}}}")).collect();
+        insert_raw(&db, &raw_rows, "noop").await?;
+        raw_process.push(raw_processing(&db).await?);
+        reset(&db).await?;
+        queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+        let (stop, worker) = start_worker(&db)?;
+        wait_until_done(&db).await?;
+        let _ = stop.send(());
+        worker.await??;
+        process.push(JOBS_N as f64 / span_seconds(&db).await?);
+    }
+    let (raw_process, process_per_s) = (median(raw_process), median(process));
+    println!(
+        "processing {JOBS_N} no-op jobs, concurrency {CONCURRENCY} (median of {ROUNDS} rounds):"
+    );
     println!("  raw batched claim + complete      {raw_process:>9.0} jobs/s");
     println!(
         "  Worker (claim, run, complete)     {process_per_s:>9.0} jobs/s  ratio {:.3}",
         process_per_s / raw_process
     );
 
-    // Latency: one job at a time with the (still running, now idle) worker.
+    // Latency: one job at a time with an idle worker waiting.
     reset(&db).await?;
+    let (stop, handle) = start_worker(&db)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..LATENCY_SAMPLES {
         queue::enqueue(
@@ -114,6 +118,41 @@ async fn main() -> Result<(), BoxError> {
     println!("process_jobs_per_s={process_per_s:.0}");
     println!("latency_ms_p50={p50:.2}");
     Ok(())
+}
+
+/// A worker with a no-op handler for "noop", running until the sender fires.
+#[allow(clippy::type_complexity)]
+fn start_worker(
+    db: &DatabaseConnection,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<WorkerReport, QueueError>>,
+    ),
+    BoxError,
+> {
+    let worker = Worker::new(
+        db.clone(),
+        JOBS,
+        WorkerConfig {
+            concurrency: CONCURRENCY,
+            prefetch: PREFETCH,
+            ..WorkerConfig::default()
+        },
+    )?
+    .handle("noop", |_| async {
+        Ok::<_, BoxError>(serde_json::Value::Null)
+    })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, handle))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 async fn reset(db: &DatabaseConnection) -> Result<(), BoxError> {

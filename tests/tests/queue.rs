@@ -585,8 +585,11 @@ async fn the_claim_stays_an_index_scan_however_many_finished_jobs_exist() {
     .expect("claim");
     assert_eq!(claimed.len(), 10);
     // Retention: finished jobs older than the retention go, in batches.
-    t.sql("UPDATE jobs SET completed_at = now() - interval '2 days' WHERE status = 'completed'")
-        .await;
+    t.sql(
+        "UPDATE jobs SET created_at = now() - interval '3 days', completed_at = now() - interval '2 days'
+         WHERE status = 'completed'",
+    )
+    .await;
     let removed = queue::delete_finished(&t.db, JOBS, Duration::from_secs(86_400), 7_000)
         .await
         .expect("delete");

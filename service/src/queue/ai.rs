@@ -6,7 +6,7 @@ use sea_orm::sqlx;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AI_ANNOTATION_JOBS, QueueError, check_job, db_err, insert_sql, resolve_dedup};
+use super::{AI_ANNOTATION_JOBS, BatchInsert, QueueError, check_job, db_err, resolve_dedup};
 use crate::cache::vision::parse_provider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
@@ -51,14 +51,15 @@ pub async fn enqueue_ai_jobs(
     max_payload_bytes: usize,
 ) -> Result<Vec<Uuid>, QueueError> {
     let mut providers = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
-        check_job(
+        payloads.push(check_job(
             i,
             job.priority,
             job.max_attempts,
             &job.request_payload,
             max_payload_bytes,
-        )?;
+        )?);
         parse_provider(&job.provider).map_err(|_| QueueError::InvalidJob {
             index: i,
             field: "provider",
@@ -71,31 +72,37 @@ pub async fn enqueue_ai_jobs(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
-    let sql = insert_sql(
-        AI_ANNOTATION_JOBS,
-        "unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::int4[], $6::int4[], $7::text[], $8::uuid[])
-             AS i(id, image_id, provider, payload, priority, max_attempts, dedup_key, created_by)",
-        "id, image_id, provider, request_payload, priority, max_attempts, dedup_key, created_by",
-        "i.id, i.image_id, i.provider::ai_provider, i.payload, i.priority, i.max_attempts, i.dedup_key, i.created_by",
-        jobs.iter().any(|j| j.dedup_key.is_some()),
-    );
-    let rows: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .persistent(false)
-        .bind(&ids)
-        .bind(jobs.iter().map(|j| j.image_id).collect::<Vec<_>>())
-        .bind(providers)
-        .bind(
-            jobs.iter()
-                .map(|j| j.request_payload.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.created_by).collect::<Vec<_>>())
-        .fetch_all(db.get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
+    let mut batch = BatchInsert::default();
+    batch.per_row("id", "uuid", ids.clone())?;
+    batch.shared_or_per_row(
+        "image_id",
+        "uuid",
+        jobs.iter().map(|j| j.image_id).collect(),
+    )?;
+    batch.shared_or_per_row("provider", "ai_provider", providers)?;
+    batch.json_per_row("request_payload", payloads)?;
+    batch.shared_or_per_row(
+        "priority",
+        "int4",
+        jobs.iter().map(|j| j.priority).collect(),
+    )?;
+    batch.shared_or_per_row(
+        "max_attempts",
+        "int4",
+        jobs.iter().map(|j| j.max_attempts).collect(),
+    )?;
+    batch.optional_per_row(
+        "dedup_key",
+        "text",
+        jobs.iter().map(|j| j.dedup_key.clone()).collect(),
+    )?;
+    batch.optional(
+        "created_by",
+        "uuid",
+        "NULL",
+        jobs.iter().map(|j| j.created_by).collect(),
+    )?;
+    let rows = batch.run(db, AI_ANNOTATION_JOBS).await?;
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
     resolve_dedup(db, AI_ANNOTATION_JOBS, &keys, &ids, rows).await
 }
