@@ -602,7 +602,9 @@ pub enum Outcome {
 /// `completed` with their result; failures go back to `pending` at their `retry_at`,
 /// or become `failed` when their attempts are used up, with the error kept. Jobs the
 /// worker no longer holds (rescued, cancelled) are left alone. Returns how many rows
-/// changed.
+/// changed. One statement, sized to the batch: completions that share one result
+/// (no-op handlers' `null`) send only their ids; other completions ids and results;
+/// a batch with failures also the errors and retry times.
 pub async fn finish(
     db: &DatabaseConnection,
     table: QueueTable,
@@ -627,54 +629,78 @@ pub(crate) async fn finish_on(
     if outcomes.is_empty() {
         return Ok(0);
     }
-    let sql = format!(
-        "UPDATE {t} j SET
-             status = (CASE WHEN o.ok THEN 'completed'
-                            WHEN j.attempts >= j.max_attempts THEN 'failed'
-                            ELSE 'pending' END)::{st},
-             {result} = CASE WHEN o.ok THEN o.result ELSE j.{result} END,
-             {error} = CASE WHEN o.ok THEN j.{error} ELSE o.err END,
-             run_at = CASE WHEN NOT o.ok AND j.attempts < j.max_attempts THEN o.retry_at ELSE j.run_at END,
-             completed_at = CASE WHEN o.ok OR j.attempts >= j.max_attempts THEN now() END,
-             updated_at = now(),
-             locked_by = NULL,
-             locked_until = NULL
-         FROM unnest($1::uuid[], $2::bool[], $3::jsonb[], $4::text[], $5::timestamptz[])
-              AS o(id, ok, result, err, retry_at)
-         WHERE j.id = ANY($1) AND j.id = o.id AND j.status = '{running}' AND j.locked_by = $6",
-        t = table.table,
-        st = table.status_type,
-        result = table.result_column,
-        error = table.error_column,
-        running = table.running,
-    );
-    let mut ids = Vec::with_capacity(outcomes.len());
-    let (mut oks, mut results, mut errors, mut retries) = (vec![], vec![], vec![], vec![]);
-    for (id, outcome) in outcomes {
-        ids.push(*id);
-        match outcome {
-            Outcome::Completed(result) => {
-                oks.push(true);
-                results.push(Some(result.clone()));
-                errors.push(None);
-                retries.push(None);
-            }
-            Outcome::Failed { error, retry_at } => {
-                oks.push(false);
-                results.push(None::<Value>);
-                errors.push(Some(error.clone()));
-                retries.push(Some(*retry_at));
-            }
+    let (t, running, result) = (table.table, table.running, table.result_column);
+    let ids: Vec<Uuid> = outcomes.iter().map(|(id, _)| *id).collect();
+    // Results as JSON text, parsed by the server (see `BatchInsert::json_per_row`);
+    // None for a failure.
+    let results: Vec<Option<String>> = outcomes
+        .iter()
+        .map(|(_, o)| match o {
+            Outcome::Completed(value) => Some(value.to_string()),
+            Outcome::Failed { .. } => None,
+        })
+        .collect();
+    let held = format!("j.status = '{running}' AND j.locked_by = $3");
+    let done_columns =
+        "completed_at = now(), updated_at = now(), locked_by = NULL, locked_until = NULL";
+    let query = if results.iter().all(Option::is_some) {
+        // Only completions (the common batch): no per-row arrays at all when every
+        // result is the same (no-op handlers, `null`), else ids and results.
+        if results.windows(2).all(|w| w[0] == w[1]) {
+            let sql = format!(
+                "UPDATE {t} j SET status = 'completed', {result} = $2::jsonb, {done_columns}
+                 WHERE j.id = ANY($1) AND {held}"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ids)
+                .bind(results.into_iter().next().flatten())
+                .bind(worker)
+        } else {
+            let sql = format!(
+                "UPDATE {t} j SET status = 'completed', {result} = o.result::jsonb, {done_columns}
+                 FROM unnest($1::uuid[], $2::text[]) AS o(id, result)
+                 WHERE j.id = ANY($1) AND j.id = o.id AND {held}"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ids)
+                .bind(results)
+                .bind(worker)
         }
-    }
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+    } else {
+        let sql = format!(
+            "UPDATE {t} j SET
+                 status = (CASE WHEN o.result IS NOT NULL THEN 'completed'
+                                WHEN j.attempts >= j.max_attempts THEN 'failed'
+                                ELSE 'pending' END)::{st},
+                 {result} = coalesce(o.result::jsonb, j.{result}),
+                 {error} = CASE WHEN o.result IS NOT NULL THEN j.{error} ELSE o.err END,
+                 run_at = CASE WHEN o.result IS NULL AND j.attempts < j.max_attempts
+                               THEN o.retry_at ELSE j.run_at END,
+                 completed_at = CASE WHEN o.result IS NOT NULL OR j.attempts >= j.max_attempts
+                                     THEN now() END,
+                 updated_at = now(), locked_by = NULL, locked_until = NULL
+             FROM unnest($1::uuid[], $2::text[], $4::text[], $5::timestamptz[])
+                  AS o(id, result, err, retry_at)
+             WHERE j.id = ANY($1) AND j.id = o.id AND {held}",
+            st = table.status_type,
+            error = table.error_column,
+        );
+        let (errors, retries): (Vec<Option<String>>, Vec<Option<DateTime<Utc>>>) = outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Completed(_) => (None, None),
+                Outcome::Failed { error, retry_at } => (Some(error.clone()), Some(*retry_at)),
+            })
+            .unzip();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(results)
+            .bind(worker)
+            .bind(errors)
+            .bind(retries)
+    };
+    let done = query
         .persistent(false)
-        .bind(ids)
-        .bind(oks)
-        .bind(results)
-        .bind(errors)
-        .bind(retries)
-        .bind(worker)
         .execute(conn)
         .await
         .map_err(db_err)?;
