@@ -930,3 +930,132 @@ async fn prefetched_jobs_are_given_back_at_shutdown() {
         [["pending", "0", "5"]]
     );
 }
+
+#[tokio::test]
+async fn one_outcome_batch_records_each_jobs_own_result_or_error() {
+    let t = TestDb::new().await;
+    let jobs: Vec<NewJob> = (0..6)
+        .map(|i| NewJob::new("work", json!({ "i": i })).max_attempts(if i == 3 { 1 } else { 3 }))
+        .collect();
+    let ids = queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
+        .await
+        .expect("enqueue");
+    let claimed = queue::claim(
+        &t.db,
+        JOBS,
+        "w",
+        &["work".to_string()],
+        6,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed.len(), 6);
+    let retry_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    let failed = |error: &str| queue::Outcome::Failed {
+        error: error.into(),
+        retry_at,
+    };
+    // A mixed batch: two different results, a failure with attempts left, a final one.
+    let mixed = [
+        (ids[0], queue::Outcome::Completed(json!({ "a": 1 }))),
+        (ids[1], queue::Outcome::Completed(json!([2]))),
+        (ids[2], failed("try again")),
+        (ids[3], failed("gave up")),
+    ];
+    assert_eq!(
+        queue::finish(&t.db, JOBS, "w", &mixed)
+            .await
+            .expect("finish"),
+        4
+    );
+    // Completions sharing one result; and a worker that does not hold the job changes nothing.
+    let shared = [
+        (ids[4], queue::Outcome::Completed(json!(null))),
+        (ids[5], queue::Outcome::Completed(json!(null))),
+    ];
+    assert_eq!(
+        queue::finish(&t.db, JOBS, "other", &shared)
+            .await
+            .expect("finish"),
+        0
+    );
+    assert_eq!(
+        queue::finish(&t.db, JOBS, "w", &shared)
+            .await
+            .expect("finish"),
+        2
+    );
+    let rows = t
+        .sql(
+            "SELECT status, coalesce(result::text, '-'), coalesce(last_error, '-'),
+                    completed_at IS NOT NULL, run_at > now() + interval '50 minutes',
+                    locked_by IS NULL, started_at IS NOT NULL
+             FROM jobs ORDER BY payload->>'i'",
+        )
+        .await;
+    let row = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        vec![
+            row(&["completed", "{\"a\": 1}", "-", "t", "f", "t", "t"]),
+            row(&["completed", "[2]", "-", "t", "f", "t", "t"]),
+            row(&["pending", "-", "try again", "f", "t", "t", "t"]),
+            row(&["failed", "-", "gave up", "t", "f", "t", "t"]),
+            row(&["completed", "null", "-", "t", "f", "t", "t"]),
+            row(&["completed", "null", "-", "t", "f", "t", "t"]),
+        ]
+    );
+}
+
+/// The timestamp triggers skip the queue's own statements (which set every
+/// timestamp) but still fill in what any other statement leaves out.
+#[tokio::test]
+async fn the_timestamp_triggers_fill_what_a_statement_leaves_out() {
+    let t = TestDb::new().await;
+    t.sql("INSERT INTO jobs (job_type, updated_at) VALUES ('a', now() - interval '1 day'), ('b', now() - interval '1 day')")
+        .await;
+    // Sets updated_at itself but not started_at / completed_at: the trigger fills them.
+    t.sql("UPDATE jobs SET status = 'running', updated_at = now() - interval '1 hour' WHERE job_type = 'a'")
+        .await;
+    assert_eq!(
+        t.scalar("SELECT started_at IS NOT NULL FROM jobs WHERE job_type = 'a'")
+            .await,
+        "t"
+    );
+    t.sql("UPDATE jobs SET status = 'completed', updated_at = now() - interval '1 minute' WHERE job_type = 'a'")
+        .await;
+    assert_eq!(
+        t.scalar("SELECT completed_at IS NOT NULL FROM jobs WHERE job_type = 'a'")
+            .await,
+        "t"
+    );
+    // Leaves updated_at alone: the trigger bumps it, as before the guard.
+    t.sql("UPDATE jobs SET priority = 5 WHERE job_type = 'b'")
+        .await;
+    assert_eq!(
+        t.scalar("SELECT updated_at > now() - interval '1 minute' FROM jobs WHERE job_type = 'b'")
+            .await,
+        "t"
+    );
+    // Back to pending with a stale completed_at: cleared.
+    t.sql("UPDATE jobs SET status = 'pending', updated_at = now() WHERE job_type = 'a'")
+        .await;
+    assert_eq!(
+        t.scalar("SELECT completed_at IS NULL FROM jobs WHERE job_type = 'a'")
+            .await,
+        "t"
+    );
+    // The same on ai_annotation_jobs (its running word is 'processing').
+    t.sql(
+        "INSERT INTO images (url) VALUES ('https://example.com/a.jpg');
+         INSERT INTO ai_annotation_jobs (image_id, provider) SELECT id, 'openai' FROM images;
+         UPDATE ai_annotation_jobs SET status = 'processing', updated_at = now() - interval '1 hour';",
+    )
+    .await;
+    assert_eq!(
+        t.scalar("SELECT started_at IS NOT NULL FROM ai_annotation_jobs")
+            .await,
+        "t"
+    );
+}
