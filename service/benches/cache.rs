@@ -4,14 +4,16 @@
 //! Database: `DATABASE_URL`'s server, else the embedded default cluster; the bench
 //! uses (and recreates) its own database `strata_bench`. It fills `pdf_cache` with
 //! 100,000 entries of ~2 KB (zstd-compressed, as the service stores them), then for 1
-//! and 8 concurrent tasks measures, in three interleaved rounds (medians reported):
-//! - hits: `PdfCache::get` with bookkeeping on and off, against the same primary-key
-//!   `SELECT` issued directly with sqlx;
+//! and 8 concurrent tasks measures, in five interleaved rounds (medians reported):
+//! - hits: `PdfCache::get` with bookkeeping on and off (back to back, their order
+//!   alternating by round), against the same primary-key `SELECT` issued directly
+//!   with sqlx;
 //! - miss-and-store: `get_or_compute` on new keys, against a raw
 //!   `INSERT … ON CONFLICT DO UPDATE`.
 //!
-//! It ends with `hit_ratio_vs_raw=<x>` (8 tasks, bookkeeping on, over raw) and
-//! `bookkeeping_overhead=<fraction>` (8 tasks, 1 − on/off).
+//! It ends with `hit_ratio_vs_raw=<x>` (8 tasks, bookkeeping on over raw) and
+//! `bookkeeping_overhead=<fraction>` (8 tasks, 1 − on/off), each the median of the
+//! ratios taken round by round, so a drift of the machine between rounds cancels.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +26,8 @@ use service::cache::{BoxError, CacheConfig};
 const ENTRIES: usize = 100_000;
 const VALUE_BYTES: usize = 2_048;
 const RUN: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 3;
+/// Rounds per measurement; this machine's throughput drifts by ±30 % between runs.
+const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy)]
 struct Measure {
@@ -50,28 +53,40 @@ async fn main() -> Result<(), BoxError> {
         let (mut raw, mut on, mut off) = (vec![], vec![], vec![]);
         for round in 0..ROUNDS {
             raw.push(run(tasks, &keys, round, raw_hit(db.clone())).await);
-            let cache = Arc::new(PdfCache::new(
-                db.clone(),
-                config(true),
-                PdfSettings::default(),
-            )?);
-            on.push(run(tasks, &keys, round, service_hit(Arc::clone(&cache))).await);
-            cache.shutdown().await?;
-            let cache = Arc::new(PdfCache::new(
-                db.clone(),
-                config(false),
-                PdfSettings::default(),
-            )?);
-            off.push(run(tasks, &keys, round, service_hit(cache)).await);
+            // On and off run back to back, in alternating order, so each round's pair
+            // shares the machine's state of the moment.
+            for bookkeeping in [round % 2 == 0, round % 2 == 1] {
+                let cache = Arc::new(PdfCache::new(
+                    db.clone(),
+                    config(bookkeeping),
+                    PdfSettings::default(),
+                )?);
+                let m = run(tasks, &keys, round, service_hit(Arc::clone(&cache))).await;
+                cache.shutdown().await?;
+                if bookkeeping { on.push(m) } else { off.push(m) }
+            }
         }
+        let on_vs_raw = median_of(
+            on.iter()
+                .zip(&raw)
+                .map(|(a, b)| a.per_second / b.per_second),
+        );
+        let on_vs_off = median_of(
+            on.iter()
+                .zip(&off)
+                .map(|(a, b)| a.per_second / b.per_second),
+        );
         let (raw, on, off) = (median(raw), median(on), median(off));
-        println!("hits, {tasks} task(s), {ENTRIES} entries of ~{VALUE_BYTES} B:");
+        println!(
+            "hits, {tasks} task(s), {ENTRIES} entries of ~{VALUE_BYTES} B (medians of {ROUNDS} rounds):"
+        );
         print_row("raw SELECT by primary key", raw, None);
         print_row("service get (bookkeeping on)", on, Some(raw));
         print_row("service get (bookkeeping off)", off, Some(raw));
+        println!("  paired per round (median): on/raw {on_vs_raw:.3}, on/off {on_vs_off:.3}");
         if tasks == 8 {
-            hit_ratio = on.per_second / raw.per_second;
-            overhead = 1.0 - on.per_second / off.per_second;
+            hit_ratio = on_vs_raw;
+            overhead = 1.0 - on_vs_off;
         }
 
         let (mut raw_miss, mut svc_miss) = (vec![], vec![]);
@@ -118,6 +133,13 @@ fn print_row(name: &str, m: Measure, baseline: Option<Measure>) {
         "  {name:<32} {:>9.0}/s  p50 {:>7.1} µs  p99 {:>8.1} µs{ratio}",
         m.per_second, m.p50_us, m.p99_us
     );
+}
+
+/// The median of ratios taken round by round.
+fn median_of(ratios: impl Iterator<Item = f64>) -> f64 {
+    let mut ratios: Vec<f64> = ratios.collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 fn median(mut runs: Vec<Measure>) -> Measure {

@@ -1059,3 +1059,56 @@ async fn the_timestamp_triggers_fill_what_a_statement_leaves_out() {
         "t"
     );
 }
+
+/// A bulk enqueue sends a field shared by the whole batch once and a varying one per
+/// row; either way every row gets its own values, and unset ones their defaults.
+#[tokio::test]
+async fn a_bulk_enqueue_keeps_each_jobs_own_fields() {
+    let t = TestDb::new().await;
+    let at = chrono::Utc::now() + chrono::Duration::hours(2);
+    let ids = queue::enqueue(
+        &t.db,
+        &[
+            NewJob::new("a", json!({"k": 1}))
+                .priority(7)
+                .max_attempts(5),
+            NewJob::new("b", json!([1, "x"]))
+                .run_at(at)
+                .dedup_key("only-me"),
+            NewJob::new("a", json!(null)),
+        ],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(ids.len(), 3);
+    let rows = t
+        .sql(
+            "SELECT job_type, payload::text, priority, max_attempts, coalesce(dedup_key, '-'),
+                    run_at > now() + interval '1 hour', status
+             FROM jobs ORDER BY id",
+        )
+        .await;
+    let row = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        vec![
+            row(&["a", "{\"k\": 1}", "7", "5", "-", "f", "pending"]),
+            row(&["b", "[1, \"x\"]", "0", "3", "only-me", "t", "pending"]),
+            row(&["a", "null", "0", "3", "-", "f", "pending"]),
+        ],
+        "ids are time-ordered, so ORDER BY id is the batch order"
+    );
+    let same = queue::enqueue(
+        &t.db,
+        &[
+            NewJob::new("b", json!(1)).dedup_key("only-me"),
+            NewJob::new("c", json!(2)),
+        ],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(same[0], ids[1], "a live dedup key returns its job");
+    assert_eq!(t.scalar("SELECT count(*) FROM jobs").await, "4");
+}

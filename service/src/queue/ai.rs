@@ -6,7 +6,7 @@ use sea_orm::sqlx;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AI_ANNOTATION_JOBS, BatchInsert, QueueError, check_job, db_err, resolve_dedup};
+use super::{AI_ANNOTATION_JOBS, BatchInsert, QueueError, check_job, db_err};
 use crate::cache::vision::parse_provider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
@@ -81,30 +81,19 @@ pub async fn enqueue_ai_jobs(
     )?;
     batch.shared_or_per_row("provider", "ai_provider", providers)?;
     batch.json_per_row("request_payload", payloads)?;
-    batch.shared_or_per_row(
-        "priority",
-        "int4",
-        jobs.iter().map(|j| j.priority).collect(),
-    )?;
-    batch.shared_or_per_row(
-        "max_attempts",
-        "int4",
-        jobs.iter().map(|j| j.max_attempts).collect(),
-    )?;
-    batch.optional_per_row(
-        "dedup_key",
-        "text",
-        jobs.iter().map(|j| j.dedup_key.clone()).collect(),
-    )?;
     batch.optional(
         "created_by",
         "uuid",
         "NULL",
         jobs.iter().map(|j| j.created_by).collect(),
     )?;
-    let rows = batch.run(db, AI_ANNOTATION_JOBS).await?;
-    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
-    resolve_dedup(db, AI_ANNOTATION_JOBS, &keys, &ids, rows).await
+    let queue_fields = jobs
+        .iter()
+        .map(|j| (j.priority, j.max_attempts, j.dedup_key.clone()))
+        .collect();
+    batch
+        .insert_jobs(db, AI_ANNOTATION_JOBS, &ids, queue_fields)
+        .await
 }
 
 /// One annotation a vision call produced.

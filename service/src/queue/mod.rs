@@ -259,30 +259,17 @@ pub async fn enqueue(
         jobs.iter().map(|j| j.job_type.trim().to_owned()).collect(),
     )?;
     batch.json_per_row("payload", payloads)?;
-    batch.shared_or_per_row(
-        "priority",
-        "int4",
-        jobs.iter().map(|j| j.priority).collect(),
-    )?;
     batch.optional(
         "run_at",
         "timestamptz",
         "now()",
         jobs.iter().map(|j| j.run_at).collect(),
     )?;
-    batch.shared_or_per_row(
-        "max_attempts",
-        "int4",
-        jobs.iter().map(|j| j.max_attempts).collect(),
-    )?;
-    batch.optional_per_row(
-        "dedup_key",
-        "text",
-        jobs.iter().map(|j| j.dedup_key.clone()).collect(),
-    )?;
-    let rows = batch.run(db, JOBS).await?;
-    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.dedup_key.as_deref()).collect();
-    resolve_dedup(db, JOBS, &keys, &ids, rows).await
+    let queue_fields = jobs
+        .iter()
+        .map(|j| (j.priority, j.max_attempts, j.dedup_key.clone()))
+        .collect();
+    batch.insert_jobs(db, JOBS, &ids, queue_fields).await
 }
 
 /// The bulk insert of a job table, built column by column: a column whose value is
@@ -411,6 +398,29 @@ impl BatchInsert {
             return Ok(());
         }
         self.per_row(column, sql_type, values)
+    }
+
+    /// Adds the columns every job table has — (priority, max attempts, dedup key) per
+    /// job — runs the insert and returns each job's id: `ids[i]`, or the live job
+    /// that already had its dedup key (see [`resolve_dedup`]).
+    pub(crate) async fn insert_jobs(
+        mut self,
+        db: &DatabaseConnection,
+        table: QueueTable,
+        ids: &[Uuid],
+        queue_fields: Vec<(i32, i32, Option<String>)>,
+    ) -> Result<Vec<Uuid>, QueueError> {
+        let (priorities, (max_attempts, keys)): (Vec<i32>, (Vec<i32>, Vec<Option<String>>)) =
+            queue_fields
+                .into_iter()
+                .map(|(p, m, k)| (p, (m, k)))
+                .unzip();
+        self.shared_or_per_row("priority", "int4", priorities)?;
+        self.shared_or_per_row("max_attempts", "int4", max_attempts)?;
+        self.optional_per_row("dedup_key", "text", keys.clone())?;
+        let rows = self.run(db, table).await?;
+        let keys: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
+        resolve_dedup(db, table, &keys, ids, rows).await
     }
 
     /// Runs the insert into `table`: one statement, unprepared (see the module
