@@ -410,11 +410,9 @@ impl BatchInsert {
         ids: &[Uuid],
         queue_fields: Vec<(i32, i32, Option<String>)>,
     ) -> Result<Vec<Uuid>, QueueError> {
-        let (priorities, (max_attempts, keys)): (Vec<i32>, (Vec<i32>, Vec<Option<String>>)) =
-            queue_fields
-                .into_iter()
-                .map(|(p, m, k)| (p, (m, k)))
-                .unzip();
+        let priorities = queue_fields.iter().map(|f| f.0).collect();
+        let max_attempts = queue_fields.iter().map(|f| f.1).collect();
+        let keys: Vec<Option<String>> = queue_fields.into_iter().map(|f| f.2).collect();
         self.shared_or_per_row("priority", "int4", priorities)?;
         self.shared_or_per_row("max_attempts", "int4", max_attempts)?;
         self.optional_per_row("dedup_key", "text", keys.clone())?;
