@@ -1,6 +1,7 @@
 //! Connecting to the database and describing what is in it.
 
 use migration::{MigratorTrait, embedded};
+use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 
 /// Why a connection could not be made.
@@ -157,6 +158,48 @@ SELECT
         policies: row.try_get("", "policies")?,
         enums: row.try_get("", "enums")?,
     })
+}
+
+/// A connection of a component's own, outside the pool, for its batched writes (the
+/// queue worker's claims and outcomes, a cache's bookkeeping flushes): they never
+/// wait for a pooled connection nor take one from the traffic, and they commit with
+/// `synchronous_commit = off` — a crash of the server may lose the last such commit,
+/// which these writers tolerate (a queue delivers at least once; bookkeeping is
+/// statistics). Opened on first use and again after [`OwnConnection::reset`].
+pub(crate) struct OwnConnection {
+    options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl OwnConnection {
+    /// A connection like `pool`'s, not opened yet.
+    pub(crate) fn new(pool: &sqlx::PgPool) -> Self {
+        Self {
+            options: pool.connect_options(),
+            conn: None,
+        }
+    }
+
+    /// The connection, opened (and set up: one more round trip) if needed.
+    pub(crate) async fn get(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
+        use sqlx::Connection;
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(&mut conn)
+                    .await?;
+                conn
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Drops the connection after an error; the next [`OwnConnection::get`] reconnects.
+    pub(crate) fn reset(&mut self) {
+        self.conn = None;
+    }
 }
 
 #[cfg(test)]

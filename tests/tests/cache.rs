@@ -726,3 +726,44 @@ async fn a_failed_flush_keeps_its_events_for_the_next_one() {
     );
     vision.shutdown().await.expect("shutdown");
 }
+
+/// The caches' key-format checks (a byte scan since `m20250501_000002`, not a
+/// regular expression) accept exactly 64 lower-case hex characters.
+#[tokio::test]
+async fn the_hex_key_checks_accept_exactly_64_lower_case_hex_digits() {
+    let t = TestDb::new().await;
+    let good = "0123456789abcdef".repeat(4);
+    let bad = [
+        "0123456789ABCDEF".repeat(4), // upper case
+        good[..63].to_string(),       // too short
+        format!("{}g", &good[..63]),  // not hex
+        format!("{} ", &good[..63]),  // a space
+        format!("{}é", &good[..62]),  // 64 bytes, 63 characters
+        String::new(),
+    ];
+    for key in std::iter::once(&good).chain(bad.iter()) {
+        let pdf = t
+            .try_sql(&format!(
+                "INSERT INTO pdf_cache (pdf_hash, result_data, original_size_bytes, storage_size_bytes, compression_ratio)
+                 VALUES ('{key}', '\\x00', 1, 1, 1)"
+            ))
+            .await;
+        let vision = t
+            .try_sql(&format!(
+                "INSERT INTO vision_api_cache (image_url, url_hash, provider, response_data, response_size_bytes, expires_at)
+                 VALUES ('u', '{key}', 'openai', '{{}}', 1, now() + interval '1 day')"
+            ))
+            .await;
+        for result in [pdf, vision] {
+            match result {
+                Ok(_) => assert_eq!(key, &good, "{key:?} was accepted"),
+                Err(e) => {
+                    assert_ne!(key, &good, "the good key was refused: {e}");
+                    assert_eq!(tests::sqlstate(&e), "23514", "{key:?}: {e}");
+                }
+            }
+        }
+    }
+    assert_eq!(t.scalar("SELECT count(*) FROM pdf_cache").await, "1");
+    assert_eq!(t.scalar("SELECT count(*) FROM vision_api_cache").await, "1");
+}

@@ -227,7 +227,7 @@ impl Store for AiResponseStore {
 
     /// One statement: `hit_count`/`last_accessed_at` of the entries hit, and
     /// `increment_cache_stats(day, hits, misses, tokens)` once per day.
-    async fn flush(&self, db: &DatabaseConnection, events: &[AiEvent]) -> Result<(), CacheError> {
+    async fn flush(&self, conn: &mut PgConnection, events: &[AiEvent]) -> Result<(), CacheError> {
         sqlx::query(
             "WITH e AS (
                  SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS e(k, t, tokens)
@@ -250,7 +250,7 @@ impl Store for AiResponseStore {
         .bind(events.iter().map(|e| e.cache_key.clone()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.tokens_saved).collect::<Vec<_>>())
-        .execute(db.get_postgres_connection_pool())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
         Ok(())

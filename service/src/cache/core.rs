@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::{self, PgConnection, Postgres, pool::PoolConnection};
+
+use crate::db::OwnConnection;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -76,11 +78,12 @@ pub trait Store: Send + Sync + 'static {
         elapsed: Duration,
     ) -> Option<Self::Event>;
 
-    /// Writes buffered events, all or none (one statement). On an error the core
-    /// keeps the events for the next flush.
+    /// Writes buffered events, all or none (one statement), on the cache's own
+    /// bookkeeping connection. On an error the core keeps the events for the next
+    /// flush.
     fn flush(
         &self,
-        db: &DatabaseConnection,
+        conn: &mut PgConnection,
         events: &[Self::Event],
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
 }
@@ -105,6 +108,9 @@ struct Shared<S: Store> {
     /// Per-key locks of the computes running in this process.
     inflight: Mutex<HashMap<S::Key, Arc<tokio::sync::Mutex<()>>>>,
     stop: Notify,
+    /// The connection flushes write on (one flush at a time): bookkeeping never takes
+    /// a pooled connection from the traffic, and commits asynchronously.
+    flush_conn: tokio::sync::Mutex<OwnConnection>,
 }
 
 /// A cache over one [`Store`]: see the module documentation of [`crate::cache`].
@@ -118,8 +124,11 @@ impl<S: Store> CacheCore<S> {
     /// task that flushes it every `config.flush_interval` (so it must be called inside
     /// a Tokio runtime). Call [`CacheCore::shutdown`] to write what is buffered.
     pub fn new(store: S, db: DatabaseConnection, config: CacheConfig) -> Self {
+        let flush_conn =
+            tokio::sync::Mutex::new(OwnConnection::new(db.get_postgres_connection_pool()));
         let shared = Arc::new(Shared {
             store,
+            flush_conn,
             db,
             config,
             counters: Counters::default(),
@@ -459,7 +468,16 @@ impl<S: Store> Shared<S> {
             Ok(mut events) if !events.is_empty() => std::mem::take(&mut *events),
             _ => return Ok(()),
         };
-        match self.store.flush(&self.db, &batch).await {
+        let mut conn = self.flush_conn.lock().await;
+        let written = match conn.get().await {
+            Ok(c) => self.store.flush(c, &batch).await,
+            Err(e) => Err(db_err(e)),
+        };
+        if written.is_err() {
+            conn.reset();
+        }
+        drop(conn);
+        match written {
             Ok(()) => {
                 self.counters.flushes.fetch_add(1, Ordering::Relaxed);
                 Ok(())

@@ -165,7 +165,7 @@ impl Store for ExerciseStore {
     /// One statement: `access_count` and `last_accessed_at` of every entry hit.
     async fn flush(
         &self,
-        db: &DatabaseConnection,
+        conn: &mut PgConnection,
         events: &[ExerciseEvent],
     ) -> Result<(), CacheError> {
         sqlx::query(
@@ -184,7 +184,7 @@ impl Store for ExerciseStore {
         .bind(events.iter().map(|e| e.key.difficulty).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.key.topic.clone()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
-        .execute(db.get_postgres_connection_pool())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
         Ok(())

@@ -323,8 +323,10 @@ impl Store for PdfStore {
 
     /// One statement: the access counts of `pdf_cache` (and a miss's processing
     /// time), one `layer0_cost_tracking` row per miss, and one row for all the hits of
-    /// the flush (`lookups` = their number, `cost_saved_usd` = their savings).
-    async fn flush(&self, db: &DatabaseConnection, events: &[PdfEvent]) -> Result<(), CacheError> {
+    /// the flush (`lookups` = their number, `cost_saved_usd` = their savings). An
+    /// entry hit once in the flush gets the flush's latest hit time as
+    /// `last_accessed` (at most `flush_interval` late), others their own.
+    async fn flush(&self, conn: &mut PgConnection, events: &[PdfEvent]) -> Result<(), CacheError> {
         let mut per_hash: std::collections::HashMap<&str, (i64, DateTime<Utc>, Option<i32>)> =
             std::collections::HashMap::new();
         let (mut hits, mut saved, mut last_hit) = (0i32, 0f64, None::<DateTime<Utc>>);
@@ -339,8 +341,16 @@ impl Store for PdfStore {
             entry.1 = entry.1.max(e.at);
             entry.2 = entry.2.or(e.processing_ms);
         }
+        // Entries hit once in this flush (most, when keys rarely repeat within a
+        // flush) take the cheaper `= ANY` form with the flush's latest time.
+        let (mut once, mut once_at) = (vec![], None::<DateTime<Utc>>);
         let (mut hashes, mut counts, mut lasts, mut millis) = (vec![], vec![], vec![], vec![]);
         for (hash, (n, at, ms)) in per_hash {
+            if n == 1 && ms.is_none() {
+                once.push(hash.to_owned());
+                once_at = once_at.max(Some(at));
+                continue;
+            }
             hashes.push(hash.to_owned());
             counts.push(n);
             lasts.push(at);
@@ -348,7 +358,12 @@ impl Store for PdfStore {
         }
         let misses: Vec<&PdfEvent> = events.iter().filter(|e| !e.hit).collect();
         sqlx::query(
-            "WITH access AS (
+            "WITH once AS (
+                 UPDATE pdf_cache SET access_count = access_count + 1,
+                                      last_accessed = greatest(last_accessed, $14)
+                 WHERE pdf_hash = ANY($13::text[])
+             ),
+             access AS (
                  UPDATE pdf_cache p SET
                      access_count = p.access_count + v.n,
                      last_accessed = greatest(p.last_accessed, v.t),
@@ -377,7 +392,9 @@ impl Store for PdfStore {
         .bind(hits)
         .bind(saved)
         .bind(last_hit.unwrap_or_else(Utc::now))
-        .execute(db.get_postgres_connection_pool())
+        .bind(once)
+        .bind(once_at.unwrap_or_else(Utc::now))
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
         Ok(())

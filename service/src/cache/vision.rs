@@ -210,7 +210,7 @@ impl Store for VisionStore {
     /// One statement: `access_count` and `last_accessed_at` of every entry hit.
     async fn flush(
         &self,
-        db: &DatabaseConnection,
+        conn: &mut PgConnection,
         events: &[VisionEvent],
     ) -> Result<(), CacheError> {
         sqlx::query(
@@ -231,7 +231,7 @@ impl Store for VisionStore {
         .persistent(false)
         .bind(events.iter().map(|e| e.provider).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
-        .execute(db.get_postgres_connection_pool())
+        .execute(&mut *conn)
         .await
         .map_err(db_err)?;
         Ok(())

@@ -25,6 +25,7 @@ use super::{
     release, rescue_expired,
 };
 use crate::cache::BoxError;
+use crate::db::OwnConnection;
 
 /// A handler's future.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;
@@ -324,7 +325,7 @@ impl Worker {
             let want = (free + prefetch).saturating_sub(queued);
             if !exhausted && want > 0 && (queued < free || (prefetch > 0 && queued <= prefetch / 2))
             {
-                let claimed = match claim_conn.get().await {
+                let claimed = match claim_conn.get().await.map_err(db_err) {
                     Ok(conn) => {
                         claim_on(
                             conn,
@@ -480,49 +481,6 @@ async fn dispatch_loop(
     }
 }
 
-/// A connection of the worker's own, outside the pool, for its claims and its
-/// outcomes: they never wait for a pooled connection, and they commit with
-/// `synchronous_commit = off`. That is safe for a queue that delivers at least
-/// once: a claim or an outcome lost in a server crash leaves the job pending or
-/// running, and it runs again after its lease. Enqueueing stays synchronous.
-struct OwnConnection {
-    options: Arc<sqlx::postgres::PgConnectOptions>,
-    conn: Option<sqlx::PgConnection>,
-}
-
-impl OwnConnection {
-    fn new(pool: &sqlx::PgPool) -> Self {
-        Self {
-            options: pool.connect_options(),
-            conn: None,
-        }
-    }
-
-    /// The connection, opened (and set up) on first use or after [`Self::reset`].
-    async fn get(&mut self) -> Result<&mut sqlx::PgConnection, QueueError> {
-        use sqlx::Connection;
-        let conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let mut conn = sqlx::PgConnection::connect_with(&self.options)
-                    .await
-                    .map_err(db_err)?;
-                sqlx::query("SET synchronous_commit = off")
-                    .execute(&mut conn)
-                    .await
-                    .map_err(db_err)?;
-                conn
-            }
-        };
-        Ok(self.conn.insert(conn))
-    }
-
-    /// Drops the connection after an error; the next [`Self::get`] reconnects.
-    fn reset(&mut self) {
-        self.conn = None;
-    }
-}
-
 /// Locks `m`, recovering the data if a panicking holder poisoned it.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -641,7 +599,7 @@ async fn complete_loop(
         }
         let mut pause = Duration::from_millis(50);
         for _ in 0..8 {
-            let written = match conn.get().await {
+            let written = match conn.get().await.map_err(db_err) {
                 Ok(c) => finish_on(c, worker.table, &worker.id, &batch).await,
                 Err(e) => Err(e),
             };
