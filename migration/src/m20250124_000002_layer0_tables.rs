@@ -30,7 +30,8 @@
 //!   new entry in every index of the table (no HOT update; measured 5-10× slower for
 //!   a batch of 8,000). The queries that filter on them (the periodic clean-ups, the
 //!   size budget) scan the table instead. `pdf_cache` keeps 15 % of each page free
-//!   (`fillfactor = 85`) so those updates stay on their page.
+//!   (`fillfactor = 85`; 70 since `m20250501_000002_cache_hot_path`) so those
+//!   updates stay on their page.
 //! - The autovacuum settings of the seed's "Performance Tuning".
 
 use sea_orm_migration::prelude::*;

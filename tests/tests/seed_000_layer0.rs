@@ -148,7 +148,7 @@ async fn performance_tuning_and_troubleshooting() {
         ],
         [
             "pdf_cache",
-            "{autovacuum_analyze_scale_factor=0.02,autovacuum_vacuum_scale_factor=0.05,fillfactor=85}",
+            "{autovacuum_analyze_scale_factor=0.02,autovacuum_vacuum_scale_factor=0.05,fillfactor=70}",
         ],
     ];
     assert_eq!(
