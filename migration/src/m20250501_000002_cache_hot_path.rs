@@ -2,16 +2,16 @@
 //!
 //! 1. **The hex-key checks of `pdf_cache` and `vision_api_cache` without a regular
 //!    expression.**
-//! PostgreSQL evaluates every CHECK constraint of a table for every new row version,
-//! whether or not the statement changed the columns it reads. The caches' batched
-//! bookkeeping rewrites each hit entry's row once per flush, so the key-format checks
-//! (`pdf_hash ~ '^[0-9a-f]{64}$'`, `url_hash ~ '^[0-9a-f]{64}$'`) ran the regular
-//! expression engine once per hit: measured about a third of a flush (8,000 rows of
-//! `pdf_cache`: ~320 ms → ~210 ms without it). The same rule — exactly 64 characters,
-//! each one of `0-9a-f` — is written as `octet_length(k::text) = 64 AND
-//! ltrim(k::text, '0123456789abcdef') = ''`, a byte scan (`::text` as the regular
-//! expression saw it: `url_hash` is `character(64)`, whose padding `::text` drops).
-//! Same names, same rows accepted.
+//!    PostgreSQL evaluates every CHECK constraint of a table for every new row version,
+//!    whether or not the statement changed the columns it reads. The caches' batched
+//!    bookkeeping rewrites each hit entry's row once per flush, so the key-format checks
+//!    (`pdf_hash ~ '^[0-9a-f]{64}$'`, `url_hash ~ '^[0-9a-f]{64}$'`) ran the regular
+//!    expression engine once per hit: measured about a third of a flush (8,000 rows of
+//!    `pdf_cache`: ~320 ms → ~210 ms without it). The same rule — exactly 64 characters,
+//!    each one of `0-9a-f` — is written as `octet_length(k::text) = 64 AND
+//!    ltrim(k::text, '0123456789abcdef') = ''`, a byte scan (`::text` as the regular
+//!    expression saw it: `url_hash` is `character(64)`, whose padding `::text` drops).
+//!    Same names, same rows accepted.
 //! 2. **`pdf_cache` keeps 30 % of each page free (`fillfactor` 85 → 70).** A flush
 //!    rewrites every entry hit since the last one, all in one statement, so a page
 //!    with two or three hit entries needs room for two or three new row versions at

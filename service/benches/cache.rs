@@ -26,6 +26,10 @@ use service::cache::{BoxError, CacheConfig};
 const ENTRIES: usize = 100_000;
 const VALUE_BYTES: usize = 2_048;
 const RUN: Duration = Duration::from_secs(3);
+/// Hits run this long before the measured window: one flush interval of the default
+/// configuration, so the window holds as many bookkeeping flushes as seconds (steady
+/// state: as much flushed as hit), not one fewer.
+const WARMUP: Duration = Duration::from_secs(1);
 /// Rounds per measurement; this machine's throughput drifts by ±30 % between runs.
 const ROUNDS: usize = 5;
 
@@ -52,7 +56,7 @@ async fn main() -> Result<(), BoxError> {
     for tasks in [1usize, 8] {
         let (mut raw, mut on, mut off) = (vec![], vec![], vec![]);
         for round in 0..ROUNDS {
-            raw.push(run(tasks, &keys, round, raw_hit(db.clone())).await);
+            raw.push(run(tasks, &keys, round, WARMUP, raw_hit(db.clone())).await);
             // On and off run back to back, in alternating order, so each round's pair
             // shares the machine's state of the moment.
             for bookkeeping in [round % 2 == 0, round % 2 == 1] {
@@ -61,7 +65,7 @@ async fn main() -> Result<(), BoxError> {
                     config(bookkeeping),
                     PdfSettings::default(),
                 )?);
-                let m = run(tasks, &keys, round, service_hit(Arc::clone(&cache))).await;
+                let m = run(tasks, &keys, round, WARMUP, service_hit(Arc::clone(&cache))).await;
                 cache.shutdown().await?;
                 if bookkeeping { on.push(m) } else { off.push(m) }
             }
@@ -91,7 +95,16 @@ async fn main() -> Result<(), BoxError> {
 
         let (mut raw_miss, mut svc_miss) = (vec![], vec![]);
         for round in 0..ROUNDS {
-            raw_miss.push(run(tasks, &keys, round, raw_insert(db.clone(), value.clone())).await);
+            raw_miss.push(
+                run(
+                    tasks,
+                    &keys,
+                    round,
+                    Duration::ZERO,
+                    raw_insert(db.clone(), value.clone()),
+                )
+                .await,
+            );
             let cache = Arc::new(PdfCache::new(
                 db.clone(),
                 config(true),
@@ -102,6 +115,7 @@ async fn main() -> Result<(), BoxError> {
                     tasks,
                     &keys,
                     round,
+                    Duration::ZERO,
                     service_miss(Arc::clone(&cache), value.clone()),
                 )
                 .await,
@@ -149,26 +163,35 @@ fn median(mut runs: Vec<Measure>) -> Measure {
 
 /// Runs `op` from `tasks` tasks for [`RUN`], each on its own pseudo-random key
 /// sequence, and measures throughput and latency.
-async fn run<F, Fut>(tasks: usize, keys: &Arc<Vec<PdfKey>>, round: usize, op: F) -> Measure
+async fn run<F, Fut>(
+    tasks: usize,
+    keys: &Arc<Vec<PdfKey>>,
+    round: usize,
+    warmup: Duration,
+    op: F,
+) -> Measure
 where
     F: Fn(PdfKey) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let start = Instant::now();
+    let measured_from = start + warmup;
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let (op, keys) = (op.clone(), Arc::clone(keys));
             tokio::spawn(async move {
                 let mut x = (t as u64 + 1) * 0x9E37_79B9 + round as u64 * 7919;
                 let mut latencies = Vec::with_capacity(100_000);
-                while start.elapsed() < RUN {
+                while start.elapsed() < warmup + RUN {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
                     let key = keys[(x % keys.len() as u64) as usize].clone();
                     let began = Instant::now();
                     op(key).await;
-                    latencies.push(began.elapsed().as_nanos() as u64);
+                    if began >= measured_from {
+                        latencies.push(began.elapsed().as_nanos() as u64);
+                    }
                 }
                 latencies
             })
@@ -178,7 +201,7 @@ where
     for h in handles {
         all.extend(h.await.expect("bench task"));
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = measured_from.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
     Measure {
