@@ -165,7 +165,7 @@ SELECT
 /// wait for a pooled connection nor take one from the traffic, and they commit with
 /// `synchronous_commit = off` — a crash of the server may lose the last such commit,
 /// which these writers tolerate (a queue delivers at least once; bookkeeping is
-/// statistics). Opened on first use and again after [`OwnConnection::reset`].
+/// statistics). Opened on first use and again after an error (see [`OwnConnection::run`]).
 pub(crate) struct OwnConnection {
     options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
     conn: Option<sqlx::PgConnection>,
@@ -181,7 +181,7 @@ impl OwnConnection {
     }
 
     /// The connection, opened (and set up: one more round trip) if needed.
-    pub(crate) async fn get(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
+    async fn get(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
         use sqlx::Connection;
         let conn = match self.conn.take() {
             Some(conn) => conn,
@@ -196,9 +196,22 @@ impl OwnConnection {
         Ok(self.conn.insert(conn))
     }
 
-    /// Drops the connection after an error; the next [`OwnConnection::get`] reconnects.
-    pub(crate) fn reset(&mut self) {
-        self.conn = None;
+    /// Runs `write` on the connection, opened first if needed (`connect_error` maps a
+    /// failure to open it). After any error the connection is dropped, so the next
+    /// call starts on a fresh one.
+    pub(crate) async fn run<T, E>(
+        &mut self,
+        connect_error: impl FnOnce(sqlx::Error) -> E,
+        write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let result = match self.get().await {
+            Ok(conn) => write(conn).await,
+            Err(e) => Err(connect_error(e)),
+        };
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
     }
 }
 

@@ -30,7 +30,7 @@ pub trait Store: Send + Sync + 'static {
     /// The cached value, as callers see it.
     type Value: Send + Sync + 'static;
     /// What the store needs to remember about one lookup (a hit, or a computed miss).
-    type Event: Send + 'static;
+    type Event: Send + Sync + 'static;
 
     /// The cache's name, for errors, logs and lock keys.
     fn name(&self) -> &'static str;
@@ -468,15 +468,12 @@ impl<S: Store> Shared<S> {
             Ok(mut events) if !events.is_empty() => std::mem::take(&mut *events),
             _ => return Ok(()),
         };
-        let mut conn = self.flush_conn.lock().await;
-        let written = match conn.get().await {
-            Ok(c) => self.store.flush(c, &batch).await,
-            Err(e) => Err(db_err(e)),
-        };
-        if written.is_err() {
-            conn.reset();
-        }
-        drop(conn);
+        let written = self
+            .flush_conn
+            .lock()
+            .await
+            .run(db_err, async |conn| self.store.flush(conn, &batch).await)
+            .await;
         match written {
             Ok(()) => {
                 self.counters.flushes.fetch_add(1, Ordering::Relaxed);

@@ -68,12 +68,7 @@ pub async fn enqueue_ai_jobs(
         })?;
         providers.push(job.provider.trim().to_ascii_lowercase());
     }
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
     let mut batch = BatchInsert::default();
-    batch.per_row("id", "uuid", ids.clone())?;
     batch.shared_or_per_row(
         "image_id",
         "uuid",
@@ -92,7 +87,7 @@ pub async fn enqueue_ai_jobs(
         .map(|j| (j.priority, j.max_attempts, j.dedup_key.clone()))
         .collect();
     batch
-        .insert_jobs(db, AI_ANNOTATION_JOBS, &ids, queue_fields)
+        .insert_jobs(db, AI_ANNOTATION_JOBS, queue_fields)
         .await
 }
 

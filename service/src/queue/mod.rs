@@ -247,12 +247,7 @@ pub async fn enqueue(
             max_payload_bytes,
         )?);
     }
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
     let mut batch = BatchInsert::default();
-    batch.per_row("id", "uuid", ids.clone())?;
     batch.shared_or_per_row(
         "job_type",
         "text",
@@ -269,7 +264,7 @@ pub async fn enqueue(
         .iter()
         .map(|j| (j.priority, j.max_attempts, j.dedup_key.clone()))
         .collect();
-    batch.insert_jobs(db, JOBS, &ids, queue_fields).await
+    batch.insert_jobs(db, JOBS, queue_fields).await
 }
 
 /// The bulk insert of a job table, built column by column: a column whose value is
@@ -284,7 +279,6 @@ pub(crate) struct BatchInsert {
     arrays: Vec<String>,
     aliases: Vec<&'static str>,
     args: sqlx::postgres::PgArguments,
-    dedup: bool,
 }
 
 impl BatchInsert {
@@ -315,9 +309,6 @@ impl BatchInsert {
         self.aliases.push(column);
         self.columns.push(column);
         self.values.push(format!("i.{column}"));
-        if column == "dedup_key" {
-            self.dedup = true;
-        }
         Ok(())
     }
 
@@ -347,7 +338,7 @@ impl BatchInsert {
         T: PartialEq + for<'t> sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
         for<'t> Vec<T>: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
     {
-        if values.len() < 2 || values.windows(2).any(|w| w[0] != w[1]) {
+        if values.is_empty() || values.windows(2).any(|w| w[0] != w[1]) {
             return self.per_row(column, sql_type, values);
         }
         let Some(value) = values.pop() else {
@@ -384,51 +375,44 @@ impl BatchInsert {
         Ok(())
     }
 
-    /// Like [`Self::per_row`]; left to the column's default when every value is `None`.
-    pub(crate) fn optional_per_row<T>(
-        &mut self,
-        column: &'static str,
-        sql_type: &str,
-        values: Vec<Option<T>>,
-    ) -> Result<(), QueueError>
-    where
-        for<'t> Vec<Option<T>>: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        if values.iter().all(Option::is_none) {
-            return Ok(());
-        }
-        self.per_row(column, sql_type, values)
-    }
-
-    /// Adds the columns every job table has — (priority, max attempts, dedup key) per
-    /// job — runs the insert and returns each job's id: `ids[i]`, or the live job
-    /// that already had its dedup key (see [`resolve_dedup`]).
+    /// Adds the columns every job table has — a time-ordered id (UUIDv7: inserts land
+    /// together in the primary key) and (priority, max attempts, dedup key) per job —
+    /// runs the insert and returns each job's id: its own, or the live job that
+    /// already had its dedup key (see [`resolve_dedup`]). No jobs, no round trip.
     pub(crate) async fn insert_jobs(
         mut self,
         db: &DatabaseConnection,
         table: QueueTable,
-        ids: &[Uuid],
         queue_fields: Vec<(i32, i32, Option<String>)>,
     ) -> Result<Vec<Uuid>, QueueError> {
+        if queue_fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = queue_fields.iter().map(|_| Uuid::now_v7()).collect();
         let priorities = queue_fields.iter().map(|f| f.0).collect();
         let max_attempts = queue_fields.iter().map(|f| f.1).collect();
         let keys: Vec<Option<String>> = queue_fields.into_iter().map(|f| f.2).collect();
+        self.per_row("id", "uuid", ids.clone())?;
         self.shared_or_per_row("priority", "int4", priorities)?;
         self.shared_or_per_row("max_attempts", "int4", max_attempts)?;
-        self.optional_per_row("dedup_key", "text", keys.clone())?;
-        let rows = self.run(db, table).await?;
+        let dedup = keys.iter().any(Option::is_some);
+        if dedup {
+            self.per_row("dedup_key", "text", keys.clone())?;
+        }
+        let rows = self.run(db, table, dedup).await?;
         let keys: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
-        resolve_dedup(db, table, &keys, ids, rows).await
+        resolve_dedup(db, table, &keys, &ids, rows).await
     }
 
     /// Runs the insert into `table`: one statement, unprepared (see the module
-    /// notes). The `id` column must be per row. Without a per-row `dedup_key` it is a
-    /// plain `INSERT` that returns nothing; with one, live keys are skipped and each
+    /// notes). Without `dedup` it is a plain `INSERT` that returns nothing; with it
+    /// (`id` and `dedup_key` are per-row columns), live keys are skipped and each
     /// input row returns (its id, the id it resolved to) for [`resolve_dedup`].
-    pub(crate) async fn run(
+    async fn run(
         self,
         db: &DatabaseConnection,
         table: QueueTable,
+        dedup: bool,
     ) -> Result<Vec<(Uuid, Option<Uuid>)>, QueueError> {
         let t = table.table;
         let input = format!(
@@ -437,7 +421,7 @@ impl BatchInsert {
             self.aliases.join(", ")
         );
         let (columns, values) = (self.columns.join(", "), self.values.join(", "));
-        let sql = if self.dedup {
+        let sql = if dedup {
             let live = format!("status IN ('pending', '{}')", table.running);
             format!(
                 "WITH input AS (SELECT * FROM {input}),

@@ -325,8 +325,8 @@ impl Worker {
             let want = (free + prefetch).saturating_sub(queued);
             if !exhausted && want > 0 && (queued < free || (prefetch > 0 && queued <= prefetch / 2))
             {
-                let claimed = match claim_conn.get().await.map_err(db_err) {
-                    Ok(conn) => {
+                let claimed = claim_conn
+                    .run(db_err, async |conn| {
                         claim_on(
                             conn,
                             worker.table,
@@ -336,9 +336,8 @@ impl Worker {
                             worker.config.lease,
                         )
                         .await
-                    }
-                    Err(e) => Err(e),
-                };
+                    })
+                    .await;
                 match claimed {
                     Ok(jobs) => {
                         exhausted = jobs.len() < want;
@@ -356,7 +355,6 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        claim_conn.reset();
                         exhausted = true;
                         tracing::warn!(worker = %worker.id, error = %e, "claim failed; retrying after the poll interval")
                     }
@@ -456,27 +454,26 @@ async fn dispatch_loop(
             },
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let job = loop {
-            let next = {
-                let mut local = lock(&shared.local);
-                let mut next = None;
-                while let Some(job) = local.ready.pop_front() {
-                    if local.held.remove(&job.id) {
-                        next = Some(job);
-                        break;
-                    }
-                }
-                next
-            };
-            if let Some(job) = next {
-                break job;
-            }
+        while lock(&shared.local).ready.is_empty() {
             tokio::select! {
                 _ = shared.job_ready.notified() => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,
             }
+        }
+        let next = {
+            let mut local = lock(&shared.local);
+            let mut next = None;
+            while let Some(job) = local.ready.pop_front() {
+                if local.held.remove(&job.id) {
+                    next = Some(job);
+                    break;
+                }
+            }
+            next
         };
-        start_job(&worker, job, permit, &shared, &done_tx);
+        if let Some(job) = next {
+            start_job(&worker, job, permit, &shared, &done_tx);
+        }
         shared.need.notify_one();
     }
 }
@@ -599,15 +596,15 @@ async fn complete_loop(
         }
         let mut pause = Duration::from_millis(50);
         for _ in 0..8 {
-            let written = match conn.get().await.map_err(db_err) {
-                Ok(c) => finish_on(c, worker.table, &worker.id, &batch).await,
-                Err(e) => Err(e),
-            };
+            let written = conn
+                .run(db_err, async |c| {
+                    finish_on(c, worker.table, &worker.id, &batch).await
+                })
+                .await;
             match written {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(worker = %worker.id, error = %e, "writing outcomes failed; retrying");
-                    conn.reset();
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
