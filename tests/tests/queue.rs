@@ -1112,3 +1112,38 @@ async fn a_bulk_enqueue_keeps_each_jobs_own_fields() {
     assert_eq!(same[0], ids[1], "a live dedup key returns its job");
     assert_eq!(t.scalar("SELECT count(*) FROM jobs").await, "4");
 }
+
+/// A worker with one slot and no prefetch claims a job each time its slot frees: the
+/// dispatcher must not hold the only slot while it waits for work (it did, and such a
+/// worker then never claimed again).
+#[tokio::test]
+async fn a_one_slot_worker_without_prefetch_runs_job_after_job() {
+    let t = TestDb::new().await;
+    let jobs: Vec<NewJob> = (0..3).map(|i| NewJob::new("one", json!(i))).collect();
+    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
+        .await
+        .expect("enqueue");
+    let worker = Worker::new(
+        t.db.clone(),
+        JOBS,
+        WorkerConfig {
+            concurrency: 1,
+            prefetch: 0,
+            poll_interval: Duration::from_secs(3600),
+            ..fast()
+        },
+    )
+    .expect("worker")
+    .handle("one", |_| async { Ok::<_, BoxError>(json!(null)) })
+    .expect("handler");
+    let (stop, handle) = spawn(worker);
+    wait_for(
+        &t,
+        "SELECT count(*) FROM jobs WHERE status = 'completed'",
+        "3",
+        Duration::from_secs(10),
+    )
+    .await;
+    let _ = stop.send(());
+    assert_eq!(handle.await.expect("join").expect("run").completed, 3);
+}

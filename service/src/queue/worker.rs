@@ -447,6 +447,14 @@ async fn dispatch_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // A queued job first, then a slot: a slot is taken only for a job at hand, so
+        // the claimer always sees the true number of free slots.
+        while lock(&shared.local).ready.is_empty() {
+            tokio::select! {
+                _ = shared.job_ready.notified() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
         let permit = tokio::select! {
             permit = Arc::clone(&shared.slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -454,12 +462,6 @@ async fn dispatch_loop(
             },
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        while lock(&shared.local).ready.is_empty() {
-            tokio::select! {
-                _ = shared.job_ready.notified() => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-        }
         let next = {
             let mut local = lock(&shared.local);
             let mut next = None;
