@@ -594,9 +594,9 @@ pub enum Outcome {
 /// `completed` with their result; failures go back to `pending` at their `retry_at`,
 /// or become `failed` when their attempts are used up, with the error kept. Jobs the
 /// worker no longer holds (rescued, cancelled) are left alone. Returns how many rows
-/// changed. One statement, sized to the batch: completions that share one result
-/// (no-op handlers' `null`) send only their ids; other completions ids and results;
-/// a batch with failures also the errors and retry times.
+/// changed. One statement: completions that share one result (no-op handlers'
+/// `null`) send only their ids; any other batch sends ids, results, errors and retry
+/// times.
 pub async fn finish(
     db: &DatabaseConnection,
     table: QueueTable,
@@ -635,29 +635,19 @@ pub(crate) async fn finish_on(
     let held = format!("j.status = '{running}' AND j.locked_by = $3");
     let done_columns =
         "completed_at = now(), updated_at = now(), locked_by = NULL, locked_until = NULL";
-    let query = if results.iter().all(Option::is_some) {
-        // Only completions (the common batch): no per-row arrays at all when every
-        // result is the same (no-op handlers, `null`), else ids and results.
-        if results.windows(2).all(|w| w[0] == w[1]) {
-            let sql = format!(
-                "UPDATE {t} j SET status = 'completed', {result} = $2::jsonb, {done_columns}
-                 WHERE j.id = ANY($1) AND {held}"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(ids)
-                .bind(results.into_iter().next().flatten())
-                .bind(worker)
-        } else {
-            let sql = format!(
-                "UPDATE {t} j SET status = 'completed', {result} = o.result::jsonb, {done_columns}
-                 FROM unnest($1::uuid[], $2::text[]) AS o(id, result)
-                 WHERE j.id = ANY($1) AND j.id = o.id AND {held}"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(ids)
-                .bind(results)
-                .bind(worker)
-        }
+    let shared_result =
+        results.iter().all(Option::is_some) && results.windows(2).all(|w| w[0] == w[1]);
+    let query = if shared_result {
+        // Completions that share one result (no-op handlers' `null`, the common batch):
+        // no per-row arrays at all.
+        let sql = format!(
+            "UPDATE {t} j SET status = 'completed', {result} = $2::jsonb, {done_columns}
+             WHERE j.id = ANY($1) AND {held}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
+            .bind(results.into_iter().next().flatten())
+            .bind(worker)
     } else {
         let sql = format!(
             "UPDATE {t} j SET
