@@ -28,6 +28,7 @@ mod m20250401_000006_aves_exercise_cache;
 mod m20250401_000007_aves_optimize_cache_indexes;
 mod m20250501_000001_queue_hot_path;
 mod m20250501_000002_cache_hot_path;
+mod m20250501_000003_cache_key_checks;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250401_000007_aves_optimize_cache_indexes::Migration),
             Box::new(m20250501_000001_queue_hot_path::Migration),
             Box::new(m20250501_000002_cache_hot_path::Migration),
+            Box::new(m20250501_000003_cache_key_checks::Migration),
         ]
     }
 }

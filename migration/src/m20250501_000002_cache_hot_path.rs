@@ -35,21 +35,27 @@ const CHECKS: [(&str, &str, &str); 2] = [
     ("vision_api_cache", "check_cache_url_hash", "url_hash"),
 ];
 
-/// Re-creates the checks with the byte scan, or with the regular expression.
-fn replace_checks(byte_scan: bool) -> String {
+/// Re-creates the two key-format checks with `rule(column)`.
+pub(crate) fn replace_checks(rule: impl Fn(&str) -> String) -> String {
     CHECKS
         .iter()
         .map(|(table, name, column)| {
-            let rule = if byte_scan {
-                format!("octet_length({column}::text) = 64 AND ltrim({column}::text, '0123456789abcdef') = ''")
-            } else {
-                format!("{column} ~ '^[0-9a-f]{{64}}$'")
-            };
             format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} CHECK ({rule});\n"
+                "ALTER TABLE {table} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} CHECK ({});\n",
+                rule(column)
             )
         })
         .collect()
+}
+
+/// This migration's rule: a character scan of the text.
+pub(crate) fn text_scan(column: &str) -> String {
+    format!("octet_length({column}::text) = 64 AND ltrim({column}::text, '0123456789abcdef') = ''")
+}
+
+/// The seeds' rule: a regular expression.
+fn regex(column: &str) -> String {
+    format!("{column} ~ '^[0-9a-f]{{64}}$'")
 }
 
 #[async_trait::async_trait]
@@ -57,7 +63,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         exec(
             manager,
-            &(replace_checks(true) + "ALTER TABLE pdf_cache SET (fillfactor = 70);"),
+            &(replace_checks(text_scan) + "ALTER TABLE pdf_cache SET (fillfactor = 70);"),
         )
         .await
     }
@@ -65,7 +71,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         exec(
             manager,
-            &(replace_checks(false) + "ALTER TABLE pdf_cache SET (fillfactor = 85);"),
+            &(replace_checks(regex) + "ALTER TABLE pdf_cache SET (fillfactor = 85);"),
         )
         .await
     }

@@ -727,18 +727,21 @@ async fn a_failed_flush_keeps_its_events_for_the_next_one() {
     vision.shutdown().await.expect("shutdown");
 }
 
-/// The caches' key-format checks (a byte scan since `m20250501_000002`, not a
-/// regular expression) accept exactly 64 lower-case hex characters.
+/// The caches' key-format checks (a byte scan since `m20250501_000003`, not a
+/// regular expression) accept exactly 64 lower-case hex characters, and refuse
+/// anything else as a check violation, never another error.
 #[tokio::test]
 async fn the_hex_key_checks_accept_exactly_64_lower_case_hex_digits() {
     let t = TestDb::new().await;
     let good = "0123456789abcdef".repeat(4);
     let bad = [
-        "0123456789ABCDEF".repeat(4), // upper case
-        good[..63].to_string(),       // too short
-        format!("{}g", &good[..63]),  // not hex
-        format!("{} ", &good[..63]),  // a space
-        format!("{}é", &good[..62]),  // 64 bytes, 63 characters
+        "0123456789ABCDEF".repeat(4),    // upper case
+        good[..63].to_string(),          // too short
+        format!("{}g", &good[..63]),     // not hex
+        format!("{} ", &good[..63]),     // a space
+        format!("{}é", &good[..62]),     // 64 bytes, 63 characters
+        format!("{}\\", &good[..63]),    // a lone backslash: `::bytea` would fail on it
+        format!("{}\\061", &good[..60]), // `::bytea` would read this escape as '1'
         String::new(),
     ];
     for key in std::iter::once(&good).chain(bad.iter()) {
