@@ -168,14 +168,26 @@ SELECT
 /// statistics). Opened on first use and again after an error (see [`OwnConnection::run`]).
 pub(crate) struct OwnConnection {
     options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
+    settings: &'static [(&'static str, &'static str)],
     conn: Option<sqlx::PgConnection>,
 }
 
 impl OwnConnection {
     /// A connection like `pool`'s, not opened yet.
     pub(crate) fn new(pool: &sqlx::PgPool) -> Self {
+        Self::with_settings(pool, &[])
+    }
+
+    /// Like [`OwnConnection::new`], with more session settings (name, value), made
+    /// with `synchronous_commit = off` when the connection opens, in the same round
+    /// trip.
+    pub(crate) fn with_settings(
+        pool: &sqlx::PgPool,
+        settings: &'static [(&'static str, &'static str)],
+    ) -> Self {
         Self {
             options: pool.connect_options(),
+            settings,
             conn: None,
         }
     }
@@ -187,9 +199,14 @@ impl OwnConnection {
             Some(conn) => conn,
             None => {
                 let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
-                sqlx::query("SET synchronous_commit = off")
-                    .execute(&mut conn)
-                    .await?;
+                let settings = [("synchronous_commit", "off")].iter().chain(self.settings);
+                sqlx::query(
+                    "SELECT set_config(name, value, false) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
+                )
+                .bind(settings.clone().map(|s| s.0).collect::<Vec<_>>())
+                .bind(settings.map(|s| s.1).collect::<Vec<_>>())
+                .execute(&mut conn)
+                .await?;
                 conn
             }
         };

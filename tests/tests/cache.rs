@@ -144,6 +144,74 @@ async fn ten_thousand_concurrent_hits_are_counted_exactly_after_shutdown() {
     );
 }
 
+/// A flush finds a hit entry at the row address its read saw, and by key when the
+/// row has moved since (updated, or deleted and its address reused by another
+/// entry): counts stay exact, and no other entry is counted.
+#[tokio::test]
+async fn hits_are_counted_exactly_when_rows_move_vanish_or_are_replaced_before_the_flush() {
+    let t = TestDb::new().await;
+    let cache = pdf_cache(
+        &t,
+        CacheConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..CacheConfig::default()
+        },
+    );
+    let keys: Vec<PdfKey> = (0..30)
+        .map(|i| PdfKey::from_bytes(format!("%PDF moving {i}").as_bytes()))
+        .collect();
+    for key in &keys {
+        cache.put(key, &b"v".to_vec()).await.expect("put");
+    }
+    for key in &keys {
+        assert!(cache.get(key).await.expect("get").is_some());
+    }
+    let list = |range: std::ops::Range<usize>| {
+        keys[range]
+            .iter()
+            .map(|k| format!("'{}'", k.hash()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // 0..10 move (a new row version elsewhere); 10..15 go; 15 goes and its address
+    // is likely reused by a new entry that is hit once too.
+    t.sql(&format!(
+        "UPDATE pdf_cache SET metadata = '{{\"moved\": true}}' WHERE pdf_hash IN ({})",
+        list(0..10)
+    ))
+    .await;
+    t.sql(&format!(
+        "DELETE FROM pdf_cache WHERE pdf_hash IN ({})",
+        list(10..16)
+    ))
+    .await;
+    t.sql("VACUUM pdf_cache").await;
+    let newcomer = PdfKey::from_bytes(b"%PDF newcomer");
+    cache.put(&newcomer, &b"n".to_vec()).await.expect("put");
+    assert!(cache.get(&newcomer).await.expect("get").is_some());
+    cache.shutdown().await.expect("shutdown");
+
+    for key in keys[..10].iter().chain(&keys[16..]).chain([&newcomer]) {
+        let count = t
+            .scalar(&format!(
+                "SELECT access_count FROM pdf_cache WHERE pdf_hash = '{}'",
+                key.hash()
+            ))
+            .await;
+        assert_eq!(count, "1", "{key:?}");
+    }
+    assert_eq!(t.scalar("SELECT count(*) FROM pdf_cache").await, "25");
+    assert_eq!(
+        t.scalar("SELECT sum(access_count) FROM pdf_cache").await,
+        "25"
+    );
+    assert_eq!(
+        t.scalar("SELECT sum(lookups) FROM layer0_cost_tracking WHERE cache_hit")
+            .await,
+        "31"
+    );
+}
+
 #[tokio::test]
 async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
     let t = TestDb::new().await;

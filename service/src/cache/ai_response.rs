@@ -14,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::core::db_err;
-use super::{CacheConfig, CacheCore, CacheError, Store, canonical_json, sha256_hex};
+use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, canonical_json, sha256_hex};
 
 const NAME: &str = "ai_response_cache";
 
@@ -145,7 +145,7 @@ impl Store for AiResponseStore {
         &self,
         db: &mut PgConnection,
         key: &AiKey,
-    ) -> Result<Option<AiResponse>, CacheError> {
+    ) -> Result<Option<Found<AiResponse>>, CacheError> {
         let row: Option<(Value, i32)> = sqlx::query_as(
             "SELECT response_data, tokens_used FROM ai_response_cache WHERE cache_key = $1",
         )
@@ -153,7 +153,10 @@ impl Store for AiResponseStore {
         .fetch_optional(db)
         .await
         .map_err(db_err)?;
-        Ok(row.map(|(data, tokens_used)| AiResponse { data, tokens_used }))
+        Ok(row.map(|(data, tokens_used)| Found {
+            value: AiResponse { data, tokens_used },
+            row: None,
+        }))
     }
 
     fn size_of(&self, value: &AiResponse) -> Result<usize, CacheError> {
@@ -209,7 +212,7 @@ impl Store for AiResponseStore {
         Ok(done.rows_affected())
     }
 
-    fn hit_event(&self, key: &AiKey, value: &AiResponse) -> AiEvent {
+    fn hit_event(&self, key: &AiKey, value: &AiResponse, _row: Option<RowId>) -> AiEvent {
         AiEvent {
             cache_key: Some(key.cache_key.clone()),
             at: Utc::now(),

@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::core::db_err;
-use super::{CacheConfig, CacheCore, CacheError, Store, check_ttl};
+use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl};
 
 const NAME: &str = "exercise_cache";
 
@@ -90,8 +90,8 @@ impl Store for ExerciseStore {
         &self,
         db: &mut PgConnection,
         key: &ExerciseKey,
-    ) -> Result<Option<Value>, CacheError> {
-        sqlx::query_scalar(
+    ) -> Result<Option<Found<Value>>, CacheError> {
+        let value = sqlx::query_scalar(
             "SELECT exercise_data FROM exercise_cache
              WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4
                AND expires_at > now()",
@@ -102,7 +102,8 @@ impl Store for ExerciseStore {
         .bind(&key.topic)
         .fetch_optional(db)
         .await
-        .map_err(db_err)
+        .map_err(db_err)?;
+        Ok(value.map(|value| Found { value, row: None }))
     }
 
     fn size_of(&self, value: &Value) -> Result<usize, CacheError> {
@@ -151,7 +152,7 @@ impl Store for ExerciseStore {
         Ok(done.rows_affected())
     }
 
-    fn hit_event(&self, key: &ExerciseKey, _value: &Value) -> ExerciseEvent {
+    fn hit_event(&self, key: &ExerciseKey, _value: &Value, _row: Option<RowId>) -> ExerciseEvent {
         ExerciseEvent {
             key: key.clone(),
             at: Utc::now(),

@@ -31,7 +31,7 @@ pub mod exercise;
 pub mod pdf;
 pub mod vision;
 
-pub use self::core::{CacheCore, Store};
+pub use self::core::{CacheCore, Found, RowId, Store};
 
 /// A compute error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -3,8 +3,10 @@
 //! `layer0_cost_tracking`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::core::db_err;
-use super::{CacheConfig, CacheCore, CacheError, Store, is_sha256_hex};
+use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, is_sha256_hex};
 
 const NAME: &str = "pdf_cache";
 
@@ -57,7 +59,7 @@ fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 /// (the cost model prices by size).
 #[derive(Debug, Clone)]
 pub struct PdfKey {
-    hash: String,
+    hash: Arc<str>,
     pdf_bytes: Option<u64>,
 }
 
@@ -85,7 +87,7 @@ impl PdfKey {
             });
         }
         Ok(Self {
-            hash: hash.to_owned(),
+            hash: hash.into(),
             pdf_bytes: None,
         })
     }
@@ -93,7 +95,7 @@ impl PdfKey {
     /// The key of the PDF `bytes`.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         Self {
-            hash: format!("{:x}", Sha256::digest(bytes)),
+            hash: format!("{:x}", Sha256::digest(bytes)).into(),
             pdf_bytes: Some(bytes.len() as u64),
         }
     }
@@ -113,7 +115,7 @@ impl PdfKey {
             total += n as u64;
         }
         Ok(Self {
-            hash: format!("{:x}", hasher.finalize()),
+            hash: format!("{:x}", hasher.finalize()).into(),
             pdf_bytes: Some(total),
         })
     }
@@ -178,7 +180,9 @@ impl Default for PdfSettings {
 /// One lookup, for `pdf_cache`'s access counts and `layer0_cost_tracking`.
 #[derive(Debug)]
 pub struct PdfEvent {
-    hash: String,
+    hash: Arc<str>,
+    /// Where a hit read the entry.
+    row: Option<RowId>,
     hit: bool,
     at: DateTime<Utc>,
     cost_usd: f64,
@@ -202,27 +206,27 @@ impl Store for PdfStore {
     }
 
     fn key_text(key: &PdfKey) -> String {
-        key.hash.clone()
+        key.hash.to_string()
     }
 
     async fn load(
         &self,
         db: &mut PgConnection,
         key: &PdfKey,
-    ) -> Result<Option<Vec<u8>>, CacheError> {
-        let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
-            "SELECT result_data, compression_algorithm, original_size_bytes FROM pdf_cache WHERE pdf_hash = $1",
+    ) -> Result<Option<Found<Vec<u8>>>, CacheError> {
+        let row: Option<(Vec<u8>, String, i64, RowId)> = sqlx::query_as(
+            "SELECT result_data, compression_algorithm, original_size_bytes, ctid FROM pdf_cache WHERE pdf_hash = $1",
         )
-        .bind(&key.hash)
+        .bind(key.hash())
         .fetch_optional(db)
         .await
         .map_err(db_err)?;
-        let Some((data, algorithm, original)) = row else {
+        let Some((data, algorithm, original, ctid)) = row else {
             return Ok(None);
         };
         let corrupt = |reason: String| CacheError::Corrupt {
             cache: NAME,
-            key: key.hash.clone(),
+            key: key.hash.to_string(),
             reason,
         };
         if algorithm != "zstd" {
@@ -238,7 +242,10 @@ impl Store for PdfStore {
                 value.len()
             )));
         }
-        Ok(Some(value))
+        Ok(Some(Found {
+            value,
+            row: Some(ctid),
+        }))
     }
 
     fn size_of(&self, value: &Vec<u8>) -> Result<usize, CacheError> {
@@ -277,7 +284,7 @@ impl Store for PdfStore {
                  compression_ratio = EXCLUDED.compression_ratio,
                  last_accessed = now()",
         )
-        .bind(&key.hash)
+        .bind(key.hash())
         .bind(&compressed)
         .bind(value.len() as i64)
         .bind(compressed.len() as i64)
@@ -290,16 +297,17 @@ impl Store for PdfStore {
 
     async fn remove(&self, db: &mut PgConnection, key: &PdfKey) -> Result<u64, CacheError> {
         let done = sqlx::query("DELETE FROM pdf_cache WHERE pdf_hash = $1")
-            .bind(&key.hash)
+            .bind(key.hash())
             .execute(db)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected())
     }
 
-    fn hit_event(&self, key: &PdfKey, _value: &Vec<u8>) -> PdfEvent {
+    fn hit_event(&self, key: &PdfKey, _value: &Vec<u8>, row: Option<RowId>) -> PdfEvent {
         PdfEvent {
             hash: key.hash.clone(),
+            row,
             hit: true,
             at: Utc::now(),
             cost_usd: 0.0,
@@ -317,74 +325,100 @@ impl Store for PdfStore {
             cost_usd: self.settings.cost.cost(key),
             saved_usd: 0.0,
             processing_ms: Some(elapsed.as_millis().min(i32::MAX as u128) as i32),
+            row: None,
             pdf_bytes: key.pdf_bytes.map(|b| b as i64),
         })
     }
 
     /// One statement: the access counts of `pdf_cache` (and a miss's processing
     /// time), one `layer0_cost_tracking` row per miss, and one row for all the hits of
-    /// the flush (`lookups` = their number, `cost_saved_usd` = their savings). An
-    /// entry hit once in the flush gets the flush's latest hit time as
-    /// `last_accessed` (at most `flush_interval` late), others their own.
+    /// the flush (`lookups` = their number, `cost_saved_usd` = their savings).
+    ///
+    /// Each entry's hits are summed in memory and its row is rewritten once, found by
+    /// the address its latest hit read it at (a TID lookup, no index descent) or, when
+    /// the row has moved since (a later update, or a miss: no address), by key.
     async fn flush(&self, conn: &mut PgConnection, events: &[PdfEvent]) -> Result<(), CacheError> {
-        let mut per_hash: std::collections::HashMap<&str, (i64, DateTime<Utc>, Option<i32>)> =
-            std::collections::HashMap::new();
+        struct Access {
+            hits: i64,
+            at: DateTime<Utc>,
+            processing_ms: Option<i32>,
+            row: Option<RowId>,
+        }
+        let mut per_hash: HashMap<&str, Access> = HashMap::with_capacity(events.len());
         let (mut hits, mut saved, mut last_hit) = (0i32, 0f64, None::<DateTime<Utc>>);
         for e in events {
-            let entry = per_hash.entry(&e.hash).or_insert((0, e.at, None));
+            let entry = per_hash.entry(&e.hash).or_insert(Access {
+                hits: 0,
+                at: e.at,
+                processing_ms: None,
+                row: None,
+            });
             if e.hit {
-                entry.0 += 1;
+                entry.hits += 1;
                 hits += 1;
                 saved += e.saved_usd;
                 last_hit = last_hit.max(Some(e.at));
             }
-            entry.1 = entry.1.max(e.at);
-            entry.2 = entry.2.or(e.processing_ms);
-        }
-        // Entries hit once in this flush (most, when keys rarely repeat within a
-        // flush) take the cheaper `= ANY` form with the flush's latest time.
-        let (mut once, mut once_at) = (vec![], None::<DateTime<Utc>>);
-        let (mut hashes, mut counts, mut lasts, mut millis) = (vec![], vec![], vec![], vec![]);
-        for (hash, (n, at, ms)) in per_hash {
-            if n == 1 && ms.is_none() {
-                once.push(hash.to_owned());
-                once_at = once_at.max(Some(at));
-                continue;
+            if e.at >= entry.at {
+                entry.at = e.at;
+                entry.row = e.row.or(entry.row);
             }
-            hashes.push(hash.to_owned());
-            counts.push(n);
-            lasts.push(at);
-            millis.push(ms);
+            entry.processing_ms = entry.processing_ms.or(e.processing_ms);
+        }
+        let n = per_hash.len();
+        let (mut rows, mut hashes, mut counts, mut lasts, mut millis) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (hash, a) in per_hash {
+            rows.push(a.row);
+            hashes.push(hash);
+            counts.push(a.hits);
+            lasts.push(a.at);
+            millis.push(a.processing_ms);
         }
         let misses: Vec<&PdfEvent> = events.iter().filter(|e| !e.hit).collect();
         sqlx::query(
-            "WITH once AS (
-                 UPDATE pdf_cache SET access_count = access_count + 1,
-                                      last_accessed = greatest(last_accessed, $14)
-                 WHERE pdf_hash = ANY($13::text[])
+            "WITH v AS (
+                 SELECT * FROM unnest($1::tid[], $2::text[], $3::int8[], $4::timestamptz[], $5::int4[])
+                     AS v(r, h, n, t, ms)
              ),
-             access AS (
+             found AS (
                  UPDATE pdf_cache p SET
                      access_count = p.access_count + v.n,
                      last_accessed = greatest(p.last_accessed, v.t),
                      processing_time_ms = coalesce(v.ms, p.processing_time_ms)
-                 FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::int4[]) AS v(h, n, t, ms)
-                 WHERE p.pdf_hash = ANY($1) AND p.pdf_hash = v.h
+                 FROM v WHERE p.ctid = v.r AND p.pdf_hash = v.h
+                 RETURNING p.pdf_hash
+             ),
+             moved AS (
+                 UPDATE pdf_cache p SET
+                     access_count = p.access_count + v.n,
+                     last_accessed = greatest(p.last_accessed, v.t),
+                     processing_time_ms = coalesce(v.ms, p.processing_time_ms)
+                 FROM v WHERE p.pdf_hash = v.h AND v.h NOT IN (SELECT pdf_hash FROM found)
              )
              INSERT INTO layer0_cost_tracking
                  (pdf_hash, cache_hit, lookups, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
              SELECT h, false, 1, c::numeric(12, 6), 0, ms, sz, t
-             FROM unnest($5::text[], $6::float8[], $7::int4[], $8::int8[], $9::timestamptz[]) AS e(h, c, ms, sz, t)
+             FROM unnest($6::text[], $7::float8[], $8::int4[], $9::int8[], $10::timestamptz[]) AS e(h, c, ms, sz, t)
              UNION ALL
-             SELECT NULL, true, $10, 0, $11::numeric(12, 6), NULL, NULL, $12
-             WHERE $10 > 0",
+             SELECT NULL, true, $11, 0, $12::numeric(12, 6), NULL, NULL, $13
+             WHERE $11 > 0",
         )
-        .persistent(false)
+        // Named, not the unnamed statement: describing it makes sqlx look up `tid`,
+        // a type it does not know, with a query of its own that would replace the
+        // unnamed statement between its Parse and Bind.
+        .persistent(true)
+        .bind(rows)
         .bind(hashes)
         .bind(counts)
         .bind(lasts)
         .bind(millis)
-        .bind(misses.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
+        .bind(misses.iter().map(|e| &*e.hash).collect::<Vec<_>>())
         .bind(misses.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
         .bind(misses.iter().map(|e| e.processing_ms).collect::<Vec<_>>())
         .bind(misses.iter().map(|e| e.pdf_bytes).collect::<Vec<_>>())
@@ -392,8 +426,6 @@ impl Store for PdfStore {
         .bind(hits)
         .bind(saved)
         .bind(last_hit.unwrap_or_else(Utc::now))
-        .bind(once)
-        .bind(once_at.unwrap_or_else(Utc::now))
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;

@@ -11,7 +11,7 @@ use sea_orm::sqlx::{self, PgConnection};
 use serde_json::Value;
 
 use super::core::db_err;
-use super::{CacheConfig, CacheCore, CacheError, Store, check_ttl, sha256_hex};
+use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, sha256_hex};
 
 const NAME: &str = "vision_api_cache";
 
@@ -131,7 +131,7 @@ impl Store for VisionStore {
         &self,
         db: &mut PgConnection,
         key: &VisionKey,
-    ) -> Result<Option<VisionResponse>, CacheError> {
+    ) -> Result<Option<Found<VisionResponse>>, CacheError> {
         let row: Option<(Value, Option<i32>)> = sqlx::query_as(
             "SELECT response_data, response_time_ms FROM vision_api_cache
              WHERE url_hash = $1 AND provider = $2::ai_provider AND expires_at > now()",
@@ -141,9 +141,12 @@ impl Store for VisionStore {
         .fetch_optional(db)
         .await
         .map_err(db_err)?;
-        Ok(row.map(|(data, response_time_ms)| VisionResponse {
-            data,
-            response_time_ms,
+        Ok(row.map(|(data, response_time_ms)| Found {
+            value: VisionResponse {
+                data,
+                response_time_ms,
+            },
+            row: None,
         }))
     }
 
@@ -195,7 +198,12 @@ impl Store for VisionStore {
         Ok(done.rows_affected())
     }
 
-    fn hit_event(&self, key: &VisionKey, _value: &VisionResponse) -> VisionEvent {
+    fn hit_event(
+        &self,
+        key: &VisionKey,
+        _value: &VisionResponse,
+        _row: Option<RowId>,
+    ) -> VisionEvent {
         VisionEvent {
             url_hash: key.url_hash.clone(),
             provider: key.provider,
