@@ -212,6 +212,40 @@ async fn hits_are_counted_exactly_when_rows_move_vanish_or_are_replaced_before_t
     );
 }
 
+/// A buffer of `max_batch_events` events is flushed at once, long before the flush
+/// interval ends; the counts stay exact through the later shutdown.
+#[tokio::test]
+async fn a_full_buffer_is_flushed_before_the_interval_ends() {
+    let t = TestDb::new().await;
+    let cache = pdf_cache(
+        &t,
+        CacheConfig {
+            flush_interval: Duration::from_secs(3600),
+            max_batch_events: 100,
+            ..CacheConfig::default()
+        },
+    );
+    let key = PdfKey::from_bytes(b"%PDF busy");
+    cache.put(&key, &b"v".to_vec()).await.expect("put");
+    for _ in 0..150 {
+        assert!(cache.get(&key).await.expect("get").is_some());
+    }
+    let mut written = String::new();
+    for _ in 0..300 {
+        written = t.scalar("SELECT access_count FROM pdf_cache").await;
+        if written != "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The 100th hit woke the flusher; what it took is at least those 100.
+    let written: u64 = written.parse().expect("a count");
+    assert!((100..=150).contains(&written), "{written}");
+    assert!(cache.stats().flushes >= 1);
+    cache.shutdown().await.expect("shutdown");
+    assert_eq!(t.scalar("SELECT access_count FROM pdf_cache").await, "150");
+}
+
 #[tokio::test]
 async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
     let t = TestDb::new().await;

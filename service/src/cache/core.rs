@@ -207,6 +207,8 @@ struct Shared<S: Store> {
     /// Per-key locks of the computes running in this process.
     inflight: Mutex<HashMap<S::Key, Arc<tokio::sync::Mutex<()>>>>,
     stop: Notify,
+    /// Wakes the flusher before its interval ends: the buffer is full enough.
+    flush_now: Notify,
     /// The connection flushes write on (one flush at a time): bookkeeping never takes
     /// a pooled connection from the traffic, and commits asynchronously.
     flush_conn: tokio::sync::Mutex<OwnConnection>,
@@ -220,7 +222,8 @@ pub struct CacheCore<S: Store> {
 
 impl<S: Store> CacheCore<S> {
     /// A cache over `store` on `db`. When bookkeeping is on, starts the background
-    /// task that flushes it every `config.flush_interval` (so it must be called inside
+    /// task that flushes it every `config.flush_interval`, and as soon as
+    /// `config.max_batch_events` events are buffered (so it must be called inside
     /// a Tokio runtime). Call [`CacheCore::shutdown`] to write what is buffered.
     pub fn new(store: S, db: DatabaseConnection, config: CacheConfig) -> Self {
         let flush_conn = tokio::sync::Mutex::new(OwnConnection::with_settings(
@@ -236,6 +239,7 @@ impl<S: Store> CacheCore<S> {
             events: Mutex::new(Vec::new()),
             inflight: Mutex::new(HashMap::new()),
             stop: Notify::new(),
+            flush_now: Notify::new(),
         });
         let flusher = shared.config.bookkeeping.then(|| {
             let shared = Arc::clone(&shared);
@@ -244,12 +248,12 @@ impl<S: Store> CacheCore<S> {
                 tick.tick().await;
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => {
-                            if let Err(e) = shared.flush().await {
-                                tracing::warn!(cache = shared.store.name(), error = %e, "bookkeeping flush failed; will retry");
-                            }
-                        }
+                        _ = tick.tick() => {}
+                        _ = shared.flush_now.notified() => {}
                         _ = shared.stop.notified() => break,
+                    }
+                    if let Err(e) = shared.flush().await {
+                        tracing::warn!(cache = shared.store.name(), error = %e, "bookkeeping flush failed; will retry");
                     }
                 }
             })
@@ -444,10 +448,7 @@ impl<S: Store> Shared<S> {
         };
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         if self.config.bookkeeping {
-            let event = self.store.hit_event(key, &value, row);
-            if let Ok(mut events) = self.events.lock() {
-                events.push(event);
-            }
+            self.buffer(self.store.hit_event(key, &value, row));
         }
         Ok(Some(value))
     }
@@ -553,11 +554,19 @@ impl<S: Store> Shared<S> {
         self.store.save(&mut *conn, key, &value).await?;
         if self.config.bookkeeping
             && let Some(event) = self.store.miss_event(key, &value, elapsed)
-            && let Ok(mut events) = self.events.lock()
         {
-            events.push(event);
+            self.buffer(event);
         }
         Ok((value, false))
+    }
+
+    /// Buffers a bookkeeping event; the `max_batch_events`-th wakes the flusher.
+    fn buffer(&self, event: S::Event) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.push(event);
+        if events.len() == self.config.max_batch_events {
+            self.flush_now.notify_one();
+        }
     }
 
     async fn flush(&self) -> Result<(), CacheError> {

@@ -53,14 +53,19 @@ pub struct CacheConfig {
     /// `pdf_cache` (100,000 entries, uniformly random hits from 8 tasks): with 1 s
     /// almost every hit was a rewrite and bookkeeping cost 24-31 % of hit
     /// throughput; with 30 s about one hit in four or five is, and it costs ~5 %.
-    /// The price: the database's counters and statistics lag by up to this long, and
-    /// a crash (not a [`CacheCore::shutdown`]) loses up to this long of them.
+    /// The price: the database's counters and statistics lag by up to this long, a
+    /// crash (not a [`CacheCore::shutdown`]) loses up to this long of them, and the
+    /// buffer holds one event per lookup of the interval (~100 bytes each; at 20,000
+    /// hits/s and 30 s, ~60 MB) or up to `max_batch_events`.
     /// Operations that need them current ([`pdf::PdfCache::enforce_size_budget`],
     /// [`vision::VisionCache::evict_lru`], the statistics readers) flush first.
     pub flush_interval: Duration,
     /// Whether hits are counted in the database at all (access counts, last access,
     /// statistics, cost tracking). Default on.
     pub bookkeeping: bool,
+    /// How many buffered bookkeeping events start a flush before `flush_interval` has
+    /// passed, which bounds the buffer's memory at high hit rates. Default 500,000.
+    pub max_batch_events: usize,
     /// How many bookkeeping events are kept while the database refuses the flushes;
     /// past that the oldest are dropped (and counted as an error). Default 1,000,000.
     pub max_buffered_events: usize,
@@ -73,6 +78,7 @@ impl Default for CacheConfig {
             wait_timeout: Duration::from_secs(60),
             flush_interval: Duration::from_secs(30),
             bookkeeping: true,
+            max_batch_events: 500_000,
             max_buffered_events: 1_000_000,
         }
     }
