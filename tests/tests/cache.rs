@@ -872,3 +872,34 @@ async fn the_hex_key_checks_accept_exactly_64_lower_case_hex_digits() {
     assert_eq!(t.scalar("SELECT count(*) FROM pdf_cache").await, "1");
     assert_eq!(t.scalar("SELECT count(*) FROM vision_api_cache").await, "1");
 }
+
+/// [`service::cache::RowId`] reads a `tid` in both wire formats (binary from
+/// prepared statements, text from simple queries) as the same address, and binds
+/// back as a `tid` that finds its row.
+#[tokio::test]
+async fn row_ids_round_trip_through_both_wire_formats() {
+    use sea_orm::sqlx::{self, Row};
+    use service::cache::RowId;
+    let t = TestDb::new().await;
+    let cache = pdf_cache(&t, config());
+    let key = PdfKey::from_bytes(b"%PDF addressed");
+    cache.put(&key, &b"v".to_vec()).await.expect("put");
+    let pool = t.db.get_postgres_connection_pool();
+    let binary: RowId = sqlx::query_scalar("SELECT ctid FROM pdf_cache")
+        .fetch_one(pool)
+        .await
+        .expect("binary");
+    let rows = sqlx::raw_sql("SELECT ctid FROM pdf_cache")
+        .fetch_all(pool)
+        .await
+        .expect("text");
+    let text: RowId = rows[0].try_get(0).expect("decode text");
+    assert_eq!(binary, text);
+    let hash: String = sqlx::query_scalar("SELECT pdf_hash FROM pdf_cache WHERE ctid = ANY($1)")
+        .bind(vec![binary])
+        .fetch_one(pool)
+        .await
+        .expect("by address");
+    assert_eq!(hash, key.hash());
+    cache.shutdown().await.expect("shutdown");
+}
