@@ -5,9 +5,9 @@
 //! uses (and recreates) its own database `strata_bench`. It fills `pdf_cache` with
 //! 100,000 entries of ~2 KB (zstd-compressed, as the service stores them), then for 1
 //! and 8 concurrent tasks measures, in three interleaved rounds (medians reported):
-//! - hits: `PdfCache::get` with bookkeeping on and off (back to back, their order
-//!   alternating by round), against the same primary-key `SELECT` issued directly
-//!   with sqlx; keys uniformly random, the worst case for bookkeeping (nearly every
+//! - hits: `PdfCache::get` with bookkeeping on and off, against the same
+//!   primary-key `SELECT` issued directly with sqlx (the three back to back, their
+//!   order rotating by round); keys uniformly random, the worst case for bookkeeping (nearly every
 //!   entry hit in a flush interval is a row to rewrite). With bookkeeping on, the
 //!   default configuration's cache runs one flush interval before the measured
 //!   window, and the window is one flush interval long: it holds exactly one flush,
@@ -37,6 +37,17 @@ const RUN: Duration = Duration::from_secs(3);
 /// Rounds per measurement; this machine's throughput drifts by ±30 % between runs.
 const ROUNDS: usize = 3;
 
+/// What a hit window measures.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The primary-key `SELECT` issued directly.
+    Raw,
+    /// `PdfCache::get`, bookkeeping on.
+    On,
+    /// `PdfCache::get`, bookkeeping off.
+    Off,
+}
+
 #[derive(Clone, Copy)]
 struct Measure {
     per_second: f64,
@@ -61,20 +72,28 @@ async fn main() -> Result<(), BoxError> {
     for tasks in [1usize, 8] {
         let (mut raw, mut on, mut off) = (vec![], vec![], vec![]);
         for round in 0..ROUNDS {
-            raw.push(
-                run(
-                    tasks,
-                    &keys,
-                    round,
-                    Duration::ZERO,
-                    hit_window,
-                    raw_hit(db.clone()),
-                )
-                .await,
-            );
-            // On and off run back to back, in alternating order, so each round's pair
-            // shares the machine's state of the moment.
-            for bookkeeping in [round % 2 == 0, round % 2 == 1] {
+            // Raw, on and off run back to back, in an order rotating by round, so each
+            // round's three share the machine's state of the moment and none always
+            // follows the same one (nor the vacuum of the row versions that bookkeeping
+            // left behind).
+            let mut modes = [Mode::Raw, Mode::On, Mode::Off];
+            modes.rotate_left(round % 3);
+            for mode in modes {
+                if mode == Mode::Raw {
+                    raw.push(
+                        run(
+                            tasks,
+                            &keys,
+                            round,
+                            Duration::ZERO,
+                            hit_window,
+                            raw_hit(db.clone()),
+                        )
+                        .await,
+                    );
+                    continue;
+                }
+                let bookkeeping = mode == Mode::On;
                 let config = config(bookkeeping);
                 let warmup = if bookkeeping {
                     config.flush_interval
