@@ -6,13 +6,15 @@
 //! 100,000 entries of ~2 KB (zstd-compressed, as the service stores them), then for 1
 //! and 8 concurrent tasks measures, in three interleaved rounds (medians reported):
 //! - hits: `PdfCache::get` with bookkeeping on and off, against the same
-//!   primary-key `SELECT` issued directly with sqlx (the three back to back, their
-//!   order rotating by round); keys uniformly random, the worst case for bookkeeping (nearly every
-//!   entry hit in a flush interval is a row to rewrite). With bookkeeping on, the
-//!   default configuration's cache runs one flush interval before the measured
-//!   window, and the window is one flush interval long: it holds exactly one flush,
-//!   of one interval's hits — the steady state. Raw and off are measured over
-//!   windows as long;
+//!   primary-key `SELECT` (the service's statement) issued directly with sqlx. The
+//!   three run back to back, their order rotating by round, each after a `VACUUM` of
+//!   the table, so none pays for the dead row versions of another. Keys are
+//!   uniformly random, the worst case for bookkeeping (nearly every entry hit in a
+//!   flush interval is a row to rewrite). With bookkeeping on, the default
+//!   configuration's cache runs one flush interval before the measured window, and
+//!   the window is one flush interval long: it holds exactly one flush, of one
+//!   interval's hits — the steady state. Raw and off are measured over windows as
+//!   long;
 //! - miss-and-store: `get_or_compute` on new keys, against a raw
 //!   `INSERT … ON CONFLICT DO UPDATE`.
 //!
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
-use service::cache::{BoxError, CacheConfig};
+use service::cache::{BoxError, CacheConfig, RowId};
 
 const ENTRIES: usize = 100_000;
 const VALUE_BYTES: usize = 2_048;
@@ -74,11 +76,15 @@ async fn main() -> Result<(), BoxError> {
         for round in 0..ROUNDS {
             // Raw, on and off run back to back, in an order rotating by round, so each
             // round's three share the machine's state of the moment and none always
-            // follows the same one (nor the vacuum of the row versions that bookkeeping
-            // left behind).
+            // follows the same one.
             let mut modes = [Mode::Raw, Mode::On, Mode::Off];
             modes.rotate_left(round % 3);
             for mode in modes {
+                // Each window starts from the same clean table: the dead row versions
+                // an earlier bookkeeping-on window left (its last flush is at its
+                // end) are vacuumed here, outside every window, not by the readers
+                // and the autovacuum of whichever window comes next.
+                db.execute_unprepared("VACUUM pdf_cache").await?;
                 if mode == Mode::Raw {
                     raw.push(
                         run(
@@ -264,8 +270,9 @@ fn raw_hit(
     move |key: PdfKey| {
         let db = db.clone();
         Box::pin(async move {
-            let row: Option<(Vec<u8>, String, i64)> = sqlx::query_as(
-                "SELECT result_data, compression_algorithm, original_size_bytes FROM pdf_cache WHERE pdf_hash = $1",
+            // The service's own statement, ctid included.
+            let row: Option<(Vec<u8>, String, i64, RowId)> = sqlx::query_as(
+                "SELECT result_data, compression_algorithm, original_size_bytes, ctid FROM pdf_cache WHERE pdf_hash = $1",
             )
             .bind(key.hash())
             .fetch_optional(db.get_postgres_connection_pool())
