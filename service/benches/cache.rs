@@ -28,14 +28,12 @@ use std::time::{Duration, Instant};
 
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
-use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+use service::cache::pdf::{LOOKUP_SQL, PdfCache, PdfKey, PdfSettings};
 use service::cache::{BoxError, CacheConfig, RowId};
 
 const ENTRIES: usize = 100_000;
 const VALUE_BYTES: usize = 2_048;
-/// The measured window of misses. Every hit window is one flush interval of the
-/// default configuration (30 s): as long as the bookkeeping-on window, because this
-/// machine's throughput swings by ±15 % between windows of a few seconds.
+/// The measured window of misses.
 const RUN: Duration = Duration::from_secs(3);
 /// Rounds per measurement, by number of tasks; this machine's throughput drifts by
 /// ±30 % between runs. The 8-task figures, which the closing lines report, take five.
@@ -72,6 +70,9 @@ async fn main() -> Result<(), BoxError> {
     let keys = fill(&db).await?;
     let value = sample_value();
 
+    // Every hit window is one flush interval of the default configuration (30 s): as
+    // long as the bookkeeping-on window, because this machine's throughput swings by
+    // ±15 % between windows of a few seconds.
     let hit_window = CacheConfig::default().flush_interval;
     let mut hit_ratio = 0.0;
     let mut overhead = 0.0;
@@ -275,14 +276,12 @@ fn raw_hit(
     move |key: PdfKey| {
         let db = db.clone();
         Box::pin(async move {
-            // The service's own statement, ctid included.
-            let row: Option<(Vec<u8>, String, i64, RowId)> = sqlx::query_as(
-                "SELECT result_data, compression_algorithm, original_size_bytes, ctid FROM pdf_cache WHERE pdf_hash = $1",
-            )
-            .bind(key.hash())
-            .fetch_optional(db.get_postgres_connection_pool())
-            .await
-            .expect("raw select");
+            // The service's own statement, without the service around it.
+            let row: Option<(Vec<u8>, String, i64, RowId)> = sqlx::query_as(LOOKUP_SQL)
+                .bind(key.hash())
+                .fetch_optional(db.get_postgres_connection_pool())
+                .await
+                .expect("raw select");
             assert!(row.is_some());
         })
     }

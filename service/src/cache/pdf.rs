@@ -20,6 +20,11 @@ use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, is_sha256_h
 
 const NAME: &str = "pdf_cache";
 
+/// The statement of a lookup (`$1` the key's hash): the stored blob, how it was
+/// compressed, its original size, and the row's address for the flush. A hit is this
+/// one round trip; the cache bench issues it directly as its raw baseline.
+pub const LOOKUP_SQL: &str = "SELECT result_data, compression_algorithm, original_size_bytes, ctid FROM pdf_cache WHERE pdf_hash = $1";
+
 thread_local! {
     // A zstd context costs ~100 KB of allocation and set-up: one per thread, reused,
     // keeps it off the hit path.
@@ -214,13 +219,11 @@ impl Store for PdfStore {
         db: &mut PgConnection,
         key: &PdfKey,
     ) -> Result<Option<Found<Vec<u8>>>, CacheError> {
-        let row: Option<(Vec<u8>, String, i64, RowId)> = sqlx::query_as(
-            "SELECT result_data, compression_algorithm, original_size_bytes, ctid FROM pdf_cache WHERE pdf_hash = $1",
-        )
-        .bind(key.hash())
-        .fetch_optional(db)
-        .await
-        .map_err(db_err)?;
+        let row: Option<(Vec<u8>, String, i64, RowId)> = sqlx::query_as(LOOKUP_SQL)
+            .bind(key.hash())
+            .fetch_optional(db)
+            .await
+            .map_err(db_err)?;
         let Some((data, algorithm, original, ctid)) = row else {
             return Ok(None);
         };
