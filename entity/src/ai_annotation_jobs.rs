@@ -35,6 +35,7 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
     pub started_at: Option<DateTimeWithTimeZone>,
     pub completed_at: Option<DateTimeWithTimeZone>,
+    pub claim_token: Option<Uuid>,
     #[sea_orm(has_many)]
     pub annotations: HasMany<super::annotations::Entity>,
     #[sea_orm(

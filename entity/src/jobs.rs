@@ -32,6 +32,7 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
     pub started_at: Option<DateTimeWithTimeZone>,
     pub completed_at: Option<DateTimeWithTimeZone>,
+    pub claim_token: Option<Uuid>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -13,6 +13,8 @@
 //!
 //! The harness panics on failure: it runs only in tests, where a panic is the report.
 
+pub mod queue;
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -116,6 +118,72 @@ pub fn server_url() -> String {
 
 /// `url` with its database replaced by `db` (see [`service::db::url_with_database`]).
 pub use service::db::url_with_database;
+
+/// A login role of one test's own (a superuser with a password, so it logs in under
+/// trust and password authentication alike), for connections the test can cut off:
+/// [`OutageRole::cut_off`] is an outage as that role's sessions see it — their
+/// connections are terminated and no new one is accepted — while the test's own
+/// connections go on. Dropped (sessions ended, role removed) with this value.
+pub struct OutageRole {
+    /// The role's name.
+    pub name: String,
+    /// `url` (a test database's) with this role as its user.
+    pub url: String,
+}
+
+impl OutageRole {
+    /// Creates the role for `t`'s database.
+    pub async fn new(t: &TestDb) -> Self {
+        let name = format!("{}_role", t.name);
+        t.sql(&format!(
+            "CREATE ROLE \"{name}\" LOGIN SUPERUSER PASSWORD 'outage'"
+        ))
+        .await;
+        let (scheme, rest) = t.url.split_once("://").expect("a URL with a scheme");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        let url = format!("{scheme}://{name}:outage@{host}");
+        Self { name, url }
+    }
+
+    /// Refuses the role's new connections and terminates its sessions. One round
+    /// trip on `t`.
+    pub async fn cut_off(&self, t: &TestDb) {
+        t.sql(&format!("ALTER ROLE \"{}\" NOLOGIN", self.name))
+            .await;
+        t.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{}'",
+            self.name
+        ))
+        .await;
+    }
+}
+
+impl Drop for OutageRole {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // As for TestDb: a thread with a runtime of its own.
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for dropping a test role");
+            rt.block_on(async move {
+                let admin = admin().await;
+                for sql in [
+                    format!("ALTER ROLE \"{name}\" NOLOGIN"),
+                    format!(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{name}'"
+                    ),
+                    format!("DROP ROLE IF EXISTS \"{name}\""),
+                ] {
+                    let _ = admin.execute_unprepared(&sql).await;
+                }
+                let _ = admin.close().await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
 
 /// A pool of at most `max` connections to `url`, statement logging off.
 pub async fn pool(url: &str, max: u32) -> DatabaseConnection {

@@ -11,81 +11,14 @@ use std::time::Duration;
 use serde_json::json;
 use service::cache::BoxError;
 use service::queue::ai::{self, NewAiJob, VisionAnnotation};
-use service::queue::worker::{HandlerFuture, JobContext, Worker, WorkerConfig, WorkerReport};
+use service::queue::worker::{Worker, WorkerConfig};
 use service::queue::{
     self, AI_ANNOTATION_JOBS, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError,
 };
 use tests::TestDb;
-use tokio::sync::oneshot;
+use tests::queue::{fast, never_finishes, run_until, spawn, wait_for};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_strata-test-worker");
-
-fn fast() -> WorkerConfig {
-    WorkerConfig {
-        concurrency: 4,
-        poll_interval: Duration::from_millis(100),
-        lease: Duration::from_secs(5),
-        heartbeat_interval: Duration::from_secs(1),
-        rescue_interval: Duration::from_millis(200),
-        shutdown_timeout: Duration::from_secs(5),
-        retry_base: Duration::from_millis(10),
-        retry_max: Duration::from_millis(50),
-        ..WorkerConfig::default()
-    }
-}
-
-/// A handler that counts its starts in `started` and never finishes.
-fn never_finishes(
-    started: Arc<AtomicUsize>,
-) -> impl Fn(JobContext) -> HandlerFuture + Send + Sync + 'static {
-    move |_| {
-        let started = Arc::clone(&started);
-        Box::pin(async move {
-            started.fetch_add(1, Ordering::SeqCst);
-            std::future::pending::<()>().await;
-            Ok(json!(null))
-        })
-    }
-}
-
-/// Runs `worker` in a task; send on the returned channel to shut it down.
-fn spawn(
-    worker: Worker,
-) -> (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<WorkerReport, QueueError>>,
-) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = stopped.await;
-    }));
-    (stop, handle)
-}
-
-/// Runs `worker` until `sql` returns `expected` (at most a minute), then shuts it
-/// down gracefully and returns its report.
-async fn run_until(worker: Worker, t: &TestDb, sql: &str, expected: &str) -> WorkerReport {
-    let (stop, handle) = spawn(worker);
-    wait_for(t, sql, expected, Duration::from_secs(60)).await;
-    let _ = stop.send(());
-    handle.await.expect("join").expect("run")
-}
-
-/// Waits (polling) until `sql` returns `expected`; fails after `limit` of trying.
-async fn wait_for(t: &TestDb, sql: &str, expected: &str, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let got = t.scalar(sql).await;
-        if got == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{sql}: still {got}, wanted {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn eight_workers_in_two_processes_drain_ten_thousand_jobs_exactly_once() {
@@ -374,7 +307,10 @@ async fn dedup_priority_and_run_at() {
     assert_eq!(due[0].payload, json!("scheduled"));
 
     // The dedup key is free again once its job finished.
-    queue::finish(&t.db, JOBS, "w", &[]).await.expect("nothing");
+    assert_eq!(
+        queue::finish(&t.db, JOBS, &[]).await.expect("nothing"),
+        queue::Finished::default()
+    );
     let mail = queue::claim(
         &t.db,
         JOBS,
@@ -388,8 +324,7 @@ async fn dedup_priority_and_run_at() {
     queue::finish(
         &t.db,
         JOBS,
-        "w",
-        &[(mail[0].id, queue::Outcome::Completed(json!(1)))],
+        &[(mail[0].lease(), queue::Outcome::Completed(json!(1)))],
     )
     .await
     .expect("finish");
@@ -661,6 +596,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
         .expect("h");
     let unknown = queue::ClaimedJob {
         id: uuid::Uuid::nil(),
+        token: uuid::Uuid::nil(),
         job_type: "other".into(),
         payload: json!({}),
         attempt: 1,
@@ -726,8 +662,7 @@ async fn completing_an_ai_job_writes_its_annotations_in_the_same_transaction() {
     // One bad box: the statement fails, nothing is written, the job is still held.
     let err = ai::complete_ai_job(
         &t.db,
-        "w",
-        ids[0],
+        claimed[0].lease(),
         &json!({"raw": 1}),
         &[
             VisionAnnotation {
@@ -757,8 +692,7 @@ async fn completing_an_ai_job_writes_its_annotations_in_the_same_transaction() {
 
     let created = ai::complete_ai_job(
         &t.db,
-        "w",
-        ids[0],
+        claimed[0].lease(),
         &json!({"raw": 2}),
         &[
             VisionAnnotation {
@@ -791,7 +725,7 @@ async fn completing_an_ai_job_writes_its_annotations_in_the_same_transaction() {
     );
     // Completing again: the worker no longer holds it.
     assert_eq!(
-        ai::complete_ai_job(&t.db, "w", ids[0], &json!({}), &[])
+        ai::complete_ai_job(&t.db, claimed[0].lease(), &json!({}), &[])
             .await
             .expect("ok"),
         None
@@ -951,40 +885,66 @@ async fn one_outcome_batch_records_each_jobs_own_result_or_error() {
     .await
     .expect("claim");
     assert_eq!(claimed.len(), 6);
+    let lease = |i: usize| {
+        claimed
+            .iter()
+            .find(|c| c.id == ids[i])
+            .expect("claimed")
+            .lease()
+    };
     let retry_at = chrono::Utc::now() + chrono::Duration::hours(1);
     let failed = |error: &str| queue::Outcome::Failed {
         error: error.into(),
         retry_at,
     };
     // A mixed batch: two different results, a failure with attempts left, a final one.
+    // With an outcome of a lease that never held job 1: refused, counted stale.
     let mixed = [
-        (ids[0], queue::Outcome::Completed(json!({ "a": 1 }))),
-        (ids[1], queue::Outcome::Completed(json!([2]))),
-        (ids[2], failed("try again")),
-        (ids[3], failed("gave up")),
+        (lease(0), queue::Outcome::Completed(json!({ "a": 1 }))),
+        (lease(1), queue::Outcome::Completed(json!([2]))),
+        (lease(2), failed("try again")),
+        (lease(3), failed("gave up")),
+        (
+            queue::Lease {
+                job: ids[1],
+                token: uuid::Uuid::new_v4(),
+            },
+            queue::Outcome::Completed(json!("stale")),
+        ),
     ];
     assert_eq!(
-        queue::finish(&t.db, JOBS, "w", &mixed)
-            .await
-            .expect("finish"),
-        4
+        queue::finish(&t.db, JOBS, &mixed).await.expect("finish"),
+        queue::Finished {
+            completed: 2,
+            failed: 2,
+            stale: 1
+        }
     );
-    // Completions sharing one result; and a worker that does not hold the job changes nothing.
-    let shared = [
-        (ids[4], queue::Outcome::Completed(json!(null))),
-        (ids[5], queue::Outcome::Completed(json!(null))),
-    ];
+    // Completions sharing one result; with other claims' tokens they change nothing.
+    let forged = |i: usize| queue::Lease {
+        job: ids[i],
+        token: uuid::Uuid::new_v4(),
+    };
+    let null = || queue::Outcome::Completed(json!(null));
     assert_eq!(
-        queue::finish(&t.db, JOBS, "other", &shared)
+        queue::finish(&t.db, JOBS, &[(forged(4), null()), (forged(5), null())])
             .await
             .expect("finish"),
-        0
+        queue::Finished {
+            completed: 0,
+            failed: 0,
+            stale: 2
+        }
     );
     assert_eq!(
-        queue::finish(&t.db, JOBS, "w", &shared)
+        queue::finish(&t.db, JOBS, &[(lease(4), null()), (lease(5), null())])
             .await
             .expect("finish"),
-        2
+        queue::Finished {
+            completed: 2,
+            failed: 0,
+            stale: 0
+        }
     );
     let rows = t
         .sql(

@@ -6,7 +6,7 @@ use sea_orm::sqlx;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AI_ANNOTATION_JOBS, BatchInsert, QueueError, check_job, db_err};
+use super::{AI_ANNOTATION_JOBS, BatchInsert, Lease, QueueError, check_job, db_err};
 use crate::cache::vision::parse_provider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
@@ -102,17 +102,16 @@ pub struct VisionAnnotation {
     pub confidence: f64,
 }
 
-/// Completes `worker`'s AI job `job_id` with the provider's `response` and writes its
+/// Completes the AI job of `lease` with the provider's `response` and writes its
 /// annotations (`vision_generated`, the confidence, the job's provider,
 /// `review_status = pending`, `ai_job_id`) in the same statement, hence the same
 /// transaction: either the job is completed with all its annotations or nothing is
-/// written. Returns the annotation ids; `Ok(None)` if the worker no longer holds the
-/// job (it was rescued or cancelled). A confidence outside 0..1 is refused up front;
+/// written. Returns the annotation ids; `Ok(None)` if the lease no longer holds the
+/// job (it was rescued — perhaps claimed again — cancelled or already finished). A confidence outside 0..1 is refused up front;
 /// a bounding box the schema's checks refuse fails the whole statement.
 pub async fn complete_ai_job(
     db: &DatabaseConnection,
-    worker: &str,
-    job_id: Uuid,
+    lease: Lease,
     response: &Value,
     annotations: &[VisionAnnotation],
 ) -> Result<Option<Vec<Uuid>>, QueueError> {
@@ -129,8 +128,9 @@ pub async fn complete_ai_job(
     let rows: Vec<(Option<Uuid>,)> = sqlx::query_as(
         "WITH job AS (
              UPDATE ai_annotation_jobs SET status = 'completed', response_data = $3,
-                    annotations_created = $4, locked_by = NULL, locked_until = NULL
-             WHERE id = $1 AND status = 'processing' AND locked_by = $2
+                    annotations_created = $4, locked_by = NULL, locked_until = NULL,
+                    claim_token = NULL
+             WHERE id = $1 AND status = 'processing' AND claim_token = $2
              RETURNING id, image_id, provider
          ),
          created AS (
@@ -145,8 +145,8 @@ pub async fn complete_ai_job(
          UNION ALL
          SELECT id FROM created",
     )
-    .bind(job_id)
-    .bind(worker)
+    .bind(lease.job)
+    .bind(lease.token)
     .bind(response)
     .bind(annotations.len() as i32)
     .bind(annotations.iter().map(|a| a.label.clone()).collect::<Vec<_>>())

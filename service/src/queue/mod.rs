@@ -11,7 +11,14 @@
 //! - **Finish** many jobs in one statement: completions, and failures that retry with
 //!   exponential backoff and jitter until `max_attempts`, then stay `failed`.
 //! - **Leases**: running jobs heartbeat; [`rescue_expired`] returns the jobs of a
-//!   crashed or frozen worker to pending (their attempt counted).
+//!   crashed or frozen worker to pending (their attempt counted) in their old place
+//!   in line.
+//! - **Fencing**: every claim gives the job a fresh `claim_token`; outcomes,
+//!   heartbeats and releases carry the [`Lease`] they belong to and touch the row only
+//!   while that claim still holds it. The outcome of a run whose lease was lost (its
+//!   worker stalled, the job was rescued and claimed again) changes nothing and is
+//!   counted as stale. A handler's own side effects are at least once; it fences its
+//!   writes with [`fence`] in the transaction that makes them.
 //! - [`worker::Worker`]: handlers by job type, concurrency, LISTEN wake-ups with a
 //!   polling fallback, per-type timeouts, panics as failures, cancellation, graceful
 //!   shutdown.
@@ -25,8 +32,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::{self, PgConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -110,6 +117,15 @@ pub enum QueueError {
         value: String,
         /// Why it is refused.
         reason: &'static str,
+    },
+    /// The claim named is no longer the job's: its lease expired and the job was
+    /// rescued (and perhaps claimed again), or it was cancelled or finished.
+    #[error("job {job}: lease {token} is no longer held")]
+    LeaseLost {
+        /// The job.
+        job: Uuid,
+        /// The claim token that lost it.
+        token: Uuid,
     },
     /// The database failed.
     #[error("database: {0}")]
@@ -488,11 +504,24 @@ pub(crate) async fn resolve_dedup(
     Ok(out)
 }
 
+/// One claim of one job: what an outcome, heartbeat or release names. The token is
+/// a random UUID set by the claim (`claim_token`), so two claims of a job — even by
+/// one worker, even with the same attempt number — never share a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The job.
+    pub job: Uuid,
+    /// The claim's token.
+    pub token: Uuid,
+}
+
 /// A job a worker holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {
     /// Its id.
     pub id: Uuid,
+    /// This claim's token (see [`Lease`]).
+    pub token: Uuid,
     /// Its type.
     pub job_type: String,
     /// Its input.
@@ -503,9 +532,20 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
 }
 
+impl ClaimedJob {
+    /// This claim, as outcomes and heartbeats name it.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            job: self.id,
+            token: self.token,
+        }
+    }
+}
+
 /// Claims up to `limit` runnable jobs of `types` for `worker` in one round trip: the
 /// highest priority first, then the oldest `run_at`, skipping rows other workers have
-/// locked; each becomes running with a lease of `lease` and its attempt counted.
+/// locked; each becomes running with a lease of `lease`, its attempt counted and a
+/// fresh claim token.
 /// (`id = ANY(ARRAY(…))` keeps the update on the primary key even in the generic plan
 /// of the prepared statement, where a join would hash the whole table.)
 pub async fn claim(
@@ -546,15 +586,17 @@ pub(crate) async fn claim_on(
          )
          UPDATE {t} j SET status = '{running}', attempts = j.attempts + 1,
                           locked_by = $3, locked_until = now() + make_interval(secs => $4),
+                          claim_token = gen_random_uuid(),
                           started_at = now(), updated_at = now()
          WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-         RETURNING j.id, j.{ty}, j.{payload}, j.attempts, j.max_attempts",
+         RETURNING j.id, j.claim_token, j.{ty}, j.{payload}, j.attempts, j.max_attempts",
         t = table.table,
         ty = table.type_expr,
         running = table.running,
         payload = table.payload_column,
     );
-    let rows: Vec<(Uuid, String, Value, i32, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    type Row = (Uuid, Uuid, String, Value, i32, i32);
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(types)
         .bind(limit as i64)
         .bind(worker)
@@ -565,8 +607,9 @@ pub(crate) async fn claim_on(
     Ok(rows
         .into_iter()
         .map(
-            |(id, job_type, payload, attempt, max_attempts)| ClaimedJob {
+            |(id, token, job_type, payload, attempt, max_attempts)| ClaimedJob {
                 id,
+                token,
                 job_type,
                 payload,
                 attempt,
@@ -590,39 +633,51 @@ pub enum Outcome {
     },
 }
 
-/// Records many outcomes of `worker`'s jobs in one statement: completions become
-/// `completed` with their result; failures go back to `pending` at their `retry_at`,
-/// or become `failed` when their attempts are used up, with the error kept. Jobs the
-/// worker no longer holds (rescued, cancelled) are left alone. Returns how many rows
-/// changed. One statement: completions that share one result (no-op handlers'
-/// `null`) send only their ids; any other batch sends ids, results, errors and retry
-/// times.
+/// What a batch of outcomes changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// Jobs completed.
+    pub completed: u64,
+    /// Failed attempts recorded (the job retries later or stays failed).
+    pub failed: u64,
+    /// Outcomes refused because their claim no longer held the job (its lease was
+    /// lost: rescued, cancelled, or already finished): nothing was written for them.
+    pub stale: u64,
+}
+
+/// Records many outcomes in one statement, each for the claim (`Lease`) it belongs
+/// to: completions become `completed` with their result; failures go back to
+/// `pending` at their `retry_at`, or become `failed` when their attempts are used up,
+/// with the error kept. A job whose claim token is no longer the outcome's (rescued
+/// and claimed again, cancelled, finished) is left alone and counted as stale.
+/// Completions that share one result (no-op handlers' `null`) send only ids and
+/// tokens; any other batch also sends results, errors and retry times. Takes a
+/// pooled connection for the one round trip.
 pub async fn finish(
     db: &DatabaseConnection,
     table: QueueTable,
-    worker: &str,
-    outcomes: &[(Uuid, Outcome)],
-) -> Result<u64, QueueError> {
+    outcomes: &[(Lease, Outcome)],
+) -> Result<Finished, QueueError> {
     let mut conn = db
         .get_postgres_connection_pool()
         .acquire()
         .await
         .map_err(db_err)?;
-    finish_on(&mut conn, table, worker, outcomes).await
+    finish_on(&mut conn, table, outcomes).await
 }
 
 /// [`finish`] on a given connection (the worker's own).
 pub(crate) async fn finish_on(
     conn: &mut PgConnection,
     table: QueueTable,
-    worker: &str,
-    outcomes: &[(Uuid, Outcome)],
-) -> Result<u64, QueueError> {
+    outcomes: &[(Lease, Outcome)],
+) -> Result<Finished, QueueError> {
     if outcomes.is_empty() {
-        return Ok(0);
+        return Ok(Finished::default());
     }
     let (t, running, result) = (table.table, table.running, table.result_column);
-    let ids: Vec<Uuid> = outcomes.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<Uuid> = outcomes.iter().map(|(lease, _)| lease.job).collect();
+    let tokens: Vec<Uuid> = outcomes.iter().map(|(lease, _)| lease.token).collect();
     // Results as JSON text, parsed by the server (see `BatchInsert::json_per_row`);
     // None for a failure.
     let results: Vec<Option<String>> = outcomes
@@ -632,38 +687,52 @@ pub(crate) async fn finish_on(
             Outcome::Failed { .. } => None,
         })
         .collect();
-    let held = format!("j.status = '{running}' AND j.locked_by = $3");
-    let done_columns =
-        "completed_at = now(), updated_at = now(), locked_by = NULL, locked_until = NULL";
+    let done_columns = "completed_at = now(), updated_at = now(), locked_by = NULL, \
+                        locked_until = NULL, claim_token = NULL";
     let shared_result =
         results.iter().all(Option::is_some) && results.windows(2).all(|w| w[0] == w[1]);
-    let query = if shared_result {
+    let finished = if shared_result {
         // Completions that share one result (no-op handlers' `null`, the common batch):
-        // no per-row arrays at all.
+        // no per-row join. Tokens are unique per claim, so `claim_token = ANY(tokens)`
+        // matches a row only when its current claim's outcome is in the batch.
         let sql = format!(
-            "UPDATE {t} j SET status = 'completed', {result} = $2::jsonb, {done_columns}
-             WHERE j.id = ANY($1) AND {held}"
+            "UPDATE {t} j SET status = 'completed', {result} = $3::jsonb, {done_columns}
+             WHERE j.id = ANY($1) AND j.claim_token = ANY($2) AND j.status = '{running}'"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(ids)
+            .bind(tokens)
             .bind(results.into_iter().next().flatten())
-            .bind(worker)
+            .persistent(false)
+            .execute(conn)
+            .await
+            .map_err(db_err)?;
+        Finished {
+            completed: done.rows_affected(),
+            failed: 0,
+            stale: 0,
+        }
     } else {
         let sql = format!(
-            "UPDATE {t} j SET
-                 status = (CASE WHEN o.result IS NOT NULL THEN 'completed'
-                                WHEN j.attempts >= j.max_attempts THEN 'failed'
-                                ELSE 'pending' END)::{st},
-                 {result} = coalesce(o.result::jsonb, j.{result}),
-                 {error} = CASE WHEN o.result IS NOT NULL THEN j.{error} ELSE o.err END,
-                 run_at = CASE WHEN o.result IS NULL AND j.attempts < j.max_attempts
-                               THEN o.retry_at ELSE j.run_at END,
-                 completed_at = CASE WHEN o.result IS NOT NULL OR j.attempts >= j.max_attempts
-                                     THEN now() END,
-                 updated_at = now(), locked_by = NULL, locked_until = NULL
-             FROM unnest($1::uuid[], $2::text[], $4::text[], $5::timestamptz[])
-                  AS o(id, result, err, retry_at)
-             WHERE j.id = ANY($1) AND j.id = o.id AND {held}",
+            "WITH done AS (
+                 UPDATE {t} j SET
+                     status = (CASE WHEN o.result IS NOT NULL THEN 'completed'
+                                    WHEN j.attempts >= j.max_attempts THEN 'failed'
+                                    ELSE 'pending' END)::{st},
+                     {result} = coalesce(o.result::jsonb, j.{result}),
+                     {error} = CASE WHEN o.result IS NOT NULL THEN j.{error} ELSE o.err END,
+                     run_at = CASE WHEN o.result IS NULL AND j.attempts < j.max_attempts
+                                   THEN o.retry_at ELSE j.run_at END,
+                     completed_at = CASE WHEN o.result IS NOT NULL OR j.attempts >= j.max_attempts
+                                         THEN now() END,
+                     updated_at = now(), locked_by = NULL, locked_until = NULL, claim_token = NULL
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
+                      AS o(id, token, result, err, retry_at)
+                 WHERE j.id = ANY($1) AND j.id = o.id AND j.claim_token = o.token
+                   AND j.status = '{running}'
+                 RETURNING o.result IS NOT NULL AS ok
+             )
+             SELECT count(*) FILTER (WHERE ok), count(*) FILTER (WHERE NOT ok) FROM done",
             st = table.status_type,
             error = table.error_column,
         );
@@ -674,19 +743,26 @@ pub(crate) async fn finish_on(
                 Outcome::Failed { error, retry_at } => (Some(error.clone()), Some(*retry_at)),
             })
             .unzip();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let (completed, failed): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(ids)
+            .bind(tokens)
             .bind(results)
-            .bind(worker)
             .bind(errors)
             .bind(retries)
+            .persistent(false)
+            .fetch_one(conn)
+            .await
+            .map_err(db_err)?;
+        Finished {
+            completed: completed as u64,
+            failed: failed as u64,
+            stale: 0,
+        }
     };
-    let done = query
-        .persistent(false)
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(done.rows_affected())
+    Ok(Finished {
+        stale: (outcomes.len() as u64).saturating_sub(finished.completed + finished.failed),
+        ..finished
+    })
 }
 
 /// The retry time of a failed attempt: `base × 2^(attempt − 1)`, capped at `max`, plus
@@ -698,47 +774,68 @@ pub fn backoff(attempt: i32, base: Duration, max: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(delay + jitter).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Extends the lease of `worker`'s running jobs `ids` by `lease`, in one statement;
-/// returns the ids it still holds (a job missing from the answer was cancelled or
-/// rescued, and its handler should stop).
+/// Extends the leases `leases` by `lease`, in one statement on a pooled connection;
+/// returns the leases still held. A lease missing from the answer lost its job
+/// (cancelled, or rescued — and perhaps claimed again under another token), and its
+/// handler should stop; another claim of the same job is not affected.
 pub async fn heartbeat(
     db: &DatabaseConnection,
     table: QueueTable,
-    worker: &str,
-    ids: &[Uuid],
+    leases: &[Lease],
     lease: Duration,
-) -> Result<Vec<Uuid>, QueueError> {
-    if ids.is_empty() {
+) -> Result<Vec<Lease>, QueueError> {
+    if leases.is_empty() {
         return Ok(Vec::new());
     }
+    // Tokens are unique per claim, so `claim_token = ANY(tokens)` pairs each row with
+    // its own lease without a join.
     let sql = format!(
         "UPDATE {t} SET locked_until = now() + make_interval(secs => $3)
-         WHERE id = ANY($1) AND locked_by = $2 AND status = '{running}'
-         RETURNING id",
+         WHERE id = ANY($1) AND claim_token = ANY($2) AND status = '{running}'
+         RETURNING id, claim_token",
         t = table.table,
         running = table.running,
     );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let held: Vec<(Uuid, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .persistent(false)
-        .bind(ids)
-        .bind(worker)
+        .bind(leases.iter().map(|l| l.job).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.token).collect::<Vec<_>>())
         .bind(lease.as_secs_f64())
         .fetch_all(db.get_postgres_connection_pool())
         .await
-        .map_err(db_err)
+        .map_err(db_err)?;
+    Ok(held
+        .into_iter()
+        .map(|(job, token)| Lease { job, token })
+        .collect())
 }
 
-/// Returns running jobs whose lease expired (their worker crashed or froze) to
-/// pending, or to failed when that was their last attempt, recording why. One
-/// statement, through the partial lease index. Returns how many.
-pub async fn rescue_expired(db: &DatabaseConnection, table: QueueTable) -> Result<u64, QueueError> {
+/// Returns running jobs whose lease expired (their worker crashed, froze or lost the
+/// database) to pending, or to failed when that was their last attempt, recording
+/// why. A rescued job keeps its priority and its `run_at`, so it runs before jobs
+/// enqueued after it (after an outage its re-run does not wait behind the backlog);
+/// only a job that had run before this attempt (attempt 2 or later: the job may be
+/// what kills its workers) waits a back-off, `retry_base × 2^(attempt − 2)` capped at
+/// `retry_max`. One statement on a pooled connection, through the partial lease
+/// index. Returns how many.
+pub async fn rescue_expired(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    retry_base: Duration,
+    retry_max: Duration,
+) -> Result<u64, QueueError> {
     let sql = format!(
         "UPDATE {t} SET
              status = (CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END)::{st},
              {error} = 'lease expired: worker ' || coalesce(locked_by, '?') || ' stopped heartbeating',
              locked_by = NULL,
              locked_until = NULL,
-             run_at = now()
+             claim_token = NULL,
+             run_at = CASE WHEN attempts > 1
+                           THEN greatest(run_at, now() + least(
+                                    make_interval(secs => $1 * power(2, least(attempts - 2, 40))),
+                                    make_interval(secs => $2)))
+                           ELSE run_at END
          WHERE status = '{running}' AND locked_until < now()",
         t = table.table,
         st = table.status_type,
@@ -746,38 +843,73 @@ pub async fn rescue_expired(db: &DatabaseConnection, table: QueueTable) -> Resul
         running = table.running,
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(retry_base.as_secs_f64())
+        .bind(retry_max.as_secs_f64())
         .execute(db.get_postgres_connection_pool())
         .await
         .map_err(db_err)?;
     Ok(done.rows_affected())
 }
 
-/// Puts `worker`'s running jobs `ids` back to pending without counting the attempt
-/// (a graceful shutdown that could not wait for them). One statement.
+/// Puts the jobs of `leases` back to pending without counting the attempt (a
+/// graceful shutdown that could not wait for them); a lease no longer held is
+/// skipped. One statement on a pooled connection; returns how many went back.
 pub async fn release(
     db: &DatabaseConnection,
     table: QueueTable,
-    worker: &str,
-    ids: &[Uuid],
+    leases: &[Lease],
 ) -> Result<u64, QueueError> {
-    if ids.is_empty() {
+    if leases.is_empty() {
         return Ok(0);
     }
     let sql = format!(
         "UPDATE {t} SET status = 'pending', attempts = greatest(attempts - 1, 0),
-                        locked_by = NULL, locked_until = NULL
-         WHERE id = ANY($1) AND locked_by = $2 AND status = '{running}'",
+                        locked_by = NULL, locked_until = NULL, claim_token = NULL
+         WHERE id = ANY($1) AND claim_token = ANY($2) AND status = '{running}'",
         t = table.table,
         running = table.running,
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .persistent(false)
-        .bind(ids)
-        .bind(worker)
+        .bind(leases.iter().map(|l| l.job).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.token).collect::<Vec<_>>())
         .execute(db.get_postgres_connection_pool())
         .await
         .map_err(db_err)?;
     Ok(done.rows_affected())
+}
+
+/// Fences a handler's own writes: run it first in the transaction that makes them
+/// (any SeaORM connection: a `DatabaseTransaction` from `begin()`). It succeeds only
+/// while `lease` still holds its job, and then share-locks the job's row until that
+/// transaction ends, so the lease cannot be lost (rescued, cancelled) before the
+/// writes commit. Otherwise [`QueueError::LeaseLost`], and the caller rolls back.
+/// One round trip. Keep the transaction short: the worker's heartbeat of this job —
+/// and a rescue or cancel of it — waits for the lock.
+pub async fn fence<C: ConnectionTrait>(
+    conn: &C,
+    table: QueueTable,
+    lease: Lease,
+) -> Result<(), QueueError> {
+    let sql = format!(
+        "SELECT 1 FROM {t} WHERE id = $1 AND claim_token = $2 AND status = '{running}' FOR SHARE",
+        t = table.table,
+        running = table.running,
+    );
+    let held = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [lease.job.into(), lease.token.into()],
+        ))
+        .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(QueueError::LeaseLost {
+            job: lease.job,
+            token: lease.token,
+        }),
+    }
 }
 
 /// Cancels a job: a pending one never runs; a running one becomes `cancelled` and its
@@ -789,7 +921,8 @@ pub async fn cancel(
     id: Uuid,
 ) -> Result<bool, QueueError> {
     let sql = format!(
-        "UPDATE {t} SET status = 'cancelled', locked_by = NULL, locked_until = NULL
+        "UPDATE {t} SET status = 'cancelled', locked_by = NULL, locked_until = NULL,
+                        claim_token = NULL
          WHERE id = $1 AND status IN ('pending', '{running}')",
         t = table.table,
         running = table.running,

@@ -5,6 +5,13 @@
 //!
 //! Delivery is at least once: a job runs again if its worker dies (after the lease)
 //! or if its completion could not be written before the lease ran out.
+//!
+//! Everything the worker keeps about a run — the run in flight, its cancellation
+//! signal, its outcome, its heartbeat — is keyed by its [`Lease`] (job and claim
+//! token), never by the job alone: when a stalled worker's job is rescued and claimed
+//! again (by another worker or by itself), the stale run's outcome is refused by the
+//! database and counted in [`WorkerReport::stale`], its heartbeat answer cancels only
+//! that run, and the newer run is untouched.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -21,8 +28,8 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use super::{
-    ClaimedJob, Outcome, QueueError, QueueTable, backoff, claim_on, db_err, finish_on, heartbeat,
-    release, rescue_expired,
+    ClaimedJob, Lease, Outcome, QueueError, QueueTable, backoff, claim_on, db_err, finish_on,
+    heartbeat, release, rescue_expired,
 };
 use crate::cache::BoxError;
 use crate::db::OwnConnection;
@@ -31,11 +38,22 @@ use crate::db::OwnConnection;
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;
 type Handler = Arc<dyn Fn(JobContext) -> HandlerFuture + Send + Sync>;
 
-/// What a handler gets: the job, and a signal that it was cancelled.
+/// What a handler gets: the job, its claim, and a signal that it was cancelled.
+///
+/// **A handler's side effects are at least once.** The job runs again when its
+/// worker dies, and a worker that stalls past its lease (a paused VM, a blocked
+/// runtime) may find its job rescued and running elsewhere while its own run goes on:
+/// that run is told through [`JobContext::cancelled`] at its next heartbeat, and its
+/// outcome is refused, but what it already did stays done. Make side effects
+/// idempotent (keyed by the job id), or fence them: begin a transaction, call
+/// [`crate::queue::fence`] with [`JobContext::lease`] first, then write; a run that
+/// lost its lease gets [`QueueError::LeaseLost`] and writes nothing.
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// The job's id.
     pub id: Uuid,
+    /// This claim's token: with the id, the [`Lease`] this run holds.
+    pub token: Uuid,
     /// Its type.
     pub job_type: String,
     /// Its input.
@@ -48,6 +66,14 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The claim this run holds (for [`crate::queue::fence`]).
+    pub fn lease(&self) -> Lease {
+        Lease {
+            job: self.id,
+            token: self.token,
+        }
+    }
+
     /// Whether the job was cancelled (or taken from this worker) while running.
     pub fn is_cancelled(&self) -> bool {
         *self.cancelled.borrow()
@@ -86,6 +112,19 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// Most outcomes written by one statement. Default 1000.
     pub max_completion_batch: usize,
+    /// How many times the completer tries to write a batch of outcomes (waiting
+    /// 50 ms, then twice as long each time: 8 tries span about 13 s) before it gives
+    /// the batch up. A batch given up is logged with its count and reported in
+    /// [`WorkerReport::unwritten`]; its jobs stay running under leases nobody renews,
+    /// and are rescued and run again once those expire. At least 1. Default 8.
+    pub completion_attempts: u32,
+    /// Whether claims and outcomes wait for their commit to reach disk. Default
+    /// `false`: they commit with `synchronous_commit = off` — a crash of the database
+    /// server (not of a worker) can lose the last fraction of a second of them, and
+    /// those jobs run again: the at-least-once delivery the queue promises anyway.
+    /// `true` makes every claim and every outcome batch wait for a WAL flush.
+    /// Enqueues, heartbeats and rescues use the application's pool and its settings.
+    pub synchronous_commit: bool,
     /// Jobs claimed ahead of free slots and kept in a local queue (leased and
     /// heartbeated like running jobs, given back at shutdown). 0 (the default) claims
     /// only for free slots, which shares the work best between workers; a few hundred
@@ -105,24 +144,34 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(3600),
             max_completion_batch: 1000,
+            completion_attempts: 8,
+            synchronous_commit: false,
             prefetch: 0,
         }
     }
 }
 
-/// What a worker did before it stopped.
+/// What a worker did before it stopped. Every outcome its handlers produced is in
+/// exactly one of `completed`, `failed`, `stale` and `unwritten`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerReport {
-    /// Jobs it completed.
+    /// Jobs it completed (written).
     pub completed: u64,
-    /// Failed attempts it recorded (retried or final).
+    /// Failed attempts it recorded (written; retried or final).
     pub failed: u64,
+    /// Outcomes the database refused because their run had lost its lease (the job
+    /// was rescued, cancelled or finished meanwhile): nothing was written for them.
+    pub stale: u64,
+    /// Outcomes it gave up writing after `completion_attempts` tries (the database
+    /// was unreachable): their jobs are rescued once their leases expire.
+    pub unwritten: u64,
     /// Running jobs it gave back to pending at shutdown.
     pub released: u64,
     /// Other workers' expired jobs it returned to pending.
     pub rescued: u64,
 }
 
+/// A started run: how to tell it it was cancelled, and how to stop it.
 struct InFlight {
     cancel: watch::Sender<bool>,
     abort: AbortHandle,
@@ -167,6 +216,13 @@ impl Worker {
                 "heartbeat_interval",
                 format!("{:?}", config.heartbeat_interval),
                 "must be shorter than the lease",
+            ));
+        }
+        if config.completion_attempts == 0 {
+            return Err(invalid(
+                "completion_attempts",
+                "0".into(),
+                "at least one try to write outcomes",
             ));
         }
         if config.max_completion_batch == 0 {
@@ -294,7 +350,7 @@ impl Worker {
             need: Notify::new(),
             slot_freed: Notify::new(),
         });
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<(Uuid, Outcome)>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<(Lease, Outcome)>();
         let completer = tokio::spawn(complete_loop(Arc::clone(&worker), done_rx));
         let (stop_dispatch, dispatch_stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatch_loop(
@@ -312,7 +368,8 @@ impl Worker {
         let rescuer = tokio::spawn(rescue_loop(Arc::clone(&worker), background_stopped));
 
         tokio::pin!(shutdown);
-        let mut claim_conn = OwnConnection::new(&pool);
+        let mut claim_conn =
+            OwnConnection::new(&pool).synchronous_commit(worker.config.synchronous_commit);
         let prefetch = worker.config.prefetch;
         // The last claim came back short: wait for a NOTIFY or the poll interval
         // rather than ask again at every freed slot.
@@ -344,7 +401,7 @@ impl Worker {
                         if !jobs.is_empty() {
                             let mut local = lock(&shared.local);
                             for job in jobs {
-                                local.held.insert(job.id);
+                                local.held.insert(job.lease());
                                 local.ready.push_back(job);
                             }
                             drop(local);
@@ -389,24 +446,32 @@ impl Worker {
                 break;
             }
         }
-        let mut ids: Vec<Uuid> = {
+        let mut leases: Vec<Lease> = {
             let inflight = lock(&shared.inflight);
             for job in inflight.values() {
                 job.abort.abort();
             }
             inflight.keys().copied().collect()
         };
-        ids.extend(lock(&shared.local).held.drain());
-        let released = release(&worker.db, worker.table, &worker.id, &ids).await?;
+        leases.extend(lock(&shared.local).held.drain());
+        // A release that fails (the database is gone) is not fatal: the leases expire
+        // and the jobs are rescued.
+        let released = match release(&worker.db, worker.table, &leases).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(worker = %worker.id, jobs = leases.len(), error = %e,
+                    "releasing unfinished jobs failed; they are rescued when their leases expire");
+                0
+            }
+        };
         let _ = stop_background.send(true);
-        let (completed, failed) = completer.await.unwrap_or((0, 0));
+        let written = completer.await.unwrap_or_default();
         let rescued = rescuer.await.unwrap_or(0);
         let _ = heartbeats.await;
         Ok(WorkerReport {
-            completed,
-            failed,
             released,
             rescued,
+            ..written
         })
     }
 }
@@ -417,8 +482,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     /// Claimed jobs not started yet.
     local: Mutex<Local>,
-    /// Started jobs, by id.
-    inflight: Mutex<HashMap<Uuid, InFlight>>,
+    /// Started runs, by lease (job and claim).
+    inflight: Mutex<HashMap<Lease, InFlight>>,
     /// Claimer → dispatcher: jobs were queued.
     job_ready: Notify,
     /// Dispatcher and jobs → claimer: the local queue shrank or a slot freed.
@@ -432,9 +497,9 @@ struct Shared {
 #[derive(Default)]
 struct Local {
     ready: VecDeque<ClaimedJob>,
-    /// Ids of the queued jobs this worker still holds; a job whose lease was lost
+    /// Leases of the queued jobs this worker still holds; a job whose lease was lost
     /// (cancelled, rescued) is dropped from here and skipped when its turn comes.
-    held: HashSet<Uuid>,
+    held: HashSet<Lease>,
 }
 
 /// Starts queued jobs as slots free up, until `stop`; the claimer is told each time
@@ -443,7 +508,7 @@ struct Local {
 async fn dispatch_loop(
     worker: Arc<Worker>,
     shared: Arc<Shared>,
-    done_tx: mpsc::UnboundedSender<(Uuid, Outcome)>,
+    done_tx: mpsc::UnboundedSender<(Lease, Outcome)>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -466,7 +531,7 @@ async fn dispatch_loop(
             let mut local = lock(&shared.local);
             let mut next = None;
             while let Some(job) = local.ready.pop_front() {
-                if local.held.remove(&job.id) {
+                if local.held.remove(&job.lease()) {
                     next = Some(job);
                     break;
                 }
@@ -488,6 +553,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn context(job: ClaimedJob, cancelled: watch::Receiver<bool>) -> JobContext {
     JobContext {
         id: job.id,
+        token: job.token,
         job_type: job.job_type,
         payload: job.payload,
         attempt: job.attempt,
@@ -504,9 +570,9 @@ fn start_job(
     job: ClaimedJob,
     permit: tokio::sync::OwnedSemaphorePermit,
     shared: &Arc<Shared>,
-    done_tx: &mpsc::UnboundedSender<(Uuid, Outcome)>,
+    done_tx: &mpsc::UnboundedSender<(Lease, Outcome)>,
 ) {
-    let (id, attempt) = (job.id, job.attempt);
+    let (lease, attempt) = (job.lease(), job.attempt);
     let (retry_base, retry_max) = (worker.config.retry_base, worker.config.retry_max);
     let handler = worker.handlers.get(&job.job_type).cloned();
     let unknown = format!("no handler for job type {:?}", job.job_type);
@@ -529,7 +595,7 @@ fn start_job(
             // Claimed only for registered types, so this cannot happen; fail it visibly.
             None => Err(unknown),
         };
-        lock(&shared_task.inflight).remove(&id);
+        lock(&shared_task.inflight).remove(&lease);
         let outcome = match result {
             Ok(value) => Outcome::Completed(value),
             Err(error) => Outcome::Failed {
@@ -537,13 +603,13 @@ fn start_job(
                 retry_at: backoff(attempt, retry_base, retry_max),
             },
         };
-        let _ = done_tx.send((id, outcome));
+        let _ = done_tx.send((lease, outcome));
         drop(permit);
         shared_task.need.notify_one();
         shared_task.slot_freed.notify_waiters();
     });
     inflight.insert(
-        id,
+        lease,
         InFlight {
             cancel: cancel_tx,
             abort: task.abort_handle(),
@@ -580,13 +646,17 @@ impl Future for CatchPanic {
 }
 
 /// Writes outcomes as they come, as many per statement as are waiting (up to
-/// `max_completion_batch`): one statement per flush. Returns (completed, failed).
+/// `max_completion_batch`): one statement per flush, on a connection of its own.
+/// A batch that cannot be written is tried `completion_attempts` times, then given
+/// up and logged. Returns the report's `completed`, `failed`, `stale` and
+/// `unwritten`, as the database answered.
 async fn complete_loop(
     worker: Arc<Worker>,
-    mut rx: mpsc::UnboundedReceiver<(Uuid, Outcome)>,
-) -> (u64, u64) {
-    let (mut completed, mut failed) = (0u64, 0u64);
-    let mut conn = OwnConnection::new(worker.db.get_postgres_connection_pool());
+    mut rx: mpsc::UnboundedReceiver<(Lease, Outcome)>,
+) -> WorkerReport {
+    let mut report = WorkerReport::default();
+    let mut conn = OwnConnection::new(worker.db.get_postgres_connection_pool())
+        .synchronous_commit(worker.config.synchronous_commit);
     let mut batch = Vec::with_capacity(worker.config.max_completion_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -597,34 +667,45 @@ async fn complete_loop(
             }
         }
         let mut pause = Duration::from_millis(50);
-        for _ in 0..8 {
+        let mut tries = 0;
+        loop {
+            tries += 1;
             let written = conn
-                .run(db_err, async |c| {
-                    finish_on(c, worker.table, &worker.id, &batch).await
-                })
+                .run(db_err, async |c| finish_on(c, worker.table, &batch).await)
                 .await;
             match written {
-                Ok(_) => break,
+                Ok(done) => {
+                    report.completed += done.completed;
+                    report.failed += done.failed;
+                    report.stale += done.stale;
+                    if done.stale > 0 {
+                        tracing::info!(worker = %worker.id, stale = done.stale,
+                            "outcomes of runs that had lost their lease were refused");
+                    }
+                    break;
+                }
+                Err(e) if tries >= worker.config.completion_attempts => {
+                    report.unwritten += batch.len() as u64;
+                    tracing::error!(worker = %worker.id, outcomes = batch.len(), tries, error = %e,
+                        "gave up writing outcomes; their jobs are rescued and run again when their leases expire");
+                    break;
+                }
                 Err(e) => {
-                    tracing::warn!(worker = %worker.id, error = %e, "writing outcomes failed; retrying");
+                    tracing::warn!(worker = %worker.id, outcomes = batch.len(), tries, error = %e,
+                        "writing outcomes failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
             }
         }
-        for (_, outcome) in &batch {
-            match outcome {
-                Outcome::Completed(_) => completed += 1,
-                Outcome::Failed { .. } => failed += 1,
-            }
-        }
         batch.clear();
     }
-    (completed, failed)
+    report
 }
 
-/// Renews the leases of the running jobs; tells the handlers of jobs this worker no
-/// longer holds (cancelled, or rescued after a stall) to stop.
+/// Renews the leases of the running and queued jobs; tells each run whose lease was
+/// lost (cancelled, or rescued after a stall) to stop — that run only: another run of
+/// the same job holds another lease.
 async fn heartbeat_loop(worker: Arc<Worker>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(worker.config.heartbeat_interval);
     tick.tick().await;
@@ -633,25 +714,18 @@ async fn heartbeat_loop(worker: Arc<Worker>, shared: Arc<Shared>, mut stop: watc
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let mut ids: Vec<Uuid> = lock(&shared.inflight).keys().copied().collect();
-        ids.extend(lock(&shared.local).held.iter().copied());
-        match heartbeat(
-            &worker.db,
-            worker.table,
-            &worker.id,
-            &ids,
-            worker.config.lease,
-        )
-        .await
-        {
+        let mut leases: Vec<Lease> = lock(&shared.inflight).keys().copied().collect();
+        leases.extend(lock(&shared.local).held.iter().copied());
+        match heartbeat(&worker.db, worker.table, &leases, worker.config.lease).await {
             Ok(held) => {
+                let held: HashSet<Lease> = held.into_iter().collect();
                 let inflight = lock(&shared.inflight);
                 let mut local = lock(&shared.local);
-                for id in ids.iter().filter(|id| !held.contains(id)) {
-                    if let Some(job) = inflight.get(id) {
-                        let _ = job.cancel.send(true);
+                for lost in leases.iter().filter(|l| !held.contains(l)) {
+                    if let Some(run) = inflight.get(lost) {
+                        let _ = run.cancel.send(true);
                     }
-                    local.held.remove(id);
+                    local.held.remove(lost);
                 }
             }
             Err(e) => tracing::warn!(worker = %worker.id, error = %e, "heartbeat failed"),
@@ -669,7 +743,8 @@ async fn rescue_loop(worker: Arc<Worker>, mut stop: watch::Receiver<bool>) -> u6
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return rescued,
         }
-        match rescue_expired(&worker.db, worker.table).await {
+        let (base, max) = (worker.config.retry_base, worker.config.retry_max);
+        match rescue_expired(&worker.db, worker.table, base, max).await {
             Ok(0) => {}
             Ok(n) => {
                 rescued += n;

@@ -101,8 +101,8 @@ async fn run(
         other => return Err(format!("unknown mode {other:?}").into()),
     };
     println!(
-        "report {} {} {}",
-        report.completed, report.failed, report.released
+        "report {} {} {} {} {}",
+        report.completed, report.failed, report.released, report.stale, report.unwritten
     );
     Ok(())
 }

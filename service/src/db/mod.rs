@@ -1,7 +1,11 @@
 //! Connecting to the database and describing what is in it.
 
+mod own_connection;
+pub mod tcp_nodelay;
+
+pub(crate) use own_connection::OwnConnection;
+
 use migration::{MigratorTrait, embedded};
-use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 
 /// Why a connection could not be made.
@@ -30,7 +34,9 @@ pub fn resolve_url(url: Option<&str>) -> Result<String, ConnectError> {
 }
 
 /// Opens a connection pool of at most `max_connections` to `url` (see [`resolve_url`]
-/// for the default). One round trip per connection opened; SQL statement logging off.
+/// for the default), with `TCP_NODELAY` on every connection it opens (see
+/// [`tcp_nodelay`]). Two round trips per connection opened (the connection, then its
+/// ports for `TCP_NODELAY`); SQL statement logging off.
 pub async fn connect(
     url: Option<&str>,
     max_connections: u32,
@@ -38,7 +44,8 @@ pub async fn connect(
     let url = resolve_url(url)?;
     let mut opt = ConnectOptions::new(url.clone());
     opt.max_connections(max_connections.max(1))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .map_sqlx_postgres_pool_opts(tcp_nodelay::on_every_connection);
     Database::connect(opt)
         .await
         .map_err(|source| ConnectError::Database {
@@ -158,78 +165,6 @@ SELECT
         policies: row.try_get("", "policies")?,
         enums: row.try_get("", "enums")?,
     })
-}
-
-/// A connection of a component's own, outside the pool, for its batched writes (the
-/// queue worker's claims and outcomes, a cache's bookkeeping flushes): they never
-/// wait for a pooled connection nor take one from the traffic, and they commit with
-/// `synchronous_commit = off` — a crash of the server may lose the last such commit,
-/// which these writers tolerate (a queue delivers at least once; bookkeeping is
-/// statistics). Opened on first use and again after an error (see [`OwnConnection::run`]).
-pub(crate) struct OwnConnection {
-    options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
-    settings: &'static [(&'static str, &'static str)],
-    conn: Option<sqlx::PgConnection>,
-}
-
-impl OwnConnection {
-    /// A connection like `pool`'s, not opened yet.
-    pub(crate) fn new(pool: &sqlx::PgPool) -> Self {
-        Self::with_settings(pool, &[])
-    }
-
-    /// Like [`OwnConnection::new`], with more session settings (name, value), made
-    /// with `synchronous_commit = off` when the connection opens, in the same round
-    /// trip.
-    pub(crate) fn with_settings(
-        pool: &sqlx::PgPool,
-        settings: &'static [(&'static str, &'static str)],
-    ) -> Self {
-        Self {
-            options: pool.connect_options(),
-            settings,
-            conn: None,
-        }
-    }
-
-    /// The connection, opened (and set up: one more round trip) if needed.
-    async fn get(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
-        use sqlx::Connection;
-        let conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
-                let settings = [("synchronous_commit", "off")].iter().chain(self.settings);
-                sqlx::query(
-                    "SELECT set_config(name, value, false) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
-                )
-                .bind(settings.clone().map(|s| s.0).collect::<Vec<_>>())
-                .bind(settings.map(|s| s.1).collect::<Vec<_>>())
-                .execute(&mut conn)
-                .await?;
-                conn
-            }
-        };
-        Ok(self.conn.insert(conn))
-    }
-
-    /// Runs `write` on the connection, opened first if needed (`connect_error` maps a
-    /// failure to open it). After any error the connection is dropped, so the next
-    /// call starts on a fresh one.
-    pub(crate) async fn run<T, E>(
-        &mut self,
-        connect_error: impl FnOnce(sqlx::Error) -> E,
-        write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let result = match self.get().await {
-            Ok(conn) => write(conn).await,
-            Err(e) => Err(connect_error(e)),
-        };
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
-    }
 }
 
 #[cfg(test)]
