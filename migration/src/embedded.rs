@@ -11,6 +11,12 @@
 //! Two processes starting it at once get one cluster: the whole check–init–start
 //! sequence runs under an exclusive file lock on `<dir>/lock`.
 //!
+//! **TLS**, off by default: with `STRATA_PG_TLS=1` the cluster also accepts TLS (a
+//! self-signed certificate for `localhost` and `127.0.0.1`, made once in the data
+//! directory; `ssl = on`, applied by a reload when the cluster already runs) and its
+//! URLs say `sslmode=require`. Without it the URLs say `sslmode=disable`, so a client
+//! never negotiates TLS by default even on a cluster where an earlier run turned it on.
+//!
 //! Everything here is blocking (it runs `initdb`, `pg_ctl` and `psql`), so call it
 //! before starting an async runtime or from `spawn_blocking`. When the cluster already
 //! runs it costs one `pg_ctl status` and one `psql` query (a few milliseconds).
@@ -24,6 +30,19 @@ use std::sync::OnceLock;
 
 /// The database the embedded cluster serves by default.
 pub const DATABASE: &str = "strata";
+
+/// The environment variable that turns TLS on (`1`, `on`, `true`, `require`).
+pub const TLS_ENV: &str = "STRATA_PG_TLS";
+
+/// Whether [`TLS_ENV`] asks for TLS.
+pub fn tls_requested() -> bool {
+    std::env::var(TLS_ENV).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "on" | "true" | "yes" | "require"
+        )
+    })
+}
 
 /// Why the embedded cluster could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +88,10 @@ pub enum EmbeddedError {
         /// Where it came from.
         origin: String,
     },
+    /// TLS could not be turned on: the certificate could not be made, or the server
+    /// kept `ssl` off (its log says why).
+    #[error("embedded PostgreSQL TLS: {0}")]
+    Tls(String),
     /// No free TCP port was found for the cluster.
     #[error("no free TCP port on 127.0.0.1 between {from} and {to}")]
     NoFreePort {
@@ -90,12 +113,18 @@ pub struct Cluster {
     pub port: u16,
     /// Whether this call started it (false: it was already running).
     pub started: bool,
+    /// Whether its URLs ask for TLS (`sslmode=require`; else `sslmode=disable`).
+    pub tls: bool,
 }
 
 impl Cluster {
-    /// The URL of database `db` on this cluster.
+    /// The URL of database `db` on this cluster, with the cluster's `sslmode`.
     pub fn url_for(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        let mode = if self.tls { "require" } else { "disable" };
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{db}?sslmode={mode}",
+            self.port
+        )
     }
 
     /// The URL of the default database, [`DATABASE`].
@@ -265,9 +294,72 @@ fn start_locked(dir: &Path) -> Result<Cluster, EmbeddedError> {
         bindir: bindir.clone(),
         port,
         started: !running,
+        tls: tls_requested(),
     };
     ensure_database(&cluster, DATABASE)?;
+    if cluster.tls {
+        enable_tls(&cluster, root)?;
+    }
     Ok(cluster)
+}
+
+/// Makes the cluster accept TLS: writes a self-signed certificate and its key into the
+/// data directory (once; the server's default `ssl_cert_file` and `ssl_key_file`), and
+/// turns `ssl` on with `ALTER SYSTEM` and a reload when it is off. One `psql` query
+/// when it already is on.
+fn enable_tls(cluster: &Cluster, root: bool) -> Result<(), EmbeddedError> {
+    let data = cluster.dir.join("data");
+    let (cert_path, key_path) = (data.join("server.crt"), data.join("server.key"));
+    if !cert_path.exists() || !key_path.exists() {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .map_err(|e| EmbeddedError::Tls(format!("generating the certificate: {e}")))?;
+        fs::write(&cert_path, made.cert.pem()).map_err(io("write", &cert_path))?;
+        write_private(&key_path, made.signing_key.serialize_pem().as_bytes())?;
+        if root {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cert_path)
+                .arg(&key_path))?;
+        }
+    }
+    let on = run(psql(cluster, "postgres").arg("-Atc").arg("SHOW ssl"))?;
+    if on.trim() != "on" {
+        run(psql(cluster, "postgres")
+            .arg("-Atc")
+            .arg("ALTER SYSTEM SET ssl = on")
+            .arg("-c")
+            .arg("SELECT pg_reload_conf()"))?;
+        // The reload is asynchronous: wait until the server says so.
+        for _ in 0..50 {
+            if run(psql(cluster, "postgres").arg("-Atc").arg("SHOW ssl"))?.trim() == "on" {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        return Err(EmbeddedError::Tls(format!(
+            "ssl is still off 5 s after the reload; see {}",
+            cluster.dir.join("postgres.log").display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file readable by its owner only (PostgreSQL refuses a key
+/// file others can read).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), EmbeddedError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("create", path))?;
+    file.write_all(bytes).map_err(io("write", path))
 }
 
 /// Creates database `name` on the cluster unless it exists (one `psql` query, plus

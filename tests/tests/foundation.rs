@@ -50,8 +50,14 @@ fn is_root() -> bool {
 }
 
 fn start(dir: &Path) -> std::process::Child {
+    start_with_tls(dir, false)
+}
+
+/// Runs the starter on `dir`, with `STRATA_PG_TLS=1` when `tls`.
+fn start_with_tls(dir: &Path, tls: bool) -> std::process::Child {
     Command::new(EMBEDDED_BIN)
         .arg(dir)
+        .env(migration::embedded::TLS_ENV, if tls { "1" } else { "0" })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -113,6 +119,65 @@ async fn embedded_cluster_starts_from_nothing_is_reused_and_concurrent_starters_
     assert_eq!((again, how.as_str()), (port, "reused"));
     let pid_again = std::fs::read_to_string(dir.0.join("data/postmaster.pid")).expect("pid");
     assert_eq!(pid_again.lines().next().map(str::trim), Some(pid.as_str()));
+}
+
+/// TLS is off by default (the URL says `sslmode=disable`); `STRATA_PG_TLS=1` on a
+/// running cluster makes its certificate, turns `ssl` on by a reload, and hands out
+/// `sslmode=require` URLs whose connections are encrypted.
+#[tokio::test]
+async fn the_embedded_cluster_serves_tls_when_asked() {
+    let dir = ClusterDir(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("embedded-tls-{}", std::process::id())),
+    );
+    let url_of = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace().nth(2).expect("a URL").to_owned()
+    };
+    let ssl_of = async |url: &str| {
+        let db = tests::pool(url, 1).await;
+        let ssl = tests::column(
+            &db,
+            "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .await;
+        db.close().await.expect("close");
+        ssl
+    };
+
+    let plain = url_of(
+        start_with_tls(&dir.0, false)
+            .wait_with_output()
+            .expect("wait"),
+    );
+    assert!(plain.ends_with("/strata?sslmode=disable"), "{plain}");
+    assert_eq!(ssl_of(&plain).await, ["false"]);
+    assert!(!dir.0.join("data/server.key").exists());
+
+    let tls = url_of(
+        start_with_tls(&dir.0, true)
+            .wait_with_output()
+            .expect("wait"),
+    );
+    assert!(tls.ends_with("/strata?sslmode=require"), "{tls}");
+    assert_eq!(ssl_of(&tls).await, ["true"]);
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(dir.0.join("data/server.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o077, 0, "the key is private: {key_mode:o}");
+    // Without the variable again: the server still accepts TLS, the URL does not ask.
+    let again = url_of(
+        start_with_tls(&dir.0, false)
+            .wait_with_output()
+            .expect("wait"),
+    );
+    assert_eq!(ssl_of(&again).await, ["false"]);
 }
 
 #[tokio::test]

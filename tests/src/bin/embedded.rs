@@ -1,5 +1,5 @@
 //! `strata-test-embedded DIR`: starts or reuses the embedded cluster in DIR and prints
-//! `<port> <started|reused>`; the tests run it in several processes at once.
+//! `<port> <started|reused> <url>`; the tests run it in several processes at once.
 
 use std::process::ExitCode;
 
@@ -11,9 +11,10 @@ fn main() -> ExitCode {
     match migration::embedded::start_or_reuse(std::path::Path::new(&dir)) {
         Ok(c) => {
             println!(
-                "{} {}",
+                "{} {} {}",
                 c.port,
-                if c.started { "started" } else { "reused" }
+                if c.started { "started" } else { "reused" },
+                c.url()
             );
             ExitCode::SUCCESS
         }

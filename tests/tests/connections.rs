@@ -1,0 +1,91 @@
+//! Issue 11: `TCP_NODELAY` on every TCP connection the project opens (sqlx 0.9.0 no
+//! longer sets it), and not on a plain sqlx connection — the canary that says when a
+//! sqlx release sets it again and the workaround can go.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::{self, Connection};
+use serde_json::json;
+use service::cache::BoxError;
+use service::db::tcp_nodelay;
+use service::queue::worker::Worker;
+use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
+use tests::TestDb;
+use tests::queue::{fast, spawn, wait_for};
+
+/// `url` with `application_name=name`, so this test's connections can be told apart.
+fn named(url: &str, name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
+}
+
+/// Whether `TCP_NODELAY` is on for each of this process's connections named `app`.
+async fn nodelay_of(t: &TestDb, app: &str) -> Vec<Option<bool>> {
+    let rows = t
+        .sql(&format!(
+            "SELECT client_port::text, inet_server_port()::text FROM pg_stat_activity
+             WHERE application_name = '{app}' AND client_port IS NOT NULL ORDER BY pid"
+        ))
+        .await;
+    rows.iter()
+        .map(|row| {
+            let (local, peer) = (row[0].parse().expect("port"), row[1].parse().expect("port"));
+            tcp_nodelay::nodelay_of_ports(local, peer).expect("read TCP_NODELAY")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_projects_connections_have_tcp_nodelay_and_a_plain_sqlx_one_does_not() {
+    let t = TestDb::new().await;
+
+    // A pool from service::db::connect, and a worker on it: its claimer and completer
+    // open connections of their own, its LISTEN connection comes from the pool.
+    let app = "strata_nodelay_project";
+    let db = service::db::connect(Some(&named(&t.url, app)), 4)
+        .await
+        .expect("connect");
+    let worker = Worker::new(db.clone(), JOBS, fast())
+        .expect("worker")
+        .handle("job", |_| async { Ok::<_, BoxError>(json!(1)) })
+        .expect("handler");
+    let (stop, handle) = spawn(worker);
+    queue::enqueue(
+        &db,
+        &[NewJob::new("job", json!({}))],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    wait_for(
+        &t,
+        "SELECT status FROM jobs",
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+    let ours = nodelay_of(&t, app).await;
+    assert!(
+        ours.len() >= 3,
+        "pool, claimer and completer connections: {ours:?}"
+    );
+    assert!(
+        ours.iter().all(|n| *n == Some(true)),
+        "every connection has TCP_NODELAY: {ours:?}"
+    );
+    let _ = stop.send(());
+    handle.await.expect("join").expect("run");
+
+    // A plain sqlx connection: without the workaround sqlx 0.9.0 leaves Nagle on. If
+    // this fails because it is on, sqlx sets TCP_NODELAY again: delete the workaround
+    // (service::db::tcp_nodelay) and this half of the test.
+    let plain_app = "strata_nodelay_plain";
+    let mut plain = sqlx::PgConnection::connect(&named(&t.url, plain_app))
+        .await
+        .expect("connect");
+    assert_eq!(nodelay_of(&t, plain_app).await, [Some(false)]);
+    assert!(tcp_nodelay::set_tcp_nodelay(&mut plain).await.expect("set"));
+    assert_eq!(nodelay_of(&t, plain_app).await, [Some(true)]);
+    plain.close().await.expect("close");
+    db.close().await.expect("close");
+}
