@@ -19,6 +19,10 @@
 //! - miss-and-store: `get_or_compute` on new keys, against a raw
 //!   `INSERT … ON CONFLICT DO UPDATE`.
 //!
+//! Over TLS: run it with `STRATA_PG_TLS=1` (the embedded cluster) or a `DATABASE_URL`
+//! with `sslmode=require`; raw and service share the pool, so both run over TLS, and
+//! the first line says which mode was measured.
+//!
 //! It ends with `hit_ratio_vs_raw=<x>` (8 tasks, bookkeeping on over raw) and
 //! `bookkeeping_overhead=<fraction>` (8 tasks, 1 − on/off), each the median of the
 //! ratios taken round by round, so a drift of the machine between rounds cancels.
@@ -65,8 +69,14 @@ async fn main() -> Result<(), BoxError> {
     let mut opt = ConnectOptions::new(url.clone());
     opt.max_connections(8)
         .min_connections(8)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .map_sqlx_postgres_pool_opts(service::db::tcp_nodelay::on_every_connection);
     let db = Database::connect(opt).await?;
+    let tls = service::db::connection_encrypted(&db).await?;
+    println!(
+        "connections: {}",
+        if tls { "TLS" } else { "plain TCP (no TLS)" }
+    );
     let keys = fill(&db).await?;
     let value = sample_value();
 

@@ -9,12 +9,20 @@
 //!   payloads sent as JSON text, as the service does);
 //! - processing (jobs/s, first claim to last completion, from the jobs' own
 //!   `started_at`/`completed_at`): a `Worker` with a no-op handler and a prefetch of
-//!   1,000, started on the full table, against raw SQL that claims and completes in batches of 1,000 from 8
-//!   tasks (both commit claims and outcomes asynchronously, as the worker does);
+//!   1,000, started on the full table, against raw SQL that claims and completes in
+//!   batches of 1,000 from 8 tasks (both commit claims and outcomes asynchronously,
+//!   as the worker does by default); and the same `Worker` with
+//!   `synchronous_commit: true`, the price of outcomes that survive a server crash;
 //! - enqueue-to-start latency (p50/p90, `started_at − created_at`) of single jobs
 //!   enqueued one by one with an idle worker waiting.
 //!
-//! It ends with `enqueue_jobs_per_s=`, `process_jobs_per_s=` and `latency_ms_p50=`.
+//! Over TLS: run it with `STRATA_PG_TLS=1` (the embedded cluster) or a `DATABASE_URL`
+//! with `sslmode=require`; raw SQL and the service then both run over TLS, and the
+//! first line says which mode was measured. Every connection, raw or not, has
+//! `TCP_NODELAY` (see `service::db::tcp_nodelay`).
+//!
+//! It ends with `enqueue_jobs_per_s=`, `process_jobs_per_s=`, `process_ratio_vs_raw=`
+//! and `latency_ms_p50=`.
 
 use std::time::{Duration, Instant};
 
@@ -22,14 +30,15 @@ use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
 use service::cache::BoxError;
+use service::db::tcp_nodelay;
 use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
 use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError};
 
-const JOBS_N: usize = 20_000;
+const JOBS_N: usize = 50_000;
 const CONCURRENCY: usize = 8;
 const LATENCY_SAMPLES: usize = 200;
 /// Throughputs are the median of this many rounds (this machine's runs vary by ±30 %).
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Jobs claimed ahead of free slots: batched claiming, as the fastest peers do.
 const PREFETCH: usize = 1000;
 
@@ -37,8 +46,15 @@ const PREFETCH: usize = 1000;
 async fn main() -> Result<(), BoxError> {
     let url = bench_database().await?;
     let mut opt = ConnectOptions::new(url);
-    opt.max_connections(16).sqlx_logging(false);
+    opt.max_connections(16)
+        .sqlx_logging(false)
+        .map_sqlx_postgres_pool_opts(tcp_nodelay::on_every_connection);
     let db = Database::connect(opt).await?;
+    let tls = service::db::connection_encrypted(&db).await?;
+    println!(
+        "connections: {}",
+        if tls { "TLS" } else { "plain TCP (no TLS)" }
+    );
 
     // Bulk enqueue, ROUNDS times alternating the raw baseline and the service.
     let jobs: Vec<NewJob> = (0..JOBS_N)
@@ -63,21 +79,24 @@ async fn main() -> Result<(), BoxError> {
 
     // Processing, ROUNDS times alternating the raw baseline and the worker runtime
     // (started on a full table, stopped when it is drained).
-    let (mut raw_process, mut process) = (Vec::new(), Vec::new());
+    let (mut raw_process, mut process, mut process_sync) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         reset(&db).await?;
         let raw_rows: Vec<String> = (0..JOBS_N).map(|i| format!("{{\"n\":{i}}}")).collect();
         insert_raw(&db, &raw_rows, "noop").await?;
         raw_process.push(raw_processing(&db).await?);
-        reset(&db).await?;
-        queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
-        let (stop, worker) = start_worker(&db)?;
-        wait_until_done(&db).await?;
-        let _ = stop.send(());
-        worker.await??;
-        process.push(JOBS_N as f64 / span_seconds(&db).await?);
+        for (synchronous_commit, out) in [(false, &mut process), (true, &mut process_sync)] {
+            reset(&db).await?;
+            queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+            let (stop, worker) = start_worker(&db, synchronous_commit)?;
+            wait_until_done(&db).await?;
+            let _ = stop.send(());
+            worker.await??;
+            out.push(JOBS_N as f64 / span_seconds(&db).await?);
+        }
     }
     let (raw_process, process_per_s) = (median(raw_process), median(process));
+    let process_sync = median(process_sync);
     println!(
         "processing {JOBS_N} no-op jobs, concurrency {CONCURRENCY} (median of {ROUNDS} rounds):"
     );
@@ -86,10 +105,15 @@ async fn main() -> Result<(), BoxError> {
         "  Worker (claim, run, complete)     {process_per_s:>9.0} jobs/s  ratio {:.3}",
         process_per_s / raw_process
     );
+    println!(
+        "  Worker, synchronous_commit on     {process_sync:>9.0} jobs/s  ratio {:.3} (vs the default {:.3})",
+        process_sync / raw_process,
+        process_sync / process_per_s
+    );
 
     // Latency: one job at a time with an idle worker waiting.
     reset(&db).await?;
-    let (stop, handle) = start_worker(&db)?;
+    let (stop, handle) = start_worker(&db, false)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..LATENCY_SAMPLES {
         queue::enqueue(
@@ -116,6 +140,7 @@ async fn main() -> Result<(), BoxError> {
 
     println!("enqueue_jobs_per_s={enqueue_per_s:.0}");
     println!("process_jobs_per_s={process_per_s:.0}");
+    println!("process_ratio_vs_raw={:.3}", process_per_s / raw_process);
     println!("latency_ms_p50={p50:.2}");
     Ok(())
 }
@@ -124,6 +149,7 @@ async fn main() -> Result<(), BoxError> {
 #[allow(clippy::type_complexity)]
 fn start_worker(
     db: &DatabaseConnection,
+    synchronous_commit: bool,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -137,6 +163,7 @@ fn start_worker(
         WorkerConfig {
             concurrency: CONCURRENCY,
             prefetch: PREFETCH,
+            synchronous_commit,
             ..WorkerConfig::default()
         },
     )?
@@ -216,8 +243,9 @@ async fn raw_processing(db: &DatabaseConnection) -> Result<f64, BoxError> {
             let options = db.get_postgres_connection_pool().connect_options();
             tokio::spawn(async move {
                 use sqlx::Connection;
-                // Like the worker's own connections: asynchronous commit.
+                // Like the worker's own connections: asynchronous commit, TCP_NODELAY.
                 let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+                tcp_nodelay::set_tcp_nodelay(&mut conn).await?;
                 sqlx::query("SET synchronous_commit = off")
                     .execute(&mut conn)
                     .await?;

@@ -85,24 +85,32 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await, and the test's runtime may be shutting down: use a thread
-        // with a runtime of its own. FORCE ends this test's pooled connections.
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime for dropping a test database");
-            rt.block_on(async move {
-                let admin = admin().await;
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await;
-                let _ = admin.close().await;
-            });
-        });
-        let _ = handle.join();
+        // FORCE ends this test's pooled connections.
+        admin_blocking(vec![format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        )]);
     }
+}
+
+/// Runs `statements` on the server's `postgres` database, in order, ignoring their
+/// errors, from a `Drop`: drop cannot await and the test's runtime may be shutting
+/// down, so a thread with a runtime of its own does it, and this waits for it.
+fn admin_blocking(statements: Vec<String>) {
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime for clean-up statements");
+        rt.block_on(async move {
+            let admin = admin().await;
+            for sql in statements {
+                let _ = admin.execute_unprepared(&sql).await;
+            }
+            let _ = admin.close().await;
+        });
+    });
+    let _ = handle.join();
 }
 
 /// The server's URL (its `postgres` database): `DATABASE_URL`'s server when set, else
@@ -145,43 +153,30 @@ impl OutageRole {
         Self { name, url }
     }
 
-    /// Refuses the role's new connections and terminates its sessions. One round
-    /// trip on `t`.
+    /// Refuses the role's new connections and terminates its sessions. Two round
+    /// trips on `t`.
     pub async fn cut_off(&self, t: &TestDb) {
-        t.sql(&format!("ALTER ROLE \"{}\" NOLOGIN", self.name))
-            .await;
-        t.sql(&format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{}'",
-            self.name
-        ))
-        .await;
+        for sql in self.cut_off_statements() {
+            t.sql(&sql).await;
+        }
+    }
+
+    fn cut_off_statements(&self) -> [String; 2] {
+        let name = &self.name;
+        [
+            format!("ALTER ROLE \"{name}\" NOLOGIN"),
+            format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{name}'"
+            ),
+        ]
     }
 }
 
 impl Drop for OutageRole {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // As for TestDb: a thread with a runtime of its own.
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime for dropping a test role");
-            rt.block_on(async move {
-                let admin = admin().await;
-                for sql in [
-                    format!("ALTER ROLE \"{name}\" NOLOGIN"),
-                    format!(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{name}'"
-                    ),
-                    format!("DROP ROLE IF EXISTS \"{name}\""),
-                ] {
-                    let _ = admin.execute_unprepared(&sql).await;
-                }
-                let _ = admin.close().await;
-            });
-        });
-        let _ = handle.join();
+        let mut statements = self.cut_off_statements().to_vec();
+        statements.push(format!("DROP ROLE IF EXISTS \"{}\"", self.name));
+        admin_blocking(statements);
     }
 }
 

@@ -23,14 +23,17 @@ fn named(url: &str, name: &str) -> String {
 async fn nodelay_of(t: &TestDb, app: &str) -> Vec<Option<bool>> {
     let rows = t
         .sql(&format!(
-            "SELECT client_port::text, inet_server_port()::text FROM pg_stat_activity
+            "SELECT host(client_addr) || ':' || client_port,
+                    host(inet_server_addr()) || ':' || inet_server_port()
+             FROM pg_stat_activity
              WHERE application_name = '{app}' AND client_port IS NOT NULL ORDER BY pid"
         ))
         .await;
     rows.iter()
         .map(|row| {
-            let (local, peer) = (row[0].parse().expect("port"), row[1].parse().expect("port"));
-            tcp_nodelay::nodelay_of_ports(local, peer).expect("read TCP_NODELAY")
+            let local = row[0].parse().expect("client address");
+            let peer = row[1].parse().expect("server address");
+            tcp_nodelay::nodelay_of_socket(local, peer).expect("read TCP_NODELAY")
         })
         .collect()
 }

@@ -522,3 +522,130 @@ async fn a_completer_that_cannot_write_reports_the_outcomes_as_not_written() {
     assert_eq!(t.scalar("SELECT status FROM jobs").await, "pending");
     db.close().await.ok();
 }
+
+/// Writers that know nothing of claim tokens — a worker of the previous version during
+/// a rolling deploy, an operator's UPDATE — end the claim for the fence too: a status
+/// change that leaves the token as it was clears it, so a stale run's token cannot
+/// match the row after such a writer claims it again.
+#[tokio::test]
+async fn a_writer_that_does_not_know_tokens_still_ends_the_claim() {
+    let t = TestDb::new().await;
+    queue::enqueue(
+        &t.db,
+        &[NewJob::new("job", json!({}))],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    let claimed = queue::claim(&t.db, JOBS, "w", &["job".into()], 1, LONG)
+        .await
+        .expect("claim")
+        .remove(0);
+    // An older worker's rescue, then its claim: neither touches claim_token.
+    t.sql("UPDATE jobs SET status = 'pending', locked_by = NULL, locked_until = NULL")
+        .await;
+    assert_eq!(
+        t.scalar("SELECT (claim_token IS NULL)::text FROM jobs")
+            .await,
+        "true"
+    );
+    t.sql("UPDATE jobs SET status = 'running', locked_by = 'old-worker', attempts = attempts + 1, locked_until = now() + interval '1 minute'")
+        .await;
+    let stale = claimed.lease();
+    assert_eq!(
+        queue::heartbeat(&t.db, JOBS, &[stale], LONG)
+            .await
+            .expect("heartbeat"),
+        Vec::<Lease>::new()
+    );
+    assert_eq!(
+        queue::finish(
+            &t.db,
+            JOBS,
+            &[(stale, queue::Outcome::Completed(json!("stale")))]
+        )
+        .await
+        .expect("finish")
+        .stale,
+        1
+    );
+    assert_eq!(
+        t.sql("SELECT status, locked_by, coalesce(result::text, '-') FROM jobs")
+            .await,
+        [["running", "old-worker", "-"]]
+    );
+    // The queue's own statements never fire the trigger: a claim keeps its token.
+    t.sql("UPDATE jobs SET status = 'pending', locked_by = NULL")
+        .await;
+    let again = queue::claim(&t.db, JOBS, "w", &["job".into()], 1, LONG)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(
+        t.scalar("SELECT claim_token::text FROM jobs").await,
+        again.token.to_string()
+    );
+}
+
+/// A result PostgreSQL cannot store (a `\u0000` in JSON) fails its own attempt, with
+/// the reason; the other outcomes written with it keep their results.
+#[tokio::test]
+async fn an_outcome_the_database_cannot_store_fails_only_its_own_job() {
+    let t = TestDb::new().await;
+    let jobs: Vec<NewJob> = ["bad", "good-1", "good-2"]
+        .into_iter()
+        .map(|name| NewJob::new("job", json!(name)).max_attempts(1))
+        .collect();
+    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
+        .await
+        .expect("enqueue");
+    let worker = Worker::new(
+        t.db.clone(),
+        JOBS,
+        WorkerConfig {
+            concurrency: 3,
+            prefetch: 10,
+            ..fast()
+        },
+    )
+    .expect("worker")
+    .handle("job", |ctx| async move {
+        match ctx.payload.as_str() {
+            Some("bad") => Ok::<_, BoxError>(json!("nul \u{0} byte")),
+            _ => Ok(json!({"ok": ctx.payload})),
+        }
+    })
+    .expect("handler");
+    let report = run_until(
+        worker,
+        &t,
+        "SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed')",
+        "3",
+    )
+    .await;
+    assert_eq!(
+        (
+            report.completed,
+            report.failed,
+            report.stale,
+            report.unwritten
+        ),
+        (2, 1, 0, 0)
+    );
+    let rows = t
+        .sql("SELECT payload->>0, status, coalesce(result::text, '-'), coalesce(last_error, '-') FROM jobs ORDER BY 1")
+        .await;
+    assert_eq!(rows[0][..3], ["bad", "failed", "-"]);
+    assert!(
+        rows[0][3].starts_with("the handler's result could not be stored"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows[1],
+        ["good-1", "completed", "{\"ok\": \"good-1\"}", "-"]
+    );
+    assert_eq!(
+        rows[2],
+        ["good-2", "completed", "{\"ok\": \"good-2\"}", "-"]
+    );
+}

@@ -54,6 +54,21 @@ pub async fn connect(
         })
 }
 
+/// Whether `db`'s connections are encrypted (TLS), as the server reports for the one
+/// this query runs on. One round trip.
+pub async fn connection_encrypted(db: &impl ConnectionTrait) -> Result<bool, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("", "ssl")?,
+        None => false,
+    })
+}
+
 /// `url` with its database (path) replaced by `db`; query parameters are kept.
 pub fn url_with_database(url: &str, db: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));

@@ -19,9 +19,12 @@ pub(crate) struct OwnConnection {
     conn: Option<sqlx::PgConnection>,
 }
 
-/// Applies the session settings and reads the connection's ports (for
-/// `TCP_NODELAY`), in one round trip; the aggregate makes every `set_config` run.
-const SET_UP_SQL: &str = "SELECT inet_client_port(), inet_server_port()
+/// Applies the session settings and reads the connection's ends (for `TCP_NODELAY`,
+/// the columns of `tcp_nodelay::Endpoints::SQL`), in one round trip; the aggregate
+/// makes every `set_config` run.
+const SET_UP_SQL: &str = "SELECT host(inet_client_addr()) AS client_addr,
+            inet_client_port() AS client_port, host(inet_server_addr()) AS server_addr,
+            inet_server_port() AS server_port
      FROM (SELECT count(set_config(name, value, false))
            FROM unnest($1::text[], $2::text[]) AS s(name, value)) AS applied";
 
@@ -63,12 +66,12 @@ impl OwnConnection {
                     .into_iter()
                     .chain(self.settings.iter().copied());
                 let (names, values): (Vec<&str>, Vec<&str>) = settings.unzip();
-                let ports: (Option<i32>, Option<i32>) = sqlx::query_as(SET_UP_SQL)
+                let row: tcp_nodelay::EndpointsRow = sqlx::query_as(SET_UP_SQL)
                     .bind(names)
                     .bind(values)
                     .fetch_one(&mut conn)
                     .await?;
-                tcp_nodelay::set_for_server_ports(ports);
+                tcp_nodelay::set_for_endpoints(&tcp_nodelay::Endpoints::from_row(row));
                 conn
             }
         };

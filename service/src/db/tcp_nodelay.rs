@@ -9,15 +9,17 @@
 //! the raw-SQL baseline, and at 0.95× with the option forced on (see `docs/tls.md`).
 //!
 //! sqlx gives no access to its socket, so it is found from outside: the server tells
-//! the connection's ports (`inet_client_port()`, `inet_server_port()`), and the
-//! process's open descriptors (`/proc/self/fd`) are searched for the TCP socket whose
-//! local port and peer port are those two. Chosen over the alternatives because it
-//! touches exactly that connection's socket and nothing else: setting the option on
+//! the connection's two ends (`inet_client_addr()`, `inet_client_port()`,
+//! `inet_server_addr()`, `inet_server_port()`), and the process's open descriptors
+//! (`/proc/self/fd`) are searched for the TCP socket whose local and peer addresses
+//! are those two — a TCP connection's four-tuple, which no other socket shares.
+//! Chosen over the alternatives because it touches that connection's socket and
+//! nothing else: setting the option on
 //! every socket to the server's port would reach sockets that are not ours; a fork or
 //! vendored copy of sqlx would be the whole driver to maintain; `LD_PRELOAD` tricks act
 //! outside the program. Where the search cannot work the connection is left as it was
-//! (and runs as fast as sqlx lets it): over a Unix socket (no ports, and no Nagle), behind
-//! a proxy or NAT that rewrites ports, and on systems without `/proc/self/fd`.
+//! (and runs as fast as sqlx lets it): over a Unix socket (no TCP, and no Nagle), behind
+//! a proxy or NAT that rewrites addresses, and on systems without `/proc/self/fd`.
 //!
 //! What uses it: [`crate::db::connect`]'s pools ([`on_every_connection`]) and the
 //! connections the components open for themselves (the worker's claimer and
@@ -28,19 +30,69 @@
 //! `opt.map_sqlx_postgres_pool_opts(service::db::tcp_nodelay::on_every_connection)`.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 
 use sea_orm::sqlx::{self, PgConnection, postgres::PgPoolOptions};
 
-/// The connection's (client port, server port) as the server sees them; NULLs over
-/// a Unix socket.
-pub const PORTS_SQL: &str = "SELECT inet_client_port(), inet_server_port()";
+/// The connection's ends as the server sees them (client address and port, server
+/// address and port), read by [`Endpoints::SQL`]; all NULL over a Unix socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The client's address.
+    pub client_addr: Option<String>,
+    /// The client's port.
+    pub client_port: Option<i32>,
+    /// The server's address.
+    pub server_addr: Option<String>,
+    /// The server's port.
+    pub server_port: Option<i32>,
+}
 
-/// Sets `TCP_NODELAY` on `conn`'s socket. One round trip ([`PORTS_SQL`]). Returns
-/// whether the socket was found and set (`false` over a Unix socket, or when a proxy
-/// between rewrote the ports).
+impl Endpoints {
+    /// The query that reads them on a connection.
+    pub const SQL: &str = "SELECT host(inet_client_addr()) AS client_addr, \
+        inet_client_port() AS client_port, host(inet_server_addr()) AS server_addr, \
+        inet_server_port() AS server_port";
+
+    /// Reads them on `conn`: one round trip.
+    pub async fn of(conn: &mut PgConnection) -> Result<Self, sqlx::Error> {
+        Ok(Self::from_row(
+            sqlx::query_as(Self::SQL).fetch_one(conn).await?,
+        ))
+    }
+
+    /// From a row of [`Endpoints::SQL`]'s four columns, in order.
+    pub(crate) fn from_row(row: EndpointsRow) -> Self {
+        let (client_addr, client_port, server_addr, server_port) = row;
+        Self {
+            client_addr,
+            client_port,
+            server_addr,
+            server_port,
+        }
+    }
+
+    /// (this process's end, the server's end), if both are IP endpoints.
+    pub fn sockets(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let end = |addr: &Option<String>, port: Option<i32>| {
+            let ip: IpAddr = addr.as_deref()?.parse().ok()?;
+            Some(SocketAddr::new(ip, u16::try_from(port?).ok()?))
+        };
+        Some((
+            end(&self.client_addr, self.client_port)?,
+            end(&self.server_addr, self.server_port)?,
+        ))
+    }
+}
+
+/// A row of [`Endpoints::SQL`], as sqlx decodes it.
+pub(crate) type EndpointsRow = (Option<String>, Option<i32>, Option<String>, Option<i32>);
+
+/// Sets `TCP_NODELAY` on `conn`'s socket. One round trip ([`Endpoints::SQL`]).
+/// Returns whether the socket was found and set (`false` over a Unix socket, or when
+/// a proxy or NAT between rewrote the addresses).
 pub async fn set_tcp_nodelay(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let ports: (Option<i32>, Option<i32>) = sqlx::query_as(PORTS_SQL).fetch_one(conn).await?;
-    Ok(set_for_server_ports(ports))
+    Ok(set_for_endpoints(&Endpoints::of(conn).await?))
 }
 
 /// `options` with [`set_tcp_nodelay`] run on every connection the pool opens (one
@@ -51,36 +103,35 @@ pub fn on_every_connection(options: PgPoolOptions) -> PgPoolOptions {
     options.after_connect(|conn, _| {
         Box::pin(async move {
             if !set_tcp_nodelay(conn).await? {
-                tracing::debug!("TCP_NODELAY not set: no TCP socket with the connection's ports");
+                tracing::debug!(
+                    "TCP_NODELAY not set: no TCP socket with the connection's addresses"
+                );
             }
             Ok(())
         })
     })
 }
 
-/// Sets `TCP_NODELAY` on the socket with the (client port, server port) the server
+/// Sets `TCP_NODELAY` on the socket of the connection whose ends the server
 /// reported; returns whether it did. A failure is logged, never returned: the
 /// connection works without the option, only slower.
-pub(crate) fn set_for_server_ports(ports: (Option<i32>, Option<i32>)) -> bool {
-    let (Some(client), Some(server)) = ports else {
+pub(crate) fn set_for_endpoints(ends: &Endpoints) -> bool {
+    let Some((local, peer)) = ends.sockets() else {
         return false;
     };
-    let (Ok(client), Ok(server)) = (u16::try_from(client), u16::try_from(server)) else {
-        return false;
-    };
-    match set_for_ports(client, server) {
+    match set_for_socket(local, peer) {
         Ok(found) => found,
         Err(e) => {
-            tracing::debug!(client, server, error = %e, "setting TCP_NODELAY failed");
+            tracing::debug!(%local, %peer, error = %e, "setting TCP_NODELAY failed");
             false
         }
     }
 }
 
-/// Sets `TCP_NODELAY` on this process's TCP socket whose local port is `local` and
-/// whose peer's port is `peer`. Returns whether such a socket was found. Costs one
-/// directory read of `/proc/self/fd` and two system calls per open descriptor.
-pub fn set_for_ports(local: u16, peer: u16) -> io::Result<bool> {
+/// Sets `TCP_NODELAY` on this process's TCP socket from `local` to `peer`. Returns
+/// whether such a socket was found. Costs one directory read of `/proc/self/fd` and
+/// up to three system calls per open descriptor.
+pub fn set_for_socket(local: SocketAddr, peer: SocketAddr) -> io::Result<bool> {
     let Some(fd) = sys::find_socket(local, peer)? else {
         return Ok(false);
     };
@@ -88,9 +139,9 @@ pub fn set_for_ports(local: u16, peer: u16) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Whether `TCP_NODELAY` is set on the socket [`set_for_ports`] would set; `None`
+/// Whether `TCP_NODELAY` is set on the socket [`set_for_socket`] would set; `None`
 /// when there is no such socket. For tests and diagnostics.
-pub fn nodelay_of_ports(local: u16, peer: u16) -> io::Result<Option<bool>> {
+pub fn nodelay_of_socket(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<bool>> {
     match sys::find_socket(local, peer)? {
         Some(fd) => sys::nodelay(fd).map(Some),
         None => Ok(None),
@@ -105,10 +156,14 @@ mod sys {
     //! memory is touched but the buffers passed here.
 
     use std::io;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
     use std::os::fd::RawFd;
 
-    /// The descriptor of the TCP socket with local port `local` and peer port `peer`.
-    pub(super) fn find_socket(local: u16, peer: u16) -> io::Result<Option<RawFd>> {
+    /// The descriptor of the TCP socket from `local` to `peer` (IPv4-mapped IPv6
+    /// addresses compare as IPv4).
+    pub(super) fn find_socket(local: SocketAddr, peer: SocketAddr) -> io::Result<Option<RawFd>> {
+        let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+        let (local, peer) = (canonical(local), canonical(peer));
         for entry in std::fs::read_dir("/proc/self/fd")? {
             let Some(fd) = entry?
                 .file_name()
@@ -117,8 +172,9 @@ mod sys {
             else {
                 continue;
             };
-            if port(fd, libc::getsockname) == Some(local)
-                && port(fd, libc::getpeername) == Some(peer)
+            if address(fd, libc::getsockname).map(canonical) == Some(local)
+                && address(fd, libc::getpeername).map(canonical) == Some(peer)
+                && is_stream(fd)
             {
                 return Ok(Some(fd));
             }
@@ -129,31 +185,50 @@ mod sys {
     type AddressCall =
         unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
-    /// The port of `fd`'s local or peer address (by `call`), if it is an IP socket.
-    fn port(fd: RawFd, call: AddressCall) -> Option<u16> {
+    /// `fd`'s local or peer address (by `call`), if it is an IP socket.
+    fn address(fd: RawFd, call: AddressCall) -> Option<SocketAddr> {
         // SAFETY: an all-zero sockaddr_storage is a valid value of that plain C struct.
-        let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: `address` is a writable sockaddr_storage, large enough for any
+        // SAFETY: `storage` is a writable sockaddr_storage, large enough for any
         // address, and `len` says so; on a descriptor that is not a socket the call
         // fails and writes nothing.
-        let rc = unsafe { call(fd, (&raw mut address).cast(), &mut len) };
+        let rc = unsafe { call(fd, (&raw mut storage).cast(), &mut len) };
         if rc != 0 {
             return None;
         }
-        match libc::c_int::from(address.ss_family) {
+        match libc::c_int::from(storage.ss_family) {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a sockaddr_in.
-                let v4 = unsafe { &*(&raw const address).cast::<libc::sockaddr_in>() };
-                Some(u16::from_be(v4.sin_port))
+                let v4 = unsafe { &*(&raw const storage).cast::<libc::sockaddr_in>() };
+                let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                Some(SocketAddr::new(ip.into(), u16::from_be(v4.sin_port)))
             }
             libc::AF_INET6 => {
                 // SAFETY: the family says the storage holds a sockaddr_in6.
-                let v6 = unsafe { &*(&raw const address).cast::<libc::sockaddr_in6>() };
-                Some(u16::from_be(v6.sin6_port))
+                let v6 = unsafe { &*(&raw const storage).cast::<libc::sockaddr_in6>() };
+                let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+                Some(SocketAddr::new(ip.into(), u16::from_be(v6.sin6_port)))
             }
             _ => None,
         }
+    }
+
+    /// Whether `fd` is a stream (TCP) socket.
+    fn is_stream(fd: RawFd) -> bool {
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `kind` is a writable c_int and `len` is its size.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                (&raw mut kind).cast(),
+                &mut len,
+            )
+        };
+        rc == 0 && kind == libc::SOCK_STREAM
     }
 
     pub(super) fn set_nodelay(fd: RawFd, on: bool) -> io::Result<()> {
@@ -201,8 +276,9 @@ mod sys {
     //! No `/proc/self/fd`: the socket cannot be found, and is left as sqlx made it.
 
     use std::io;
+    use std::net::SocketAddr;
 
-    pub(super) fn find_socket(_local: u16, _peer: u16) -> io::Result<Option<i32>> {
+    pub(super) fn find_socket(_local: SocketAddr, _peer: SocketAddr) -> io::Result<Option<i32>> {
         Ok(None)
     }
 

@@ -11,8 +11,8 @@
 //! - **Finish** many jobs in one statement: completions, and failures that retry with
 //!   exponential backoff and jitter until `max_attempts`, then stay `failed`.
 //! - **Leases**: running jobs heartbeat; [`rescue_expired`] returns the jobs of a
-//!   crashed or frozen worker to pending (their attempt counted) in their old place
-//!   in line.
+//!   crashed or frozen worker to pending (their attempt counted); a first attempt
+//!   keeps its old place in line.
 //! - **Fencing**: every claim gives the job a fresh `claim_token`; outcomes,
 //!   heartbeats and releases carry the [`Lease`] they belong to and touch the row only
 //!   while that claim still holds it. The outcome of a run whose lease was lost (its
@@ -84,6 +84,9 @@ pub const AI_ANNOTATION_JOBS: QueueTable = QueueTable {
     status_type: "ai_job_status",
     channel: "strata_ai_annotation_jobs",
 };
+
+/// The longest back-off a rescue applies (and the cap on its settings): 30 days.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The largest priority; priorities are 0 (default) to this, higher runs first.
 pub const MAX_PRIORITY: i32 = 32_767;
@@ -740,7 +743,10 @@ pub(crate) async fn finish_on(
             .iter()
             .map(|(_, o)| match o {
                 Outcome::Completed(_) => (None, None),
-                Outcome::Failed { error, retry_at } => (Some(error.clone()), Some(*retry_at)),
+                // PostgreSQL text cannot hold NUL characters.
+                Outcome::Failed { error, retry_at } => {
+                    (Some(error.replace('\0', "\u{FFFD}")), Some(*retry_at))
+                }
             })
             .unzip();
         let (completed, failed): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -816,8 +822,8 @@ pub async fn heartbeat(
 /// enqueued after it (after an outage its re-run does not wait behind the backlog);
 /// only a job that had run before this attempt (attempt 2 or later: the job may be
 /// what kills its workers) waits a back-off, `retry_base × 2^(attempt − 2)` capped at
-/// `retry_max`. One statement on a pooled connection, through the partial lease
-/// index. Returns how many.
+/// `retry_max` (both at most [`MAX_BACKOFF`]). One statement on a pooled connection,
+/// through the partial lease index. Returns how many.
 pub async fn rescue_expired(
     db: &DatabaseConnection,
     table: QueueTable,
@@ -832,9 +838,8 @@ pub async fn rescue_expired(
              locked_until = NULL,
              claim_token = NULL,
              run_at = CASE WHEN attempts > 1
-                           THEN greatest(run_at, now() + least(
-                                    make_interval(secs => $1 * power(2, least(attempts - 2, 40))),
-                                    make_interval(secs => $2)))
+                           THEN greatest(run_at, now() + make_interval(secs => least(
+                                    $1 * power(2, least(attempts - 2, 30)), $2)))
                            ELSE run_at END
          WHERE status = '{running}' AND locked_until < now()",
         t = table.table,
@@ -842,9 +847,12 @@ pub async fn rescue_expired(
         error = table.error_column,
         running = table.running,
     );
+    // Capped in floating point before any interval is made: an interval overflows
+    // past ~292,000 years, and one overflowing row would fail the whole statement.
+    let (base, max) = (retry_base.min(MAX_BACKOFF), retry_max.min(MAX_BACKOFF));
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(retry_base.as_secs_f64())
-        .bind(retry_max.as_secs_f64())
+        .bind(base.as_secs_f64())
+        .bind(max.as_secs_f64())
         .execute(db.get_postgres_connection_pool())
         .await
         .map_err(db_err)?;

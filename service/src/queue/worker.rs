@@ -112,11 +112,15 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// Most outcomes written by one statement. Default 1000.
     pub max_completion_batch: usize,
-    /// How many times the completer tries to write a batch of outcomes (waiting
-    /// 50 ms, then twice as long each time: 8 tries span about 13 s) before it gives
-    /// the batch up. A batch given up is logged with its count and reported in
-    /// [`WorkerReport::unwritten`]; its jobs stay running under leases nobody renews,
-    /// and are rescued and run again once those expire. At least 1. Default 8.
+    /// How many times the completer tries to write a batch of outcomes while the
+    /// database cannot be reached (waiting 50 ms, then twice as long each time: 8
+    /// tries wait about 6.4 s in all) before it gives the batch up. A batch given up
+    /// is logged with its count and reported in [`WorkerReport::unwritten`]; its jobs
+    /// stay running under leases nobody renews, and once those expire they are
+    /// rescued — run again, or failed ("lease expired") if that was their last
+    /// attempt. (A batch the database refuses as a statement — an outcome it cannot
+    /// store — is written outcome by outcome instead, and an outcome that still
+    /// cannot be stored is recorded as a failure saying why.) At least 1. Default 8.
     pub completion_attempts: u32,
     /// Whether claims and outcomes wait for their commit to reach disk. Default
     /// `false`: they commit with `synchronous_commit = off` — a crash of the database
@@ -152,18 +156,22 @@ impl Default for WorkerConfig {
 }
 
 /// What a worker did before it stopped. Every outcome its handlers produced is in
-/// exactly one of `completed`, `failed`, `stale` and `unwritten`.
+/// exactly one of `completed`, `failed`, `stale` and `unwritten`, as the database
+/// answered: when a connection breaks after a commit whose reply was lost, the
+/// outcomes it wrote are counted as stale (the retry finds their claims ended) or,
+/// on the last try, as unwritten.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerReport {
     /// Jobs it completed (written).
     pub completed: u64,
     /// Failed attempts it recorded (written; retried or final).
     pub failed: u64,
-    /// Outcomes the database refused because their run had lost its lease (the job
-    /// was rescued, cancelled or finished meanwhile): nothing was written for them.
+    /// Outcomes the database refused because their run no longer held the job: its
+    /// lease was lost (rescued, cancelled), or the handler finished the job itself
+    /// (`queue::ai::complete_ai_job`). Nothing was written for them.
     pub stale: u64,
     /// Outcomes it gave up writing after `completion_attempts` tries (the database
-    /// was unreachable): their jobs are rescued once their leases expire.
+    /// could not be reached): their jobs are rescued once their leases expire.
     pub unwritten: u64,
     /// Running jobs it gave back to pending at shutdown.
     pub released: u64,
@@ -312,7 +320,8 @@ impl Worker {
 
     /// Claims and runs jobs until `shutdown` resolves, then stops claiming, lets
     /// running jobs finish for up to `shutdown_timeout`, gives the rest back to
-    /// pending, writes every outcome and returns what it did.
+    /// pending, writes the outcomes (see [`WorkerReport`] for those it cannot) and
+    /// returns what it did.
     ///
     /// Three tasks share the work so none waits for another's round trip: this one
     /// claims (one statement for up to the free slots plus `prefetch`, on its own
@@ -527,19 +536,24 @@ async fn dispatch_loop(
             },
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let next = {
-            let mut local = lock(&shared.local);
-            let mut next = None;
-            while let Some(job) = local.ready.pop_front() {
-                if local.held.remove(&job.lease()) {
-                    next = Some(job);
-                    break;
+        {
+            // The lease moves from the local queue to the runs in flight under both
+            // locks (always taken in this order), so a heartbeat never misses it.
+            let mut inflight = lock(&shared.inflight);
+            let next = {
+                let mut local = lock(&shared.local);
+                let mut next = None;
+                while let Some(job) = local.ready.pop_front() {
+                    if local.held.remove(&job.lease()) {
+                        next = Some(job);
+                        break;
+                    }
                 }
+                next
+            };
+            if let Some(job) = next {
+                start_job(&worker, job, permit, &shared, &done_tx, &mut inflight);
             }
-            next
-        };
-        if let Some(job) = next {
-            start_job(&worker, job, permit, &shared, &done_tx);
         }
         shared.need.notify_one();
     }
@@ -564,13 +578,15 @@ fn context(job: ClaimedJob, cancelled: watch::Receiver<bool>) -> JobContext {
 
 /// Starts one claimed job in a task of its own: the handler under its type's timeout
 /// (the future is dropped when it runs out), a panic caught as a failure; then its
-/// outcome goes to the completer and its slot is freed.
+/// outcome goes to the completer and its slot is freed. `inflight` is the locked map
+/// of runs, which gets this one.
 fn start_job(
     worker: &Arc<Worker>,
     job: ClaimedJob,
     permit: tokio::sync::OwnedSemaphorePermit,
     shared: &Arc<Shared>,
     done_tx: &mpsc::UnboundedSender<(Lease, Outcome)>,
+    inflight: &mut HashMap<Lease, InFlight>,
 ) {
     let (lease, attempt) = (job.lease(), job.attempt);
     let (retry_base, retry_max) = (worker.config.retry_base, worker.config.retry_max);
@@ -578,9 +594,8 @@ fn start_job(
     let unknown = format!("no handler for job type {:?}", job.job_type);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (shared_task, done_tx) = (Arc::clone(shared), done_tx.clone());
-    // The map is locked across the spawn so the task cannot finish (and remove its
-    // entry) before the entry exists.
-    let mut inflight = lock(&shared.inflight);
+    // The map is locked (by the caller) across the spawn, so the task cannot finish
+    // (and remove its entry) before the entry exists.
     let task = tokio::spawn(async move {
         let result = match handler {
             Some((handler, timeout)) => {
@@ -646,9 +661,8 @@ impl Future for CatchPanic {
 }
 
 /// Writes outcomes as they come, as many per statement as are waiting (up to
-/// `max_completion_batch`): one statement per flush, on a connection of its own.
-/// A batch that cannot be written is tried `completion_attempts` times, then given
-/// up and logged. Returns the report's `completed`, `failed`, `stale` and
+/// `max_completion_batch`): one statement per flush, on a connection of its own (see
+/// [`write_outcomes`]). Returns the report's `completed`, `failed`, `stale` and
 /// `unwritten`, as the database answered.
 async fn complete_loop(
     worker: Arc<Worker>,
@@ -666,41 +680,96 @@ async fn complete_loop(
                 Err(_) => break,
             }
         }
-        let mut pause = Duration::from_millis(50);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let written = conn
-                .run(db_err, async |c| finish_on(c, worker.table, &batch).await)
-                .await;
-            match written {
-                Ok(done) => {
-                    report.completed += done.completed;
-                    report.failed += done.failed;
-                    report.stale += done.stale;
-                    if done.stale > 0 {
-                        tracing::info!(worker = %worker.id, stale = done.stale,
-                            "outcomes of runs that had lost their lease were refused");
-                    }
-                    break;
-                }
-                Err(e) if tries >= worker.config.completion_attempts => {
-                    report.unwritten += batch.len() as u64;
-                    tracing::error!(worker = %worker.id, outcomes = batch.len(), tries, error = %e,
-                        "gave up writing outcomes; their jobs are rescued and run again when their leases expire");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(worker = %worker.id, outcomes = batch.len(), tries, error = %e,
-                        "writing outcomes failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-            }
-        }
+        write_outcomes(&worker, &mut conn, &batch, &mut report).await;
         batch.clear();
     }
     report
+}
+
+/// Writes one batch of outcomes and counts it into `report`. While the database
+/// cannot be reached the batch is tried `completion_attempts` times (pauses from
+/// 50 ms, doubling), then given up (`unwritten`). When the database refuses the
+/// statement itself — an outcome it cannot store, such as a result with a `\u0000`
+/// — retrying the batch cannot help: its outcomes are written one by one, and one
+/// that is still refused is written as a failure saying why, so one bad outcome
+/// costs no other job its result.
+async fn write_outcomes(
+    worker: &Worker,
+    conn: &mut OwnConnection,
+    batch: &[(Lease, Outcome)],
+    report: &mut WorkerReport,
+) {
+    let mut pause = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let written = conn
+            .run(db_err, async |c| finish_on(c, worker.table, batch).await)
+            .await;
+        let e = match written {
+            Ok(done) => {
+                report.completed += done.completed;
+                report.failed += done.failed;
+                report.stale += done.stale;
+                if done.stale > 0 {
+                    tracing::info!(worker = %worker.id, stale = done.stale,
+                        "outcomes refused: their runs no longer held their jobs (lost leases, or jobs their handlers finished)");
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        if refused_by_database(&e) && batch.len() > 1 {
+            tracing::warn!(worker = %worker.id, outcomes = batch.len(), error = %e,
+                "the database refused a batch of outcomes; writing them one by one");
+            for one in batch {
+                Box::pin(write_outcomes(
+                    worker,
+                    conn,
+                    std::slice::from_ref(one),
+                    report,
+                ))
+                .await;
+            }
+            return;
+        }
+        if let [(lease, Outcome::Completed(_))] = batch
+            && refused_by_database(&e)
+        {
+            tracing::warn!(worker = %worker.id, job = %lease.job, error = %e,
+                "the database refused a job's result; recording the attempt as failed");
+            let failed = Outcome::Failed {
+                error: format!("the handler's result could not be stored: {e}"),
+                retry_at: backoff(1, worker.config.retry_base, worker.config.retry_max),
+            };
+            Box::pin(write_outcomes(worker, conn, &[(*lease, failed)], report)).await;
+            return;
+        }
+        if tries >= worker.config.completion_attempts || refused_by_database(&e) {
+            report.unwritten += batch.len() as u64;
+            tracing::error!(worker = %worker.id, outcomes = batch.len(), tries, error = %e,
+                "gave up writing outcomes; their jobs are rescued when their leases expire");
+            return;
+        }
+        tracing::warn!(worker = %worker.id, outcomes = batch.len(), tries, error = %e,
+            "writing outcomes failed; retrying");
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}
+
+/// Whether the database refused the statement (an error it answered with), as
+/// opposed to a connection that failed: sending the same statement again cannot help.
+fn refused_by_database(e: &QueueError) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        QueueError::Database(
+            DbErr::Conn(RuntimeErr::SqlxError(inner))
+            | DbErr::Exec(RuntimeErr::SqlxError(inner))
+            | DbErr::Query(RuntimeErr::SqlxError(inner)),
+        ) => matches!(**inner, sqlx::Error::Database(_)),
+        _ => false,
+    }
 }
 
 /// Renews the leases of the running and queued jobs; tells each run whose lease was
@@ -714,8 +783,11 @@ async fn heartbeat_loop(worker: Arc<Worker>, shared: Arc<Shared>, mut stop: watc
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let mut leases: Vec<Lease> = lock(&shared.inflight).keys().copied().collect();
-        leases.extend(lock(&shared.local).held.iter().copied());
+        let leases: Vec<Lease> = {
+            let inflight = lock(&shared.inflight);
+            let local = lock(&shared.local);
+            inflight.keys().chain(local.held.iter()).copied().collect()
+        };
         match heartbeat(&worker.db, worker.table, &leases, worker.config.lease).await {
             Ok(held) => {
                 let held: HashSet<Lease> = held.into_iter().collect();
