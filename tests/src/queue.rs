@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use service::queue::QueueError;
 use service::queue::worker::{HandlerFuture, JobContext, Worker, WorkerConfig, WorkerReport};
+use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, NewJob, QueueError};
 use tokio::sync::oneshot;
 
 use crate::TestDb;
@@ -78,4 +78,15 @@ pub async fn wait_for(t: &TestDb, sql: &str, expected: &str, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Enqueues one job of `job_type` with an empty payload into `jobs`; its id.
+pub async fn enqueue_one(t: &TestDb, job_type: &str) -> uuid::Uuid {
+    queue::enqueue(
+        &t.db,
+        &[NewJob::new(job_type, json!({}))],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue")[0]
 }

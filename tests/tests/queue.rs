@@ -16,7 +16,7 @@ use service::queue::{
     self, AI_ANNOTATION_JOBS, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError,
 };
 use tests::TestDb;
-use tests::queue::{fast, never_finishes, run_until, spawn, wait_for};
+use tests::queue::{enqueue_one, fast, never_finishes, run_until, spawn, wait_for};
 
 const WORKER_BIN: &str = env!("CARGO_BIN_EXE_strata-test-worker");
 
@@ -82,13 +82,7 @@ async fn eight_workers_in_two_processes_drain_ten_thousand_jobs_exactly_once() {
 #[tokio::test]
 async fn a_killed_workers_job_is_finished_by_another_after_its_lease() {
     let t = TestDb::new().await;
-    let id = queue::enqueue(
-        &t.db,
-        &[NewJob::new("slow", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue")[0];
+    let id = enqueue_one(&t, "slow").await;
     let mut child = Command::new(WORKER_BIN)
         .args([t.url.as_str(), "hang", "1", "1000"])
         .stdout(Stdio::piped())

@@ -12,7 +12,7 @@ use serde_json::json;
 use service::cache::BoxError;
 use service::queue::worker::{Worker, WorkerConfig};
 use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, Finished, JOBS, Lease, NewJob, QueueError};
-use tests::queue::{fast, never_finishes, run_until, spawn, wait_for};
+use tests::queue::{enqueue_one, fast, never_finishes, run_until, spawn, wait_for};
 use tests::{OutageRole, TestDb};
 use tokio::sync::Notify;
 
@@ -27,13 +27,7 @@ const LONG: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "current_thread")]
 async fn a_stalled_run_that_lost_its_lease_cannot_complete_the_job_its_newer_run_holds() {
     let t = TestDb::new().await;
-    let id = queue::enqueue(
-        &t.db,
-        &[NewJob::new("long", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue")[0];
+    let id = enqueue_one(&t, "long").await;
 
     // The rescuer: waits for attempt 1 to start, then rescues the job once its lease
     // has expired, and says so.
@@ -449,13 +443,7 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
 #[tokio::test]
 async fn a_completer_that_cannot_write_reports_the_outcomes_as_not_written() {
     let t = TestDb::new().await;
-    let id = queue::enqueue(
-        &t.db,
-        &[NewJob::new("job", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue")[0];
+    let id = enqueue_one(&t, "job").await;
     let role = OutageRole::new(&t).await;
     let db = service::db::connect(Some(&role.url), 4)
         .await
