@@ -52,7 +52,7 @@ fn doctor(url: Option<&str>) -> Result<(), String> {
         let db = service::db::connect(Some(&url), 1)
             .await
             .map_err(|e| e.to_string())?;
-        let inv = service::db::inventory(&db)
+        let inv = service::db::inventory(&db, &migration::names())
             .await
             .map_err(|e| e.to_string())?;
         let _ = db.close().await;

@@ -8,8 +8,9 @@
 
 use std::process::ExitCode;
 
-use crate::{MigrationLock, Migrator, embedded};
+use crate::Migrator;
 use clap::Parser;
+use devdb::{MigrationLock, embedded};
 use sea_orm_cli::MigrateSubcommands;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 

@@ -1,16 +1,15 @@
 //! Strata's schema as SeaORM migrations, one per seed migration, in dependency order,
 //! each with an `up` and a `down` (see `SPEC.md`).
 //!
-//! Also here, because the `migration` binary, the `strata` CLI and the tests all need
-//! them: the embedded default database ([`embedded`]) and the advisory lock that makes
-//! concurrent `up` runs safe ([`MigrationLock`], [`up`]).
+//! [`up`] applies them under the migration lock of the `devdb` crate (which also holds
+//! the embedded default database), so concurrent runs are safe.
 
+use devdb::MigrationLock;
 pub use sea_orm_migration::MigrationStatus;
 pub use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 
 pub mod command;
-pub mod embedded;
 mod helpers;
 mod m20250101_000001_foundation;
 mod m20250124_000002_layer0_tables;
@@ -64,38 +63,12 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// The PostgreSQL advisory-lock key that serialises migration runs on one database
-/// (sea-orm-migration has no lock of its own). ASCII "STRATAMG".
-pub const MIGRATION_LOCK_KEY: i64 = 0x5354_5241_5441_4d47;
-
-/// The session-level advisory lock [`MIGRATION_LOCK_KEY`], held on a dedicated
-/// connection for as long as this value lives. If the process dies, PostgreSQL ends
-/// the session and the lock goes with it.
-pub struct MigrationLock {
-    conn: DatabaseConnection,
-}
-
-impl MigrationLock {
-    /// Opens one connection to `url` and waits for the lock on it (one round trip once
-    /// the lock is free). Other databases on the same server are not affected.
-    pub async fn acquire(url: &str) -> Result<Self, DbErr> {
-        let mut opt = ConnectOptions::new(url.to_owned());
-        opt.max_connections(1)
-            .min_connections(1)
-            .sqlx_logging(false);
-        let conn = Database::connect(opt).await?;
-        conn.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-            .await?;
-        Ok(Self { conn })
-    }
-
-    /// Releases the lock and closes its connection (one round trip).
-    pub async fn release(self) -> Result<(), DbErr> {
-        self.conn
-            .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-            .await?;
-        self.conn.close().await
-    }
+/// The names of the migrations compiled in, in order (for `service::db::inventory`).
+pub fn names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
 }
 
 /// Checks the settings the migrations read from the environment (`VECTOR_DIMENSION`)

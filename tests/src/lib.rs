@@ -118,7 +118,7 @@ fn admin_blocking(statements: Vec<String>) {
 pub fn server_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
-        let url = migration::embedded::database_url().expect("a PostgreSQL server for the tests");
+        let url = devdb::embedded::database_url().expect("a PostgreSQL server for the tests");
         url_with_database(&url, "postgres")
     })
     .clone()

@@ -57,7 +57,7 @@ fn start(dir: &Path) -> std::process::Child {
 fn start_with_tls(dir: &Path, tls: bool) -> std::process::Child {
     Command::new(EMBEDDED_BIN)
         .arg(dir)
-        .env(migration::embedded::TLS_ENV, if tls { "1" } else { "0" })
+        .env(devdb::embedded::TLS_ENV, if tls { "1" } else { "0" })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -253,7 +253,9 @@ async fn concurrent_up_applies_once_then_status_down_and_up_round_trip() {
         .column("SELECT version FROM seaql_migrations ORDER BY version")
         .await;
     assert_eq!(applied, names);
-    let before = service::db::inventory(&t.db).await.expect("inventory");
+    let before = service::db::inventory(&t.db, &migration::names())
+        .await
+        .expect("inventory");
     assert!(before.pending.is_empty());
     assert!(
         before
@@ -290,7 +292,9 @@ async fn concurrent_up_applies_once_then_status_down_and_up_round_trip() {
             .await
             .is_empty()
     );
-    let down = service::db::inventory(&t.db).await.expect("inventory");
+    let down = service::db::inventory(&t.db, &migration::names())
+        .await
+        .expect("inventory");
     assert!(down.functions.is_empty(), "{down:?}");
     assert_eq!(
         t.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'auth'")
@@ -298,6 +302,8 @@ async fn concurrent_up_applies_once_then_status_down_and_up_round_trip() {
         "0"
     );
     ok(&migrate(&t.url, &["up"]));
-    let after = service::db::inventory(&t.db).await.expect("inventory");
+    let after = service::db::inventory(&t.db, &migration::names())
+        .await
+        .expect("inventory");
     assert_eq!(before, after);
 }

@@ -9,7 +9,7 @@ use tests::TestDb;
 const MIGRATE_BIN: &str = env!("CARGO_BIN_EXE_strata-test-migrate");
 
 fn schema_dump(url: &str) -> String {
-    let bindir = migration::embedded::find_bindir().expect("PostgreSQL binaries");
+    let bindir = devdb::embedded::find_bindir().expect("PostgreSQL binaries");
     let out = Command::new(bindir.join("pg_dump"))
         .args(["--schema-only", "--no-owner"])
         .arg(url)
@@ -152,7 +152,9 @@ async fn fresh_rebuilds_a_migrated_database() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(t.scalar("SELECT count(*) FROM courses").await, "0");
-    let inventory = service::db::inventory(&t.db).await.expect("inventory");
+    let inventory = service::db::inventory(&t.db, &migration::names())
+        .await
+        .expect("inventory");
     assert!(inventory.pending.is_empty(), "{:?}", inventory.pending);
     assert_eq!(inventory.tables.len(), 20);
 }

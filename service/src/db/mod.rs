@@ -5,7 +5,7 @@ pub mod tcp_nodelay;
 
 pub(crate) use own_connection::OwnConnection;
 
-use migration::{MigratorTrait, embedded};
+use devdb::embedded;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 
 /// Why a connection could not be made.
@@ -128,9 +128,14 @@ pub struct Inventory {
     pub enums: Vec<String>,
 }
 
-/// Reads the [`Inventory`] of `db`: three round trips (one catalogue query, the
-/// migration table, the list of migrations compiled in).
-pub async fn inventory(db: &DatabaseConnection) -> Result<Inventory, DbErr> {
+/// Reads the [`Inventory`] of `db`, given the names of the migrations the caller
+/// knows (in order; `migration::names()`): those recorded in `seaql_migrations` are
+/// applied, the others pending. Two round trips (the catalogue, the migration table;
+/// one when the table does not exist yet).
+pub async fn inventory(
+    db: &impl ConnectionTrait,
+    migrations: &[String],
+) -> Result<Inventory, DbErr> {
     let sql = r#"
 SELECT
   current_setting('server_version') AS server_version,
@@ -152,20 +157,30 @@ SELECT
    WHERE n.nspname = 'public' AND NOT t.tgisinternal) AS triggers,
   (SELECT count(*) FROM pg_policies WHERE schemaname = 'public') AS policies,
   ARRAY(SELECT t.typname::text FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname = 'public' AND t.typtype = 'e' ORDER BY 1) AS enums
+        WHERE n.nspname = 'public' AND t.typtype = 'e' ORDER BY 1) AS enums,
+  to_regclass('seaql_migrations') IS NOT NULL AS has_migration_table
 "#;
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("catalogue query returned no row".into()))?;
-    let statuses = migration::Migrator::get_migration_with_status_read_only(db).await?;
-    let (mut applied, mut pending) = (Vec::new(), Vec::new());
-    for m in statuses {
-        match m.status() {
-            migration::MigrationStatus::Applied => applied.push(m.name().to_owned()),
-            migration::MigrationStatus::Pending => pending.push(m.name().to_owned()),
-        }
-    }
+    let applied: Vec<String> = if row.try_get("", "has_migration_table")? {
+        db.query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations ORDER BY version",
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get("", "version"))
+        .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let pending = migrations
+        .iter()
+        .filter(|name| !applied.contains(name))
+        .cloned()
+        .collect();
     Ok(Inventory {
         server_version: row.try_get("", "server_version")?,
         pgvector_version: row.try_get("", "pgvector_version")?,

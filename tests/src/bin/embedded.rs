@@ -8,7 +8,7 @@ fn main() -> ExitCode {
         eprintln!("usage: strata-test-embedded DIR");
         return ExitCode::FAILURE;
     };
-    match migration::embedded::start_or_reuse(std::path::Path::new(&dir)) {
+    match devdb::embedded::start_or_reuse(std::path::Path::new(&dir)) {
         Ok(c) => {
             println!(
                 "{} {} {}",
