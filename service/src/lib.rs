@@ -5,4 +5,5 @@
 
 pub mod cache;
 pub mod db;
+pub mod error;
 pub mod queue;

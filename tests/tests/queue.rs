@@ -674,8 +674,12 @@ async fn completing_an_ai_job_writes_its_annotations_in_the_same_transaction() {
     .await
     .expect_err("check violation");
     assert!(
-        err.to_string().contains("check_bounding_box_coords"),
-        "{err}"
+        matches!(
+            &err,
+            QueueError::Database(service::error::DbError::CheckViolation { constraint: Some(c), .. })
+                if c == "check_bounding_box_coords"
+        ),
+        "{err:?}"
     );
     assert_eq!(t.scalar("SELECT count(*) FROM annotations").await, "0");
     assert_eq!(

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
+
+use crate::error::DbError;
 use sea_orm::sqlx::encode::IsNull;
 use sea_orm::sqlx::error::BoxDynError;
 use sea_orm::sqlx::postgres::types::Oid;
@@ -647,9 +649,10 @@ impl Drop for HeldLock {
 
 /// [`HeldLock::conn`] is `Some` until `release`: reaching this is a bug in this module.
 fn unreachable_lock<T>() -> Result<T, CacheError> {
-    Err(CacheError::Database(sea_orm::DbErr::Custom(
-        "cache lock connection missing before release".into(),
-    )))
+    Err(CacheError::Database(DbError::Other {
+        code: None,
+        message: "cache lock connection missing before release".into(),
+    }))
 }
 
 async fn try_lock(conn: &mut PgConnection, id: i64) -> Result<bool, CacheError> {
@@ -674,8 +677,7 @@ fn lock_id(cache: &str, key_text: &str) -> i64 {
 }
 
 /// A driver error as a [`CacheError`].
+/// A driver error as a [`CacheError::Database`], its class kept.
 pub(crate) fn db_err(e: sqlx::Error) -> CacheError {
-    CacheError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-        Arc::new(e),
-    )))
+    CacheError::Database(e.into())
 }

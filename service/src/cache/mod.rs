@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::error::DbError;
+
 pub mod ai_response;
 pub mod core;
 pub mod exercise;
@@ -162,9 +164,15 @@ pub enum CacheError {
         /// The compute's error.
         source: BoxError,
     },
-    /// The database failed.
+    /// The database failed; the variant says how (see [`DbError`]).
     #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[from] DbError),
+}
+
+impl From<sea_orm::DbErr> for CacheError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Database(e.into())
+    }
 }
 
 /// In-memory counters of one cache since it was created.

@@ -34,6 +34,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+
+use crate::error::DbError;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -130,15 +132,20 @@ pub enum QueueError {
         /// The claim token that lost it.
         token: Uuid,
     },
-    /// The database failed.
+    /// The database failed; the variant says how (see [`DbError`]).
     #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[from] DbError),
 }
 
+impl From<sea_orm::DbErr> for QueueError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Database(e.into())
+    }
+}
+
+/// A driver error as a [`QueueError::Database`], its class kept.
 pub(crate) fn db_err(e: sqlx::Error) -> QueueError {
-    QueueError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-        std::sync::Arc::new(e),
-    )))
+    QueueError::Database(e.into())
 }
 
 /// A job to enqueue in `jobs`.

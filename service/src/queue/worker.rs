@@ -758,16 +758,12 @@ async fn write_outcomes(
     }
 }
 
-/// Whether the database refused the statement (an error it answered with), as
-/// opposed to a connection that failed: sending the same statement again cannot help.
+/// Whether the database refused the statement (answered with an error that sending
+/// the same statement again cannot fix), as opposed to a connection that failed or a
+/// transaction that lost to another.
 fn refused_by_database(e: &QueueError) -> bool {
-    use sea_orm::{DbErr, RuntimeErr};
     match e {
-        QueueError::Database(
-            DbErr::Conn(RuntimeErr::SqlxError(inner))
-            | DbErr::Exec(RuntimeErr::SqlxError(inner))
-            | DbErr::Query(RuntimeErr::SqlxError(inner)),
-        ) => matches!(**inner, sqlx::Error::Database(_)),
+        QueueError::Database(db) => !db.is_transient() && db.code().is_some(),
         _ => false,
     }
 }
