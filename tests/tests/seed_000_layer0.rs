@@ -236,3 +236,29 @@ async fn bad_rows_are_refused() {
         ["0", "0"]
     );
 }
+
+/// Seed 000 logs every processing event: one whose PDF hash was never computed (a
+/// failed upload, a stream) is still an event, and is kept; a row counting no lookup
+/// at all is still refused.
+#[tokio::test]
+async fn a_processing_event_without_a_hash_is_logged() {
+    let t = TestDb::new().await;
+    t.sql(
+        "INSERT INTO layer0_cost_tracking (cache_hit, cost_usd, processing_time_ms) VALUES (false, 0.02, 1500)",
+    )
+    .await;
+    t.sql(
+        "INSERT INTO layer0_cost_tracking (cache_hit, lookups, cost_usd) VALUES (false, 2, 0.04)",
+    )
+    .await;
+    assert_eq!(
+        t.scalar("SELECT count(*) FILTER (WHERE pdf_hash IS NULL AND NOT cache_hit) FROM layer0_cost_tracking")
+            .await,
+        "2"
+    );
+    let err = t
+        .try_sql("INSERT INTO layer0_cost_tracking (cache_hit, lookups) VALUES (true, 0)")
+        .await
+        .expect_err("no lookup");
+    assert_eq!(sqlstate(&err), "23514");
+}

@@ -286,11 +286,11 @@ async fn post_deployment_statistics_operations() {
             .await,
         [["0", "0", "0", "0", "0"]]
     );
-    // Negative counts are refused with a typed SQLSTATE and change nothing.
+    // Negative tokens are refused with a typed SQLSTATE and change nothing.
     let err = t
-        .try_sql("SELECT increment_cache_stats(CURRENT_DATE, -1::bigint, 0::bigint, 0::bigint)")
+        .try_sql("SELECT increment_cache_stats(CURRENT_DATE, true, -1)")
         .await
-        .expect_err("negative counts are refused");
+        .expect_err("negative tokens are refused");
     assert_eq!(sqlstate(&err), "22023");
     assert_eq!(t.scalar("SELECT count(*) FROM ai_cache_stats").await, "0");
 }
@@ -381,6 +381,19 @@ DROP FUNCTION IF EXISTS invalidate_cache_on_lecture_change();";
         .await
         .expect("full rollback");
     assert_eq!(full_probe, [["true", "true", "true", "true"]]);
+    // The full rollback leaves no function of seed 001's migrations behind — no
+    // overload of a name the seed drops by its one signature. (`get_cache_stats()`,
+    // without arguments, is seed 004's vision-cache summary, not seed 001's.)
+    let left = t
+        .rolled_back(&format!(
+            "{full}\nSELECT coalesce(string_agg(oid::regprocedure::text, ', '), 'none') FROM pg_proc \
+             WHERE proname IN ('increment_cache_stats', 'get_cache_stats', 'update_cache_access', \
+             'update_lecture_hash_timestamp', 'invalidate_cache_on_lecture_change', \
+             'update_cache_stats_timestamp') AND oid::regprocedure::text <> 'get_cache_stats()'"
+        ))
+        .await
+        .expect("full rollback");
+    assert_eq!(left, [["none"]]);
     let stats_probe = t
         .rolled_back(&format!("{stats_only}\n{probe}"))
         .await

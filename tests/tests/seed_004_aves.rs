@@ -280,6 +280,15 @@ async fn permissions_and_role_changes() {
         (ADMIN, "users.change_role", "true"),
         (ADMIN, "annotations.review", "true"),
         (ADMIN, "no.such.permission", "false"),
+        // A role name means "has at least this role": user ⊂ moderator ⊂ admin.
+        (MODERATOR, "moderator", "true"),
+        (MODERATOR, "user", "true"),
+        (MODERATOR, "admin", "false"),
+        (USER, "user", "true"),
+        (USER, "moderator", "false"),
+        (ADMIN, "moderator", "true"),
+        (ADMIN, "admin", "true"),
+        ("00000000-0000-0000-0000-000000000999", "user", "false"),
         (
             "00000000-0000-0000-0000-000000000999",
             "images.read",

@@ -228,8 +228,9 @@ impl Store for AiResponseStore {
         })
     }
 
-    /// One statement: `hit_count`/`last_accessed_at` of the entries hit, and
-    /// `increment_cache_stats(day, hits, misses, tokens)` once per day.
+    /// One statement: `hit_count`/`last_accessed_at` of the entries hit, and one
+    /// upsert of `ai_cache_stats` per day (what the seed's `increment_cache_stats`
+    /// does for one request, for the whole batch).
     async fn flush(&self, conn: &mut PgConnection, events: &[AiEvent]) -> Result<(), CacheError> {
         sqlx::query(
             "WITH e AS (
@@ -242,12 +243,15 @@ impl Store for AiResponseStore {
                  FROM (SELECT k, count(*)::int AS n, max(t) AS t FROM e WHERE k IS NOT NULL GROUP BY k) v
                  WHERE c.cache_key = ANY($1) AND c.cache_key = v.k
              )
-             SELECT increment_cache_stats(d, h, m, tk)
-             FROM (SELECT t::date AS d,
-                          count(*) FILTER (WHERE k IS NOT NULL) AS h,
-                          count(*) FILTER (WHERE k IS NULL) AS m,
-                          sum(tokens)::bigint AS tk
-                   FROM e GROUP BY 1) s",
+             INSERT INTO ai_cache_stats AS s (date, total_requests, cache_hits, cache_misses, tokens_saved)
+             SELECT t::date, count(*), count(*) FILTER (WHERE k IS NOT NULL),
+                    count(*) FILTER (WHERE k IS NULL), coalesce(sum(tokens), 0)::bigint
+             FROM e GROUP BY 1
+             ON CONFLICT (date) DO UPDATE SET
+                 total_requests = s.total_requests + EXCLUDED.total_requests,
+                 cache_hits = s.cache_hits + EXCLUDED.cache_hits,
+                 cache_misses = s.cache_misses + EXCLUDED.cache_misses,
+                 tokens_saved = s.tokens_saved + EXCLUDED.tokens_saved",
         )
         .persistent(false)
         .bind(events.iter().map(|e| e.cache_key.clone()).collect::<Vec<_>>())
