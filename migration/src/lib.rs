@@ -30,6 +30,7 @@ mod m20250501_000002_cache_hot_path;
 mod m20250501_000003_cache_key_checks;
 mod m20250601_000001_queue_claim_tokens;
 mod m20250601_000002_seed_fidelity;
+mod m20250601_000003_lecture_hash_sync;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250501_000003_cache_key_checks::Migration),
             Box::new(m20250601_000001_queue_claim_tokens::Migration),
             Box::new(m20250601_000002_seed_fidelity::Migration),
+            Box::new(m20250601_000003_lecture_hash_sync::Migration),
         ]
     }
 }

@@ -671,6 +671,86 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
     assert_eq!(cache.invalidate_lecture(b).await.expect("invalidate"), 1);
 }
 
+/// The database keeps a lecture's content hash in step with its content on every
+/// write path: a lecture inserted through its entity has a hash, and its content
+/// changed through the entity (no call of the service) invalidates exactly the cached
+/// responses over it.
+#[tokio::test]
+async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses() {
+    use sea_orm::{ActiveModelTrait, Set};
+    let t = TestDb::new().await;
+    let course = entity::courses::ActiveModel {
+        id: Set(Uuid::from_u128(0xc)),
+        title: Set("Birds".into()),
+        ..Default::default()
+    }
+    .insert(&t.db)
+    .await
+    .expect("course");
+    let lecture = |id: u128, content: &str| entity::lectures::ActiveModel {
+        id: Set(Uuid::from_u128(id)),
+        course_id: Set(course.id),
+        title: Set(format!("L{id}")),
+        content: Set(content.into()),
+        ..Default::default()
+    };
+    let a = lecture(0xa, "corvids v1").insert(&t.db).await.expect("a");
+    let b = lecture(0xb, "raptors v1").insert(&t.db).await.expect("b");
+    assert_eq!(
+        t.scalar(&format!(
+            "SELECT content_hash FROM lecture_content_hashes WHERE lecture_id = '{}'",
+            a.id
+        ))
+        .await,
+        t.scalar("SELECT encode(sha256('corvids v1'::bytea), 'hex')")
+            .await,
+        "the insert made the hash"
+    );
+    let cache = AiResponseCache::new(t.db.clone(), config());
+    let request = |id: Uuid| AiRequest {
+        operation_type: "quiz".into(),
+        lecture_ids: vec![id],
+        params: json!({}),
+    };
+    let answer = AiResponse {
+        data: json!("cached"),
+        tokens_used: 5,
+    };
+    let (key_a, key_b) = (
+        cache.key(&request(a.id)).await.expect("key"),
+        cache.key(&request(b.id)).await.expect("key"),
+    );
+    cache.put(&key_a, &answer).await.expect("put");
+    cache.put(&key_b, &answer).await.expect("put");
+
+    // Saving the same content changes nothing.
+    let mut same: entity::lectures::ActiveModel = a.clone().into();
+    same.content = Set("corvids v1".into());
+    same.title = Set("renamed".into());
+    same.update(&t.db).await.expect("update");
+    assert_eq!(cache.get(&key_a).await.expect("get"), Some(answer.clone()));
+
+    let mut edited: entity::lectures::ActiveModel = a.into();
+    edited.content = Set("corvids v2".into());
+    edited.update(&t.db).await.expect("update");
+    assert_eq!(
+        cache.get(&key_a).await.expect("get"),
+        None,
+        "A's answer is gone"
+    );
+    let new_key_a = cache
+        .key(&request(Uuid::from_u128(0xa)))
+        .await
+        .expect("key");
+    assert_ne!(new_key_a.cache_key(), key_a.cache_key());
+    assert_eq!(cache.get(&new_key_a).await.expect("get"), None, "a miss");
+    assert_eq!(
+        cache.get(&key_b).await.expect("get"),
+        Some(answer),
+        "B's answer stays"
+    );
+}
+
 #[tokio::test]
 async fn logically_equal_ai_requests_share_an_entry() {
     let t = TestDb::new().await;

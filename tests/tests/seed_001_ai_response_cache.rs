@@ -502,10 +502,12 @@ GRANT USAGE ON SCHEMA public TO current_user;",
         [["0"]]
     );
     t.sql(LECTURE_ZERO).await;
-    t.sql(
-        "INSERT INTO lecture_content_hashes VALUES ('00000000-0000-0000-0000-000000000000', 'h')",
-    )
-    .await;
+    // The lecture's insert made its content hash (migration m20250601_000003).
+    assert_eq!(
+        t.scalar("SELECT count(*) FROM lecture_content_hashes WHERE lecture_id = '00000000-0000-0000-0000-000000000000'")
+            .await,
+        "1"
+    );
     let orphans = t
         .sql(
             "SELECT lecture_id 
@@ -539,7 +541,8 @@ INSERT INTO lectures (id, course_id, title) VALUES
   ('00000000-0000-0000-0000-0000000000b2', '00000000-0000-0000-0000-0000000000c0', 'B');
 INSERT INTO lecture_content_hashes (lecture_id, content_hash) VALUES
   ('00000000-0000-0000-0000-0000000000a1', 'ha'),
-  ('00000000-0000-0000-0000-0000000000b2', 'hb');
+  ('00000000-0000-0000-0000-0000000000b2', 'hb')
+ON CONFLICT (lecture_id) DO UPDATE SET content_hash = EXCLUDED.content_hash;
 INSERT INTO ai_response_cache (cache_key, operation_type, lecture_ids, content_hash, response_data) VALUES
   ('only_a', 'quiz', ARRAY['00000000-0000-0000-0000-0000000000a1']::uuid[], 'x', '{}'),
   ('only_b', 'quiz', ARRAY['00000000-0000-0000-0000-0000000000b2']::uuid[], 'x', '{}'),

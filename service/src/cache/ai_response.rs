@@ -314,10 +314,13 @@ impl AiResponseCache {
         AiKey::derive(request, &hashes)
     }
 
-    /// Sets a lecture's content and its content hash (SHA-256 of `content`) in one
-    /// statement. When the hash changes, the migration's trigger deletes every cached
-    /// response over that lecture; returns how many went (0 for a first hash or an
-    /// unchanged content). An unknown lecture is an error and nothing is written.
+    /// Sets a lecture's content, in one statement, and returns how many cached
+    /// responses over that lecture it invalidated (0 for an unchanged content). A
+    /// convenience, not the only safe door: the database keeps the lecture's content
+    /// hash in step with `lectures.content` on every write path (migration
+    /// `m20250601_000003_lecture_hash_sync`), and a changed hash deletes every cached
+    /// response over that lecture. An unknown lecture is an error and nothing is
+    /// written.
     pub async fn set_lecture_content(
         &self,
         lecture_id: Uuid,
@@ -328,16 +331,10 @@ impl AiResponseCache {
             "WITH lecture AS (
                  UPDATE lectures SET content = $2 WHERE id = $1 RETURNING id
              ),
-             old AS (SELECT content_hash FROM lecture_content_hashes WHERE lecture_id = $1),
-             hashed AS (
-                 INSERT INTO lecture_content_hashes (lecture_id, content_hash)
-                 SELECT id, $3 FROM lecture
-                 ON CONFLICT (lecture_id) DO UPDATE SET content_hash = EXCLUDED.content_hash
-                 RETURNING lecture_id
-             )
+             old AS (SELECT content_hash FROM lecture_content_hashes WHERE lecture_id = $1)
              SELECT (SELECT count(*) FROM lecture),
-                    CASE WHEN EXISTS (SELECT 1 FROM hashed)
-                          AND EXISTS (SELECT 1 FROM old WHERE content_hash IS DISTINCT FROM $3)
+                    CASE WHEN EXISTS (SELECT 1 FROM lecture)
+                          AND NOT EXISTS (SELECT 1 FROM old WHERE content_hash = $3)
                          THEN (SELECT count(*) FROM ai_response_cache WHERE lecture_ids @> ARRAY[$1]::uuid[])
                          ELSE 0 END",
         )
