@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use service::cache::pdf::{LOOKUP_SQL, PdfCache, PdfKey, PdfSettings};
-use service::cache::{BoxError, CacheConfig, RowId};
+use service::cache::{CacheConfig, RowId};
+use service::error::BoxError;
 
 const ENTRIES: usize = 100_000;
 const VALUE_BYTES: usize = 2_048;

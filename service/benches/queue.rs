@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
-use service::cache::BoxError;
 use service::db::tcp_nodelay;
+use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
 use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError};
 

@@ -6,6 +6,10 @@
 
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
+/// An error of the caller's code, boxed: what a cache's compute closure or a queue
+/// handler may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A database failure, classified by its SQLSTATE (or, without one, by what the
 /// driver reports). Each variant keeps the server's message; the constraint or column
 /// when the server names one.

@@ -6,4 +6,6 @@
 pub mod cache;
 pub mod db;
 pub mod error;
+pub mod lectures;
+pub mod provider;
 pub mod queue;

@@ -12,7 +12,9 @@ use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
 use service::cache::exercise::{ExerciseCache, ExerciseKey};
 use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
 use service::cache::vision::{VisionCache, VisionKey, VisionResponse};
-use service::cache::{BoxError, CacheConfig, CacheError};
+use service::cache::{CacheConfig, CacheError};
+use service::error::BoxError;
+use service::lectures;
 use tests::TestDb;
 use uuid::Uuid;
 
@@ -599,16 +601,14 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
     .await;
     let cache = AiResponseCache::new(t.db.clone(), config());
     assert_eq!(
-        cache
-            .set_lecture_content(a, "corvids v1")
+        lectures::set_content(&t.db, a, "corvids v1")
             .await
             .expect("set"),
         0,
         "first hash"
     );
     assert_eq!(
-        cache
-            .set_lecture_content(b, "raptors v1")
+        lectures::set_content(&t.db, b, "raptors v1")
             .await
             .expect("set"),
         0
@@ -637,16 +637,14 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
             .expect("put");
     }
     assert_eq!(
-        cache
-            .set_lecture_content(a, "corvids v1")
+        lectures::set_content(&t.db, a, "corvids v1")
             .await
             .expect("same"),
         0,
         "unchanged content"
     );
     assert_eq!(
-        cache
-            .set_lecture_content(a, "corvids v2")
+        lectures::set_content(&t.db, a, "corvids v2")
             .await
             .expect("edit"),
         2
@@ -658,15 +656,10 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
     // The old key of an A request is gone, and its new key is a miss.
     let new_key = cache.key(&reqs[0]).await.expect("key");
     assert_eq!(cache.get(&new_key).await.expect("get"), None);
-    let unknown = cache
-        .set_lecture_content(Uuid::from_u128(0xdead), "x")
-        .await;
+    let unknown = lectures::set_content(&t.db, Uuid::from_u128(0xdead), "x").await;
     assert!(matches!(
         unknown,
-        Err(CacheError::InvalidField {
-            field: "lecture_id",
-            ..
-        })
+        Err(lectures::LectureError::NotFound(id)) if id == Uuid::from_u128(0xdead)
     ));
     assert_eq!(cache.invalidate_lecture(b).await.expect("invalidate"), 1);
 }
@@ -746,8 +739,29 @@ async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses()
     assert_eq!(cache.get(&new_key_a).await.expect("get"), None, "a miss");
     assert_eq!(
         cache.get(&key_b).await.expect("get"),
-        Some(answer),
+        Some(answer.clone()),
         "B's answer stays"
+    );
+
+    // lectures::set_content joins the caller's transaction: rolled back, it
+    // invalidated nothing.
+    use sea_orm::TransactionTrait;
+    let txn = t.db.begin().await.expect("begin");
+    assert_eq!(
+        lectures::set_content(&txn, b.id, "raptors v2")
+            .await
+            .expect("set"),
+        1
+    );
+    txn.rollback().await.expect("rollback");
+    assert_eq!(cache.get(&key_b).await.expect("get"), Some(answer));
+    assert_eq!(
+        t.scalar(&format!(
+            "SELECT content FROM lectures WHERE id = '{}'",
+            b.id
+        ))
+        .await,
+        "raptors v1"
     );
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sea_orm::sqlx::{self, Connection};
 use serde_json::json;
-use service::cache::BoxError;
 use service::db::tcp_nodelay;
+use service::error::BoxError;
 use service::queue::worker::Worker;
 use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
 use tests::TestDb;

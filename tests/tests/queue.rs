@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use service::cache::BoxError;
+use service::error::BoxError;
 use service::queue::ai::{self, NewAiJob, VisionAnnotation};
 use service::queue::worker::{Worker, WorkerConfig};
 use service::queue::{

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sea_orm::TransactionTrait;
 use serde_json::json;
-use service::cache::BoxError;
+use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig};
 use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, Finished, JOBS, Lease, NewJob, QueueError};
 use tests::queue::{enqueue_one, fast, never_finishes, run_until, spawn, wait_for};

@@ -314,47 +314,6 @@ impl AiResponseCache {
         AiKey::derive(request, &hashes)
     }
 
-    /// Sets a lecture's content, in one statement, and returns how many cached
-    /// responses over that lecture it invalidated (0 for an unchanged content). A
-    /// convenience, not the only safe door: the database keeps the lecture's content
-    /// hash in step with `lectures.content` on every write path (migration
-    /// `m20250601_000003_lecture_hash_sync`), and a changed hash deletes every cached
-    /// response over that lecture. An unknown lecture is an error and nothing is
-    /// written.
-    pub async fn set_lecture_content(
-        &self,
-        lecture_id: Uuid,
-        content: &str,
-    ) -> Result<u64, CacheError> {
-        let hash = sha256_hex(content.as_bytes());
-        let (found, invalidated): (i64, i64) = sqlx::query_as(
-            "WITH lecture AS (
-                 UPDATE lectures SET content = $2 WHERE id = $1 RETURNING id
-             ),
-             old AS (SELECT content_hash FROM lecture_content_hashes WHERE lecture_id = $1)
-             SELECT (SELECT count(*) FROM lecture),
-                    CASE WHEN EXISTS (SELECT 1 FROM lecture)
-                          AND NOT EXISTS (SELECT 1 FROM old WHERE content_hash = $3)
-                         THEN (SELECT count(*) FROM ai_response_cache WHERE lecture_ids @> ARRAY[$1]::uuid[])
-                         ELSE 0 END",
-        )
-        .bind(lecture_id)
-        .bind(content)
-        .bind(&hash)
-        .fetch_one(self.core.db().get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
-        if found == 0 {
-            return Err(CacheError::InvalidField {
-                cache: NAME,
-                field: "lecture_id",
-                value: lecture_id.to_string(),
-                reason: "no such lecture",
-            });
-        }
-        Ok(invalidated as u64)
-    }
-
     /// Deletes every cached response over `lecture_id`; how many went. One round trip.
     pub async fn invalidate_lecture(&self, lecture_id: Uuid) -> Result<u64, CacheError> {
         let done =

@@ -25,7 +25,8 @@ use crate::db::OwnConnection;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{BoxError, CacheConfig, CacheError, CacheStats};
+use super::{CacheConfig, CacheError, CacheStats};
+use crate::error::BoxError;
 
 /// One kind of cache entry in one table: the SQL the core runs.
 ///

@@ -35,8 +35,7 @@ pub mod vision;
 
 pub use self::core::{CacheCore, Found, RowId, Store};
 
-/// A compute error, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use crate::error::BoxError;
 
 /// Settings every cache shares.
 #[derive(Debug, Clone)]

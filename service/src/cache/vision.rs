@@ -5,33 +5,15 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::sea_orm_active_enums::AiProvider;
 use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::{self, PgConnection};
 use serde_json::Value;
 
 use super::core::db_err;
 use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, sha256_hex};
+use crate::provider;
 
 const NAME: &str = "vision_api_cache";
-
-/// Parses a provider name (`openai`, `google`, `anthropic`, any case).
-pub fn parse_provider(name: &str) -> Result<AiProvider, CacheError> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "openai" => Ok(AiProvider::Openai),
-        "google" => Ok(AiProvider::Google),
-        "anthropic" => Ok(AiProvider::Anthropic),
-        _ => Err(CacheError::UnknownProvider(name.to_owned())),
-    }
-}
-
-fn provider_name(provider: &AiProvider) -> &'static str {
-    match provider {
-        AiProvider::Openai => "openai",
-        AiProvider::Google => "google",
-        AiProvider::Anthropic => "anthropic",
-    }
-}
 
 /// The key of a vision call: the normalised image URL, its SHA-256, and the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,7 +29,9 @@ impl VisionKey {
     /// parameters sorted — so equivalent spellings share an entry. Refuses a URL that
     /// does not parse or is not http(s), and an unknown provider.
     pub fn new(image_url: &str, provider: &str) -> Result<Self, CacheError> {
-        let provider = provider_name(&parse_provider(provider)?);
+        let provider = provider::name(
+            &provider::parse(provider).map_err(|e| CacheError::UnknownProvider(e.0))?,
+        );
         let invalid = |reason: String| CacheError::InvalidKey {
             cache: NAME,
             key: image_url.to_owned(),

@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{AI_ANNOTATION_JOBS, BatchInsert, Lease, QueueError, check_job, db_err};
-use crate::cache::vision::parse_provider;
+use crate::provider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +60,7 @@ pub async fn enqueue_ai_jobs(
             &job.request_payload,
             max_payload_bytes,
         )?);
-        parse_provider(&job.provider).map_err(|_| QueueError::InvalidJob {
+        provider::parse(&job.provider).map_err(|_| QueueError::InvalidJob {
             index: i,
             field: "provider",
             value: job.provider.clone(),

@@ -42,25 +42,44 @@ use uuid::Uuid;
 pub mod ai;
 pub mod worker;
 
-/// A job table, as data: what differs between `jobs` and `ai_annotation_jobs`.
+/// A job table, as data: what differs between `jobs` and `ai_annotation_jobs`. Its
+/// fields are SQL fragments pasted into the queue's statements, so they are private:
+/// the only values are [`JOBS`] and [`AI_ANNOTATION_JOBS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueTable {
     /// The table.
-    pub table: &'static str,
+    table: &'static str,
     /// The expression that gives a job's type as text.
-    pub type_expr: &'static str,
+    type_expr: &'static str,
     /// The JSON payload column.
-    pub payload_column: &'static str,
+    payload_column: &'static str,
     /// The JSON result column.
-    pub result_column: &'static str,
+    result_column: &'static str,
     /// The last-error column.
-    pub error_column: &'static str,
+    error_column: &'static str,
     /// The status word of a running job.
-    pub running: &'static str,
+    running: &'static str,
     /// The SQL type of `status`.
-    pub status_type: &'static str,
+    status_type: &'static str,
     /// The NOTIFY channel its inserts signal.
-    pub channel: &'static str,
+    channel: &'static str,
+}
+
+impl QueueTable {
+    /// The table's name.
+    pub fn name(&self) -> &'static str {
+        self.table
+    }
+
+    /// The status word of a running job (`running`, or `processing` for AI jobs).
+    pub fn running_status(&self) -> &'static str {
+        self.running
+    }
+
+    /// The channel its inserts `NOTIFY`.
+    pub fn channel(&self) -> &'static str {
+        self.channel
+    }
 }
 
 /// Seed 003's `jobs`: job types are `job_type`.

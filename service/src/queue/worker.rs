@@ -31,8 +31,8 @@ use super::{
     ClaimedJob, Lease, Outcome, QueueError, QueueTable, backoff, claim_on, db_err, finish_on,
     heartbeat, release, rescue_expired,
 };
-use crate::cache::BoxError;
 use crate::db::OwnConnection;
+use crate::error::BoxError;
 
 /// A handler's future.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, BoxError>> + Send>>;

@@ -46,7 +46,7 @@ async fn run(
     concurrency: usize,
     lease_ms: u64,
     prefetch: usize,
-) -> Result<(), service::cache::BoxError> {
+) -> Result<(), service::error::BoxError> {
     let db = service::db::connect(Some(url), concurrency as u32 + 4).await?;
     let lease = Duration::from_millis(lease_ms);
     let config = WorkerConfig {
