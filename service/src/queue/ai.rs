@@ -45,8 +45,8 @@ impl NewAiJob {
 
 /// Enqueues vision jobs in one statement (see [`super::enqueue`]: same checks, same
 /// dedup rule); an unknown provider refuses the batch before anything is written.
-pub async fn enqueue_ai_jobs(
-    db: &DatabaseConnection,
+pub async fn enqueue_ai_jobs<C: sea_orm::ConnectionTrait>(
+    db: &C,
     jobs: &[NewAiJob],
     max_payload_bytes: usize,
 ) -> Result<Vec<Uuid>, QueueError> {
@@ -73,15 +73,16 @@ pub async fn enqueue_ai_jobs(
         "image_id",
         "uuid",
         jobs.iter().map(|j| j.image_id).collect(),
-    )?;
-    batch.shared_or_per_row("provider", "ai_provider", providers)?;
-    batch.json_per_row("request_payload", payloads)?;
+    );
+    batch.shared_or_per_row("provider", "ai_provider", providers);
+    batch.json_per_row("request_payload", payloads);
     batch.optional(
         "created_by",
         "uuid",
         "NULL",
         jobs.iter().map(|j| j.created_by).collect(),
-    )?;
+        Uuid::nil(),
+    );
     let queue_fields = jobs
         .iter()
         .map(|j| (j.priority, j.max_attempts, j.dedup_key.clone()))

@@ -40,7 +40,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub mod ai;
+mod batch_insert;
 pub mod worker;
+
+pub(crate) use batch_insert::BatchInsert;
 
 /// A job table, as data: what differs between `jobs` and `ai_annotation_jobs`. Its
 /// fields are SQL fragments pasted into the queue's statements, so they are private:
@@ -267,9 +270,12 @@ pub(crate) fn check_job(
 /// their ids in order. A job whose dedup key is already pending or running (or
 /// repeated earlier in the batch) gets that job's id and adds nothing. Every job is
 /// checked first: one bad job refuses the batch and nothing is written. Payloads
-/// over `max_payload_bytes` are refused.
-pub async fn enqueue(
-    db: &DatabaseConnection,
+/// over `max_payload_bytes` are refused. Runs on any connection: inside the caller's
+/// transaction the jobs exist — and wake workers, by `NOTIFY` at commit — only if it
+/// commits, so an application's row and the job that processes it are written
+/// together or not at all. One round trip.
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
     jobs: &[NewJob],
     max_payload_bytes: usize,
 ) -> Result<Vec<Uuid>, QueueError> {
@@ -297,240 +303,20 @@ pub async fn enqueue(
         "job_type",
         "text",
         jobs.iter().map(|j| j.job_type.trim().to_owned()).collect(),
-    )?;
-    batch.json_per_row("payload", payloads)?;
+    );
+    batch.json_per_row("payload", payloads);
     batch.optional(
         "run_at",
         "timestamptz",
         "now()",
         jobs.iter().map(|j| j.run_at).collect(),
-    )?;
+        DateTime::<Utc>::UNIX_EPOCH,
+    );
     let queue_fields = jobs
         .iter()
         .map(|j| (j.priority, j.max_attempts, j.dedup_key.clone()))
         .collect();
     batch.insert_jobs(db, JOBS, queue_fields).await
-}
-
-/// The bulk insert of a job table, built column by column: a column whose value is
-/// the same for the whole batch is one parameter, a column that varies is an array
-/// unnested with the others, and a column that is NULL for every row is left to its
-/// default. Fewer arrays are less to encode, send and unnest (measured: 20,000 rows
-/// with seven arrays ~300 ms, with two ~200 ms).
-#[derive(Default)]
-pub(crate) struct BatchInsert {
-    columns: Vec<&'static str>,
-    values: Vec<String>,
-    arrays: Vec<String>,
-    aliases: Vec<&'static str>,
-    args: sqlx::postgres::PgArguments,
-}
-
-impl BatchInsert {
-    fn bind<'t, T>(&mut self, value: T) -> Result<usize, QueueError>
-    where
-        T: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        use sqlx::Arguments;
-        self.args
-            .add(value)
-            .map_err(|e| db_err(sqlx::Error::Encode(e)))?;
-        Ok(self.args.len())
-    }
-
-    /// `column` takes `values[i]` for row i (`sql_type` is the element's SQL type;
-    /// the array is cast to `sql_type[]`).
-    pub(crate) fn per_row<T>(
-        &mut self,
-        column: &'static str,
-        sql_type: &str,
-        values: Vec<T>,
-    ) -> Result<(), QueueError>
-    where
-        for<'t> Vec<T>: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        let n = self.bind(values)?;
-        self.arrays.push(format!("${n}::{sql_type}[]"));
-        self.aliases.push(column);
-        self.columns.push(column);
-        self.values.push(format!("i.{column}"));
-        Ok(())
-    }
-
-    /// A `jsonb` column from each row's JSON text (as [`check_job`] made it): sent
-    /// as `text[]` and parsed once by the server — measured faster than a `jsonb[]`
-    /// parameter, and the payload is serialised once.
-    pub(crate) fn json_per_row(
-        &mut self,
-        column: &'static str,
-        texts: Vec<String>,
-    ) -> Result<(), QueueError> {
-        self.per_row(column, "text", texts)?;
-        if let Some(value) = self.values.last_mut() {
-            value.push_str("::jsonb");
-        }
-        Ok(())
-    }
-
-    /// Like [`Self::per_row`], but one parameter when every value is the same.
-    pub(crate) fn shared_or_per_row<T>(
-        &mut self,
-        column: &'static str,
-        sql_type: &str,
-        mut values: Vec<T>,
-    ) -> Result<(), QueueError>
-    where
-        T: PartialEq + for<'t> sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-        for<'t> Vec<T>: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        if values.is_empty() || values.windows(2).any(|w| w[0] != w[1]) {
-            return self.per_row(column, sql_type, values);
-        }
-        let Some(value) = values.pop() else {
-            return Ok(());
-        };
-        let n = self.bind(value)?;
-        self.columns.push(column);
-        self.values.push(format!("${n}::{sql_type}"));
-        Ok(())
-    }
-
-    /// Like [`Self::shared_or_per_row`] for a column whose `None` means `default`
-    /// (an SQL expression, the column's own default): left out when every value is
-    /// `None`, else each `None` is replaced by `default`.
-    pub(crate) fn optional<T>(
-        &mut self,
-        column: &'static str,
-        sql_type: &str,
-        default: &str,
-        values: Vec<Option<T>>,
-    ) -> Result<(), QueueError>
-    where
-        T: PartialEq,
-        Option<T>: for<'t> sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-        for<'t> Vec<Option<T>>: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        if values.iter().all(Option::is_none) {
-            return Ok(());
-        }
-        self.shared_or_per_row(column, sql_type, values)?;
-        if let Some(value) = self.values.last_mut() {
-            *value = format!("coalesce({value}, {default})");
-        }
-        Ok(())
-    }
-
-    /// Adds the columns every job table has — a time-ordered id (UUIDv7: inserts land
-    /// together in the primary key) and (priority, max attempts, dedup key) per job —
-    /// runs the insert and returns each job's id: its own, or the live job that
-    /// already had its dedup key (see [`resolve_dedup`]). No jobs, no round trip.
-    pub(crate) async fn insert_jobs(
-        mut self,
-        db: &DatabaseConnection,
-        table: QueueTable,
-        queue_fields: Vec<(i32, i32, Option<String>)>,
-    ) -> Result<Vec<Uuid>, QueueError> {
-        if queue_fields.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Uuid> = queue_fields.iter().map(|_| Uuid::now_v7()).collect();
-        let priorities = queue_fields.iter().map(|f| f.0).collect();
-        let max_attempts = queue_fields.iter().map(|f| f.1).collect();
-        let keys: Vec<Option<String>> = queue_fields.into_iter().map(|f| f.2).collect();
-        self.per_row("id", "uuid", ids.clone())?;
-        self.shared_or_per_row("priority", "int4", priorities)?;
-        self.shared_or_per_row("max_attempts", "int4", max_attempts)?;
-        let dedup = keys.iter().any(Option::is_some);
-        if dedup {
-            self.per_row("dedup_key", "text", keys.clone())?;
-        }
-        let rows = self.run(db, table, dedup).await?;
-        let keys: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
-        resolve_dedup(db, table, &keys, &ids, rows).await
-    }
-
-    /// Runs the insert into `table`: one statement, unprepared (see the module
-    /// notes). Without `dedup` it is a plain `INSERT` that returns nothing; with it
-    /// (`id` and `dedup_key` are per-row columns), live keys are skipped and each
-    /// input row returns (its id, the id it resolved to) for [`resolve_dedup`].
-    async fn run(
-        self,
-        db: &DatabaseConnection,
-        table: QueueTable,
-        dedup: bool,
-    ) -> Result<Vec<(Uuid, Option<Uuid>)>, QueueError> {
-        let t = table.table;
-        let input = format!(
-            "unnest({}) AS i({})",
-            self.arrays.join(", "),
-            self.aliases.join(", ")
-        );
-        let (columns, values) = (self.columns.join(", "), self.values.join(", "));
-        let sql = if dedup {
-            let live = format!("status IN ('pending', '{}')", table.running);
-            format!(
-                "WITH input AS (SELECT * FROM {input}),
-                 inserted AS (
-                     INSERT INTO {t} ({columns}) SELECT {values} FROM input i
-                     ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND {live} DO NOTHING
-                     RETURNING id
-                 )
-                 SELECT i.id, coalesce(n.id, j.id)
-                 FROM input i
-                 LEFT JOIN inserted n ON n.id = i.id
-                 LEFT JOIN {t} j ON i.dedup_key IS NOT NULL AND j.dedup_key = i.dedup_key AND j.{live}"
-            )
-        } else {
-            format!("INSERT INTO {t} ({columns}) SELECT {values} FROM {input}")
-        };
-        sqlx::query_as_with(sqlx::AssertSqlSafe(sql), self.args)
-            .persistent(false)
-            .fetch_all(db.get_postgres_connection_pool())
-            .await
-            .map_err(db_err)
-    }
-}
-
-/// Maps each job of a batch to its id after an insert that skipped dedup conflicts:
-/// `rows` pairs each proposed id with the id the statement found (the inserted one,
-/// or the pending/running job that already had the key). A key repeated within the
-/// batch takes its first copy's id; a key inserted by another transaction after the
-/// statement's snapshot is read again (one round trip each, rare).
-pub(crate) async fn resolve_dedup(
-    db: &DatabaseConnection,
-    table: QueueTable,
-    keys: &[Option<&str>],
-    ids: &[Uuid],
-    rows: Vec<(Uuid, Option<Uuid>)>,
-) -> Result<Vec<Uuid>, QueueError> {
-    let found: std::collections::HashMap<Uuid, Option<Uuid>> = rows.into_iter().collect();
-    let mut first_of_key: std::collections::HashMap<&str, Uuid> = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(ids.len());
-    for (key, id) in keys.iter().zip(ids) {
-        let resolved = match (found.get(id).copied().flatten(), *key) {
-            (Some(resolved), Some(key)) => *first_of_key.entry(key).or_insert(resolved),
-            (Some(resolved), None) => resolved,
-            (None, Some(key)) => match first_of_key.get(key) {
-                Some(first) => *first,
-                None => {
-                    let sql = format!(
-                        "SELECT id FROM {t} WHERE dedup_key = $1 AND status IN ('pending', '{running}')",
-                        t = table.table,
-                        running = table.running,
-                    );
-                    let existing: Uuid = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                        .bind(key)
-                        .fetch_one(db.get_postgres_connection_pool())
-                        .await
-                        .map_err(db_err)?;
-                    *first_of_key.entry(key).or_insert(existing)
-                }
-            },
-            (None, None) => *id,
-        };
-        out.push(resolved);
-    }
-    Ok(out)
 }
 
 /// One claim of one job: what an outcome, heartbeat or release names. The token is
@@ -948,9 +734,9 @@ pub async fn fence<C: ConnectionTrait>(
 
 /// Cancels a job: a pending one never runs; a running one becomes `cancelled` and its
 /// worker tells the handler at its next heartbeat. Returns whether the job was
-/// pending or running. One statement.
-pub async fn cancel(
-    db: &DatabaseConnection,
+/// pending or running. One statement, on any connection (a transaction joins it).
+pub async fn cancel<C: ConnectionTrait>(
+    db: &C,
     table: QueueTable,
     id: Uuid,
 ) -> Result<bool, QueueError> {
@@ -961,11 +747,13 @@ pub async fn cancel(
         t = table.table,
         running = table.running,
     );
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .execute(db.get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [id.into()],
+        ))
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -1103,9 +891,10 @@ pub async fn failed_jobs(
 }
 
 /// Sends failed jobs `ids` back to pending with fresh attempts (the last error is
-/// kept until they run). One statement; returns how many.
-pub async fn retry_failed(
-    db: &DatabaseConnection,
+/// kept until they run). One statement, on any connection (a transaction joins
+/// it); returns how many.
+pub async fn retry_failed<C: ConnectionTrait>(
+    db: &C,
     table: QueueTable,
     ids: &[Uuid],
 ) -> Result<u64, QueueError> {
@@ -1114,11 +903,12 @@ pub async fn retry_failed(
          WHERE id = ANY($1) AND status = 'failed'",
         t = table.table,
     );
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .persistent(false)
-        .bind(ids)
-        .execute(db.get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [sea_orm::Value::from(ids.to_vec())],
+        ))
+        .await?;
     Ok(done.rows_affected())
 }

@@ -1,0 +1,148 @@
+//! The queue's enqueue, cancel and retry join the caller's transaction: an
+//! application's row and the job that processes it are written together or not at
+//! all, and a rolled-back enqueue wakes and runs nothing.
+
+use std::time::Duration;
+
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use serde_json::json;
+use service::error::BoxError;
+use service::queue::worker::Worker;
+use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
+use tests::TestDb;
+use tests::queue::{fast, spawn, wait_for};
+
+fn document(id: uuid::Uuid) -> entity::documents::ActiveModel {
+    entity::documents::ActiveModel {
+        id: Set(id),
+        content: Set("a document to embed".into()),
+        metadata: Set(json!({})),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_document_and_its_job_commit_together_or_not_at_all() {
+    let t = TestDb::new().await;
+    // A worker waits the whole time: a rolled-back job must never reach it.
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&ran);
+    let worker = Worker::new(t.db.clone(), JOBS, fast())
+        .expect("worker")
+        .handle("embed", move |ctx| {
+            let counter = std::sync::Arc::clone(&counter);
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, BoxError>(json!({"embedded": ctx.payload["document"]}))
+            }
+        })
+        .expect("handler");
+    let (stop, handle) = spawn(worker);
+
+    // Rolled back: neither the document nor its job.
+    let lost = uuid::Uuid::new_v4();
+    let txn = t.db.begin().await.expect("begin");
+    document(lost).insert(&txn).await.expect("document");
+    let ids = queue::enqueue(
+        &txn,
+        &[
+            NewJob::new("embed", json!({"document": lost})),
+            NewJob::new("embed", json!({"document": lost, "again": true})).dedup_key("k"),
+        ],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(ids.len(), 2);
+    txn.rollback().await.expect("rollback");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        t.sql("SELECT (SELECT count(*) FROM documents)::text, (SELECT count(*) FROM jobs)::text")
+            .await,
+        [["0", "0"]]
+    );
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Committed: both, and the job runs.
+    let kept = uuid::Uuid::new_v4();
+    let txn = t.db.begin().await.expect("begin");
+    document(kept).insert(&txn).await.expect("document");
+    let id = queue::enqueue(
+        &txn,
+        &[NewJob::new("embed", json!({"document": kept})).dedup_key(kept.to_string())],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue")[0];
+    // Inside the transaction, the same key again resolves to the job just added.
+    let again = queue::enqueue(
+        &txn,
+        &[NewJob::new("embed", json!({})).dedup_key(kept.to_string())],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(again, [id]);
+    txn.commit().await.expect("commit");
+    wait_for(
+        &t,
+        &format!("SELECT status FROM jobs WHERE id = '{id}'"),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        t.sql(&format!(
+            "SELECT (SELECT count(*) FROM documents WHERE id = '{kept}')::text, result->>'embedded' FROM jobs WHERE id = '{id}'"
+        ))
+        .await,
+        [["1", kept.to_string().as_str()]]
+    );
+    let _ = stop.send(());
+    handle.await.expect("join").expect("run");
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn cancel_and_retry_roll_back_with_the_callers_transaction() {
+    let t = TestDb::new().await;
+    let ids = queue::enqueue(
+        &t.db,
+        &[NewJob::new("a", json!({})), NewJob::new("b", json!({}))],
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("enqueue");
+    t.sql(&format!(
+        "UPDATE jobs SET status = 'failed', attempts = 3 WHERE id = '{}'",
+        ids[1]
+    ))
+    .await;
+    let txn = t.db.begin().await.expect("begin");
+    assert!(queue::cancel(&txn, JOBS, ids[0]).await.expect("cancel"));
+    assert_eq!(
+        queue::retry_failed(&txn, JOBS, &[ids[1]])
+            .await
+            .expect("retry"),
+        1
+    );
+    txn.rollback().await.expect("rollback");
+    assert_eq!(
+        t.column("SELECT status FROM jobs ORDER BY id").await,
+        ["pending", "failed"]
+    );
+    // And committed, they take effect.
+    let txn = t.db.begin().await.expect("begin");
+    assert!(queue::cancel(&txn, JOBS, ids[0]).await.expect("cancel"));
+    assert_eq!(
+        queue::retry_failed(&txn, JOBS, &[ids[1]])
+            .await
+            .expect("retry"),
+        1
+    );
+    txn.commit().await.expect("commit");
+    assert_eq!(
+        t.column("SELECT status FROM jobs ORDER BY id").await,
+        ["cancelled", "pending"]
+    );
+}
