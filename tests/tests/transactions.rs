@@ -146,3 +146,46 @@ async fn cancel_and_retry_roll_back_with_the_callers_transaction() {
         ["cancelled", "pending"]
     );
 }
+
+#[tokio::test]
+async fn batch_progress_commits_with_the_items_own_writes() {
+    use service::queue::ai::{self, ItemError};
+    let t = TestDb::new().await;
+    let batch = ai::create_batch(&t.db, "annotate", 2, &json!({}), None)
+        .await
+        .expect("batch");
+    let errors = [ItemError {
+        item_index: 1,
+        item_ref: None,
+        error: "no birds".into(),
+    }];
+    let txn = t.db.begin().await.expect("begin");
+    let progress = ai::record_batch_progress(&txn, batch, 1, &errors)
+        .await
+        .expect("progress")
+        .expect("known batch");
+    assert_eq!(
+        (
+            progress.processed_items,
+            progress.failed_items,
+            progress.status.as_str()
+        ),
+        (1, 1, "completed")
+    );
+    txn.rollback().await.expect("rollback");
+    assert_eq!(
+        t.sql("SELECT status, processed_items::text, (SELECT count(*) FROM batch_job_errors)::text FROM batch_jobs")
+            .await,
+        [["pending", "0", "0"]]
+    );
+    let txn = t.db.begin().await.expect("begin");
+    ai::record_batch_progress(&txn, batch, 1, &errors)
+        .await
+        .expect("progress");
+    txn.commit().await.expect("commit");
+    assert_eq!(
+        t.sql("SELECT status, coalesce(item_ref, 'NULL'), error_message FROM batch_jobs, batch_job_errors")
+            .await,
+        [["completed", "NULL", "no birds"]]
+    );
+}

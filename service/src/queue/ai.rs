@@ -162,9 +162,10 @@ pub async fn complete_ai_job(
     Ok(Some(rows.into_iter().filter_map(|(id,)| id).collect()))
 }
 
-/// Creates a batch job over `total_items` items. One round trip.
-pub async fn create_batch(
-    db: &DatabaseConnection,
+/// Creates a batch job over `total_items` items, through its entity, on any
+/// connection (a transaction joins it); its id. One round trip.
+pub async fn create_batch<C: sea_orm::ConnectionTrait>(
+    db: &C,
     job_type: &str,
     total_items: i32,
     payload: &Value,
@@ -178,16 +179,17 @@ pub async fn create_batch(
             reason: "cannot be negative",
         });
     }
-    sqlx::query_scalar(
-        "INSERT INTO batch_jobs (job_type, total_items, payload, created_by) VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(job_type)
-    .bind(total_items)
-    .bind(payload)
-    .bind(created_by)
-    .fetch_one(db.get_postgres_connection_pool())
-    .await
-    .map_err(db_err)
+    use sea_orm::{ActiveModelTrait, Set};
+    let batch = entity::batch_jobs::ActiveModel {
+        job_type: Set(job_type.to_owned()),
+        total_items: Set(total_items),
+        payload: Set(payload.clone()),
+        created_by: Set(created_by),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(batch.id)
 }
 
 /// One item of a batch that failed.
@@ -217,50 +219,67 @@ pub struct BatchProgress {
 /// Records that `processed` more items of batch `batch_id` succeeded and that
 /// `errors` failed (each kept in `batch_job_errors`), in one statement; the batch is
 /// `completed` once every item is accounted for. `Ok(None)` if the batch is unknown
-/// or already finished; more items than the batch has are refused by its check.
-pub async fn record_batch_progress(
-    db: &DatabaseConnection,
+/// or already finished; more items than the batch has are refused by its check. On
+/// any connection (a transaction joins it): the item's own writes and its progress
+/// commit together.
+pub async fn record_batch_progress<C: sea_orm::ConnectionTrait>(
+    db: &C,
     batch_id: Uuid,
     processed: i32,
     errors: &[ItemError],
 ) -> Result<Option<BatchProgress>, QueueError> {
-    let row: Option<(i32, i32, i32, String)> = sqlx::query_as(
-        "WITH batch AS (
-             UPDATE batch_jobs SET
-                 processed_items = processed_items + $2,
-                 failed_items = failed_items + $3,
-                 status = CASE WHEN processed_items + $2 + failed_items + $3 >= total_items
-                               THEN 'completed' ELSE 'processing' END
-             WHERE id = $1 AND status IN ('pending', 'processing')
-             RETURNING id, processed_items, failed_items, total_items, status
-         ),
-         logged AS (
-             INSERT INTO batch_job_errors (job_id, item_index, item_ref, error_message)
-             SELECT batch.id, e.i, e.r, e.msg
-             FROM batch, unnest($4::int4[], $5::text[], $6::text[]) AS e(i, r, msg)
-         )
-         SELECT processed_items, failed_items, total_items, status FROM batch",
-    )
-    .bind(batch_id)
-    .bind(processed.max(0))
-    .bind(errors.len() as i32)
-    .bind(errors.iter().map(|e| e.item_index).collect::<Vec<_>>())
-    .bind(
-        errors
-            .iter()
-            .map(|e| e.item_ref.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(errors.iter().map(|e| e.error.clone()).collect::<Vec<_>>())
-    .fetch_optional(db.get_postgres_connection_pool())
-    .await
-    .map_err(db_err)?;
-    Ok(row.map(
-        |(processed_items, failed_items, total_items, status)| BatchProgress {
-            processed_items,
-            failed_items,
-            total_items,
-            status,
-        },
-    ))
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            RECORD_PROGRESS_SQL,
+            [
+                batch_id.into(),
+                processed.max(0).into(),
+                (errors.len() as i32).into(),
+                sea_orm::Value::from(errors.iter().map(|e| e.item_index).collect::<Vec<_>>()),
+                // SeaORM binds arrays without NULL elements: an absent reference
+                // travels as '' with a mask.
+                sea_orm::Value::from(
+                    errors
+                        .iter()
+                        .map(|e| e.item_ref.clone().unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                ),
+                sea_orm::Value::from(
+                    errors
+                        .iter()
+                        .map(|e| e.item_ref.is_none())
+                        .collect::<Vec<_>>(),
+                ),
+                sea_orm::Value::from(errors.iter().map(|e| e.error.clone()).collect::<Vec<_>>()),
+            ],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(BatchProgress {
+        processed_items: row.try_get("", "processed_items")?,
+        failed_items: row.try_get("", "failed_items")?,
+        total_items: row.try_get("", "total_items")?,
+        status: row.try_get("", "status")?,
+    }))
 }
+
+/// Counts a batch's progress and logs its failed items in one statement: a
+/// data-modifying CTE, which SeaORM's builder cannot say.
+const RECORD_PROGRESS_SQL: &str = "WITH batch AS (
+         UPDATE batch_jobs SET
+             processed_items = processed_items + $2,
+             failed_items = failed_items + $3,
+             status = CASE WHEN processed_items + $2 + failed_items + $3 >= total_items
+                           THEN 'completed' ELSE 'processing' END
+         WHERE id = $1 AND status IN ('pending', 'processing')
+         RETURNING id, processed_items, failed_items, total_items, status
+     ),
+     logged AS (
+         INSERT INTO batch_job_errors (job_id, item_index, item_ref, error_message)
+         SELECT batch.id, e.i, CASE WHEN e.missing THEN NULL ELSE e.r END, e.msg
+         FROM batch, unnest($4::int4[], $5::text[], $6::bool[], $7::text[]) AS e(i, r, missing, msg)
+     )
+     SELECT processed_items, failed_items, total_items, status FROM batch";
