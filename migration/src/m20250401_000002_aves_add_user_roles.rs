@@ -31,6 +31,32 @@ use crate::helpers::{exec, index};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// The permission matrix's rows, (permission, the lowest role level that has it):
+/// 1 user, 2 moderator, 3 admin.
+pub(crate) const PERMISSION_LEVELS: &str = "
+        ('images.read', 1), ('images.upload', 1), ('annotations.read', 1),
+        ('annotations.create', 1), ('exercises.use', 1),
+        ('annotations.review', 2), ('annotations.update', 2), ('annotations.delete', 2),
+        ('ai.annotate', 2), ('users.read', 2),
+        ('users.manage', 3), ('users.change_role', 3), ('cache.manage', 3),
+        ('jobs.manage', 3), ('system.maintain', 3)";
+
+/// `role_permissions()` over the rows `levels` (see [`PERMISSION_LEVELS`]).
+pub(crate) fn role_permissions_function(levels: &str) -> String {
+    format!(
+        r#"CREATE OR REPLACE FUNCTION role_permissions()
+RETURNS TABLE (role text, permission text) LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT r.role, p.permission
+    FROM (VALUES{levels}
+    ) AS p(permission, level)
+    JOIN (VALUES ('user', 1), ('moderator', 2), ('admin', 3)) AS r(role, level)
+      ON p.level <= r.level;
+$fn$;
+
+"#
+    )
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -50,24 +76,10 @@ impl MigrationTrait for Migration {
         manager
             .create_index(index("idx_users_role", "users").col("role").take())
             .await?;
+        exec(manager, &role_permissions_function(PERMISSION_LEVELS)).await?;
         exec(
             manager,
             r#"
-CREATE OR REPLACE FUNCTION role_permissions()
-RETURNS TABLE (role text, permission text) LANGUAGE sql IMMUTABLE AS $fn$
-    SELECT r.role, p.permission
-    FROM (VALUES
-        ('images.read', 1), ('images.upload', 1), ('annotations.read', 1),
-        ('annotations.create', 1), ('exercises.use', 1),
-        ('annotations.review', 2), ('annotations.update', 2), ('annotations.delete', 2),
-        ('ai.annotate', 2), ('users.read', 2),
-        ('users.manage', 3), ('users.change_role', 3), ('cache.manage', 3),
-        ('jobs.manage', 3), ('system.maintain', 3)
-    ) AS p(permission, level)
-    JOIN (VALUES ('user', 1), ('moderator', 2), ('admin', 3)) AS r(role, level)
-      ON p.level <= r.level;
-$fn$;
-
 CREATE OR REPLACE FUNCTION has_permission(p_user_id uuid, p_permission text)
 RETURNS boolean LANGUAGE sql STABLE AS $fn$
     SELECT EXISTS (

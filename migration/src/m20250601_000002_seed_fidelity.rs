@@ -7,9 +7,10 @@
 //!    again, and the AI-response cache's bookkeeping flush upserts `ai_cache_stats`
 //!    in its own statement. After the seed's rollback nothing of its migrations stays.
 //! 2. **`has_permission(user, 'moderator')` was false for a moderator.** A role name
-//!    as the second argument now means "has at least this role" (user ⊂ moderator ⊂
-//!    admin), beside the permission names of `role_permissions()`: `'user'` is true for
-//!    every user, `'moderator'` for moderators and admins, `'admin'` for admins.
+//!    now means "has at least this role" (user ⊂ moderator ⊂ admin): the role names
+//!    join the matrix of `role_permissions()` as permissions at their own level, so
+//!    `has_permission` (unchanged) answers `'user'` for every user, `'moderator'` for
+//!    moderators and admins, `'admin'` for admins.
 //! 3. **`layer0_cost_tracking` refused a processing event without a `pdf_hash`.** Seed
 //!    000 logs "every processing event"; an event whose hash was not computed (a
 //!    failed upload, a stream) is still an event. `check_layer0_cost_lookups` keeps
@@ -20,6 +21,8 @@
 use sea_orm_migration::prelude::*;
 
 use crate::helpers::exec;
+use crate::m20250201_000004_add_ai_cache_stats::{INCREMENT_BATCH, INCREMENT_ONE_VIA_BATCH};
+use crate::m20250401_000002_aves_add_user_roles::{PERMISSION_LEVELS, role_permissions_function};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -46,29 +49,19 @@ $fn$;
 DROP FUNCTION IF EXISTS increment_cache_stats(date, bigint, bigint, bigint);
 "#;
 
-/// `has_permission` with role names as "at least this role".
-const HAS_PERMISSION: &str = r#"
-CREATE OR REPLACE FUNCTION has_permission(p_user_id uuid, p_permission text)
-RETURNS boolean LANGUAGE sql STABLE AS $fn$
-    SELECT EXISTS (
-        SELECT 1 FROM users u
-        JOIN role_permissions() rp ON rp.role = u.role
-        WHERE u.id = p_user_id AND rp.permission = p_permission
-    ) OR EXISTS (
-        SELECT 1 FROM users u
-        WHERE u.id = p_user_id
-          AND p_permission IN ('user', 'moderator', 'admin')
-          AND array_position(ARRAY['user', 'moderator', 'admin'], u.role)
-              >= array_position(ARRAY['user', 'moderator', 'admin'], p_permission)
-    );
-$fn$;
-"#;
+/// The permission matrix with each role name a permission of that role and those
+/// above it.
+fn matrix_with_role_names() -> String {
+    role_permissions_function(&format!(
+        "{PERMISSION_LEVELS},\n        ('user', 1), ('moderator', 2), ('admin', 3)"
+    ))
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         exec(manager, INCREMENT_ONE).await?;
-        exec(manager, HAS_PERMISSION).await?;
+        exec(manager, &matrix_with_role_names()).await?;
         exec(
             manager,
             "ALTER TABLE layer0_cost_tracking DROP CONSTRAINT check_layer0_cost_lookups;
@@ -85,41 +78,10 @@ impl MigrationTrait for Migration {
                  CHECK (lookups >= 1 AND (cache_hit OR (pdf_hash IS NOT NULL AND lookups = 1)));",
         )
         .await?;
+        exec(manager, &role_permissions_function(PERMISSION_LEVELS)).await?;
         exec(
             manager,
-            r#"
-CREATE OR REPLACE FUNCTION has_permission(p_user_id uuid, p_permission text)
-RETURNS boolean LANGUAGE sql STABLE AS $fn$
-    SELECT EXISTS (
-        SELECT 1 FROM users u
-        JOIN role_permissions() rp ON rp.role = u.role
-        WHERE u.id = p_user_id AND rp.permission = p_permission
-    );
-$fn$;
-CREATE OR REPLACE FUNCTION increment_cache_stats(p_date date, p_hits bigint, p_misses bigint, p_tokens_saved bigint)
-RETURNS void LANGUAGE plpgsql AS $fn$
-BEGIN
-    IF p_hits < 0 OR p_misses < 0 OR p_tokens_saved < 0 THEN
-        RAISE EXCEPTION 'increment_cache_stats: counts must not be negative (hits %, misses %, tokens %)',
-            p_hits, p_misses, p_tokens_saved USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    INSERT INTO ai_cache_stats AS s (date, total_requests, cache_hits, cache_misses, tokens_saved)
-    VALUES (p_date, p_hits + p_misses, p_hits, p_misses, p_tokens_saved)
-    ON CONFLICT (date) DO UPDATE SET
-        total_requests = s.total_requests + EXCLUDED.total_requests,
-        cache_hits = s.cache_hits + EXCLUDED.cache_hits,
-        cache_misses = s.cache_misses + EXCLUDED.cache_misses,
-        tokens_saved = s.tokens_saved + EXCLUDED.tokens_saved;
-END;
-$fn$;
-CREATE OR REPLACE FUNCTION increment_cache_stats(p_date date, p_hit boolean, p_tokens_saved integer)
-RETURNS void LANGUAGE sql AS $fn$
-    SELECT increment_cache_stats(p_date,
-        CASE WHEN p_hit THEN 1 ELSE 0 END::bigint,
-        CASE WHEN p_hit THEN 0 ELSE 1 END::bigint,
-        coalesce(p_tokens_saved, 0)::bigint);
-$fn$;
-"#,
+            &format!("{INCREMENT_BATCH}{INCREMENT_ONE_VIA_BATCH}"),
         )
         .await
     }

@@ -27,16 +27,13 @@ impl From<sea_orm::DbErr> for LectureError {
 
 /// Sets the lecture's content and counts the cached AI responses over it that the
 /// change invalidates (read in the same snapshot, before the database's trigger
-/// deletes them; 0 when the content is unchanged). Raw SQL: one statement doing the
-/// update and the count, which SeaORM's builder cannot put in one CTE.
-const SET_CONTENT_SQL: &str = "WITH lecture AS (
-         UPDATE lectures SET content = $2 WHERE id = $1 RETURNING id
-     ),
-     old AS (SELECT content_hash FROM lecture_content_hashes WHERE lecture_id = $1)
+/// deletes them; 0 when the content is unchanged — the trigger's own condition).
+/// Raw SQL: one statement doing the update and the count, which SeaORM's builder
+/// cannot put in one CTE.
+const SET_CONTENT_SQL: &str = "WITH before AS (SELECT content FROM lectures WHERE id = $1),
+     lecture AS (UPDATE lectures SET content = $2 WHERE id = $1 RETURNING id)
      SELECT (SELECT count(*) FROM lecture) AS found,
-            CASE WHEN EXISTS (SELECT 1 FROM lecture)
-                  AND NOT EXISTS (SELECT 1 FROM old
-                                  WHERE content_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex'))
+            CASE WHEN EXISTS (SELECT 1 FROM before WHERE content IS DISTINCT FROM $2)
                  THEN (SELECT count(*) FROM ai_response_cache WHERE lecture_ids @> ARRAY[$1]::uuid[])
                  ELSE 0 END AS invalidated";
 

@@ -8,10 +8,10 @@ use sea_orm::sqlx::{self, Connection};
 use serde_json::json;
 use service::db::tcp_nodelay;
 use service::error::BoxError;
+use service::queue::JOBS;
 use service::queue::worker::Worker;
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
 use tests::TestDb;
-use tests::queue::{fast, spawn, wait_for};
+use tests::queue::{enqueue_one, fast, spawn, wait_for};
 
 /// `url` with `application_name=name`, so this test's connections can be told apart.
 fn named(url: &str, name: &str) -> String {
@@ -53,13 +53,7 @@ async fn the_projects_connections_have_tcp_nodelay_and_a_plain_sqlx_one_does_not
         .handle("job", |_| async { Ok::<_, BoxError>(json!(1)) })
         .expect("handler");
     let (stop, handle) = spawn(worker);
-    queue::enqueue(
-        &db,
-        &[NewJob::new("job", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    enqueue_one(&db, "job").await;
     wait_for(
         &t,
         "SELECT status FROM jobs",

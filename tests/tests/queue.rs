@@ -82,7 +82,7 @@ async fn eight_workers_in_two_processes_drain_ten_thousand_jobs_exactly_once() {
 #[tokio::test]
 async fn a_killed_workers_job_is_finished_by_another_after_its_lease() {
     let t = TestDb::new().await;
-    let id = enqueue_one(&t, "slow").await;
+    let id = enqueue_one(&t.db, "slow").await;
     let mut child = Command::new(WORKER_BIN)
         .args([t.url.as_str(), "hang", "1", "1000"])
         .stdout(Stdio::piped())
@@ -349,13 +349,7 @@ async fn a_notify_wakes_an_idle_worker_without_waiting_for_the_poll() {
     let (stop, handle) = spawn(worker);
     // Let it make its first (empty) claim and go to sleep on LISTEN.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    queue::enqueue(
-        &t.db,
-        &[NewJob::new("ping", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    enqueue_one(&t.db, "ping").await;
     // With an hour between polls, only the NOTIFY can have woken it.
     wait_for(
         &t,

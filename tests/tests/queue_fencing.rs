@@ -18,6 +18,14 @@ use tokio::sync::Notify;
 
 const LONG: Duration = Duration::from_secs(30);
 
+/// Rescues `t`'s expired `jobs` with a back-off of `base` doubling up to `max`; how
+/// many.
+async fn rescue(t: &TestDb, base: Duration, max: Duration) -> u64 {
+    queue::rescue_expired(&t.db, JOBS, base, max)
+        .await
+        .expect("rescue")
+}
+
 /// The scenario of the issue, in one worker. Attempt 1 stalls the whole runtime (as a
 /// paused VM would: no heartbeats) until another process — here a thread with its own
 /// runtime and connection — has rescued the job; the worker then resumes, claims the
@@ -27,7 +35,7 @@ const LONG: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "current_thread")]
 async fn a_stalled_run_that_lost_its_lease_cannot_complete_the_job_its_newer_run_holds() {
     let t = TestDb::new().await;
-    let id = enqueue_one(&t, "long").await;
+    let id = enqueue_one(&t.db, "long").await;
 
     // The rescuer: waits for attempt 1 to start, then rescues the job once its lease
     // has expired, and says so.
@@ -194,12 +202,7 @@ async fn a_lost_leases_heartbeat_release_outcome_and_fence_never_touch_the_next_
         .expect("claim")
         .remove(0);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        queue::rescue_expired(&t.db, JOBS, Duration::ZERO, Duration::ZERO)
-            .await
-            .expect("rescue"),
-        1
-    );
+    assert_eq!(rescue(&t, Duration::ZERO, Duration::ZERO).await, 1);
     // The same worker claims it again: same worker id, a new token.
     let second = queue::claim(&t.db, JOBS, "w", &types, 1, LONG)
         .await
@@ -353,14 +356,7 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
     )
     .await;
     assert_eq!(
-        queue::rescue_expired(
-            &t.db,
-            JOBS,
-            Duration::from_secs(60),
-            Duration::from_secs(60)
-        )
-        .await
-        .expect("rescue"),
+        rescue(&t, Duration::from_secs(60), Duration::from_secs(60)).await,
         2
     );
     assert_eq!(
@@ -411,14 +407,7 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
     t.sql("UPDATE jobs SET status = 'running', attempts = 2, locked_until = now() - interval '1 second' WHERE payload = '\"again\"'")
         .await;
     assert_eq!(
-        queue::rescue_expired(
-            &t.db,
-            JOBS,
-            Duration::from_secs(60),
-            Duration::from_secs(600)
-        )
-        .await
-        .expect("rescue"),
+        rescue(&t, Duration::from_secs(60), Duration::from_secs(600)).await,
         1
     );
     assert_eq!(
@@ -443,7 +432,7 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
 #[tokio::test]
 async fn a_completer_that_cannot_write_reports_the_outcomes_as_not_written() {
     let t = TestDb::new().await;
-    let id = enqueue_one(&t, "job").await;
+    let id = enqueue_one(&t.db, "job").await;
     let role = OutageRole::new(&t).await;
     let db = service::db::connect(Some(&role.url), 4)
         .await
@@ -501,12 +490,7 @@ async fn a_completer_that_cannot_write_reports_the_outcomes_as_not_written() {
         LONG,
     )
     .await;
-    assert_eq!(
-        queue::rescue_expired(&t.db, JOBS, Duration::ZERO, Duration::ZERO)
-            .await
-            .expect("rescue"),
-        1
-    );
+    assert_eq!(rescue(&t, Duration::ZERO, Duration::ZERO).await, 1);
     assert_eq!(t.scalar("SELECT status FROM jobs").await, "pending");
     db.close().await.ok();
 }

@@ -118,33 +118,29 @@ async fn cancel_and_retry_roll_back_with_the_callers_transaction() {
         ids[1]
     ))
     .await;
-    let txn = t.db.begin().await.expect("begin");
-    assert!(queue::cancel(&txn, JOBS, ids[0]).await.expect("cancel"));
-    assert_eq!(
-        queue::retry_failed(&txn, JOBS, &[ids[1]])
-            .await
-            .expect("retry"),
-        1
-    );
-    txn.rollback().await.expect("rollback");
-    assert_eq!(
-        t.column("SELECT status FROM jobs ORDER BY id").await,
-        ["pending", "failed"]
-    );
-    // And committed, they take effect.
-    let txn = t.db.begin().await.expect("begin");
-    assert!(queue::cancel(&txn, JOBS, ids[0]).await.expect("cancel"));
-    assert_eq!(
-        queue::retry_failed(&txn, JOBS, &[ids[1]])
-            .await
-            .expect("retry"),
-        1
-    );
-    txn.commit().await.expect("commit");
-    assert_eq!(
-        t.column("SELECT status FROM jobs ORDER BY id").await,
-        ["cancelled", "pending"]
-    );
+    // Rolled back, they change nothing; committed, they take effect.
+    for (commit, expected) in [
+        (false, ["pending", "failed"]),
+        (true, ["cancelled", "pending"]),
+    ] {
+        let txn = t.db.begin().await.expect("begin");
+        assert!(queue::cancel(&txn, JOBS, ids[0]).await.expect("cancel"));
+        assert_eq!(
+            queue::retry_failed(&txn, JOBS, &[ids[1]])
+                .await
+                .expect("retry"),
+            1
+        );
+        if commit {
+            txn.commit().await.expect("commit");
+        } else {
+            txn.rollback().await.expect("rollback");
+        }
+        assert_eq!(
+            t.column("SELECT status FROM jobs ORDER BY id").await,
+            expected
+        );
+    }
 }
 
 #[tokio::test]

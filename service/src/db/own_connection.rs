@@ -19,14 +19,11 @@ pub(crate) struct OwnConnection {
     conn: Option<sqlx::PgConnection>,
 }
 
-/// Applies the session settings and reads the connection's ends (for `TCP_NODELAY`,
-/// the columns of `tcp_nodelay::Endpoints::SQL`), in one round trip; the aggregate
-/// makes every `set_config` run.
-const SET_UP_SQL: &str = "SELECT host(inet_client_addr()) AS client_addr,
-            inet_client_port() AS client_port, host(inet_server_addr()) AS server_addr,
-            inet_server_port() AS server_port
-     FROM (SELECT count(set_config(name, value, false))
-           FROM unnest($1::text[], $2::text[]) AS s(name, value)) AS applied";
+/// What follows [`tcp_nodelay::Endpoints::SQL`] to apply the session settings in the
+/// same round trip that reads the connection's ends; the aggregate makes every
+/// `set_config` run.
+const APPLY_SETTINGS: &str = " FROM (SELECT count(set_config(name, value, false))
+     FROM unnest($1::text[], $2::text[]) AS s(name, value)) AS applied";
 
 impl OwnConnection {
     /// A connection like `pool`'s, not opened yet.
@@ -66,7 +63,8 @@ impl OwnConnection {
                     .into_iter()
                     .chain(self.settings.iter().copied());
                 let (names, values): (Vec<&str>, Vec<&str>) = settings.unzip();
-                let row: tcp_nodelay::EndpointsRow = sqlx::query_as(SET_UP_SQL)
+                let set_up = format!("{}{APPLY_SETTINGS}", tcp_nodelay::Endpoints::SQL);
+                let row: tcp_nodelay::EndpointsRow = sqlx::query_as(sqlx::AssertSqlSafe(set_up))
                     .bind(names)
                     .bind(values)
                     .fetch_one(&mut conn)

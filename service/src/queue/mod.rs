@@ -68,23 +68,6 @@ pub struct QueueTable {
     channel: &'static str,
 }
 
-impl QueueTable {
-    /// The table's name.
-    pub fn name(&self) -> &'static str {
-        self.table
-    }
-
-    /// The status word of a running job (`running`, or `processing` for AI jobs).
-    pub fn running_status(&self) -> &'static str {
-        self.running
-    }
-
-    /// The channel its inserts `NOTIFY`.
-    pub fn channel(&self) -> &'static str {
-        self.channel
-    }
-}
-
 /// Seed 003's `jobs`: job types are `job_type`.
 pub const JOBS: QueueTable = QueueTable {
     table: "jobs",
