@@ -84,6 +84,15 @@ fn on(name: &Option<String>) -> String {
 }
 
 impl DbError {
+    /// A query that always yields one row (an aggregate, a function's single row)
+    /// yielded none: [`DbError::Other`] naming `what`.
+    pub fn no_row(what: &str) -> Self {
+        Self::Other {
+            code: None,
+            message: format!("{what} returned no row"),
+        }
+    }
+
     /// The SQLSTATE, when the server answered with one.
     pub fn code(&self) -> Option<&str> {
         match self {

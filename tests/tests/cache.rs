@@ -117,7 +117,10 @@ async fn ten_thousand_concurrent_hits_are_counted_exactly_after_shutdown() {
     let t = TestDb::new().await;
     let cache = Arc::new(pdf_cache(&t, config()));
     let key = PdfKey::from_bytes(b"%PDF popular");
-    cache.put(&key, &b"result".to_vec()).await.expect("put");
+    cache
+        .put(&t.db, &key, &b"result".to_vec())
+        .await
+        .expect("put");
     let tasks: Vec<_> = (0..40)
         .map(|_| {
             let (cache, key) = (Arc::clone(&cache), key.clone());
@@ -163,7 +166,7 @@ async fn hits_are_counted_exactly_when_rows_move_vanish_or_are_replaced_before_t
         .map(|i| PdfKey::from_bytes(format!("%PDF moving {i}").as_bytes()))
         .collect();
     for key in &keys {
-        cache.put(key, &b"v".to_vec()).await.expect("put");
+        cache.put(&t.db, key, &b"v".to_vec()).await.expect("put");
     }
     for key in &keys {
         assert!(cache.get(key).await.expect("get").is_some());
@@ -189,7 +192,10 @@ async fn hits_are_counted_exactly_when_rows_move_vanish_or_are_replaced_before_t
     .await;
     t.sql("VACUUM pdf_cache").await;
     let newcomer = PdfKey::from_bytes(b"%PDF newcomer");
-    cache.put(&newcomer, &b"n".to_vec()).await.expect("put");
+    cache
+        .put(&t.db, &newcomer, &b"n".to_vec())
+        .await
+        .expect("put");
     assert!(cache.get(&newcomer).await.expect("get").is_some());
     cache.shutdown().await.expect("shutdown");
 
@@ -228,7 +234,7 @@ async fn a_full_buffer_is_flushed_before_the_interval_ends() {
         },
     );
     let key = PdfKey::from_bytes(b"%PDF busy");
-    cache.put(&key, &b"v".to_vec()).await.expect("put");
+    cache.put(&t.db, &key, &b"v".to_vec()).await.expect("put");
     for _ in 0..150 {
         assert!(cache.get(&key).await.expect("get").is_some());
     }
@@ -251,13 +257,13 @@ async fn a_full_buffer_is_flushed_before_the_interval_ends() {
 #[tokio::test]
 async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
     let t = TestDb::new().await;
-    let cache = Arc::new(AiResponseCache::new(t.db.clone(), config()));
+    let cache = Arc::new(AiResponseCache::new(t.db.clone(), config()).expect("cache"));
     let request = AiRequest {
         operation_type: "quiz".into(),
         lecture_ids: vec![],
         params: json!({"questionsCount": 5}),
     };
-    let key = cache.key(&request).await.expect("key");
+    let key = cache.key(&t.db, &request).await.expect("key");
     let (_, hit) = cache
         .get_or_compute(&key, || async {
             Ok::<_, BoxError>(AiResponse {
@@ -372,7 +378,7 @@ async fn expired_entries_are_misses_before_cleanup() {
         data: json!({"label": "Pica pica"}),
         response_time_ms: Some(420),
     };
-    vision.put(&key, &response).await.expect("put");
+    vision.put(&t.db, &key, &response).await.expect("put");
     assert_eq!(vision.get(&key).await.expect("get"), Some(response.clone()));
     t.sql("UPDATE vision_api_cache SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'")
         .await;
@@ -404,7 +410,10 @@ async fn expired_entries_are_misses_before_cleanup() {
     ))
     .await;
     let ekey = ExerciseKey::new(user, "quiz", 2, "corvids").expect("key");
-    exercises.put(&ekey, &json!({"q": 1})).await.expect("put");
+    exercises
+        .put(&t.db, &ekey, &json!({"q": 1}))
+        .await
+        .expect("put");
     assert_eq!(
         exercises.get(&ekey).await.expect("get"),
         None,
@@ -423,6 +432,7 @@ async fn lru_eviction_keeps_the_most_recently_used() {
     for key in &keys {
         vision
             .put(
+                &t.db,
                 key,
                 &VisionResponse {
                     data: json!({}),
@@ -463,7 +473,7 @@ async fn the_pdf_size_budget_evicts_least_recently_and_least_used_first() {
         .collect();
     for (i, key) in keys.iter().enumerate() {
         cache
-            .put(key, &noise(10_000, i as u64 + 1))
+            .put(&t.db, key, &noise(10_000, i as u64 + 1))
             .await
             .expect("put");
     }
@@ -496,7 +506,10 @@ async fn a_corrupt_blob_is_a_miss_and_is_replaced() {
     let t = TestDb::new().await;
     let cache = pdf_cache(&t, config());
     let key = PdfKey::from_bytes(b"%PDF corrupt");
-    cache.put(&key, &b"good".to_vec()).await.expect("put");
+    cache
+        .put(&t.db, &key, &b"good".to_vec())
+        .await
+        .expect("put");
     t.sql("UPDATE pdf_cache SET result_data = '\\xdeadbeef'")
         .await;
     assert_eq!(cache.get(&key).await.expect("no panic, no error"), None);
@@ -522,7 +535,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let cache = pdf_cache(&t, small.clone());
     let key = PdfKey::from_bytes(b"%PDF big");
     let err = cache
-        .put(&key, &vec![0u8; 2_000])
+        .put(&t.db, &key, &vec![0u8; 2_000])
         .await
         .expect_err("oversize");
     assert!(
@@ -573,14 +586,14 @@ async fn bad_input_is_refused_and_writes_nothing() {
             ..
         })
     ));
-    let ai = AiResponseCache::new(t.db.clone(), config());
+    let ai = AiResponseCache::new(t.db.clone(), config()).expect("cache");
     let bad = AiRequest {
         operation_type: "".into(),
         lecture_ids: vec![],
         params: json!({}),
     };
     assert!(matches!(
-        ai.key(&bad).await,
+        ai.key(&t.db, &bad).await,
         Err(CacheError::InvalidKey { .. })
     ));
     assert_eq!(
@@ -599,7 +612,7 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
         c = Uuid::from_u128(0xc)
     ))
     .await;
-    let cache = AiResponseCache::new(t.db.clone(), config());
+    let cache = AiResponseCache::new(t.db.clone(), config()).expect("cache");
     assert_eq!(
         lectures::set_content(&t.db, a, "corvids v1")
             .await
@@ -624,9 +637,10 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
         request(vec![a, b], "summary"),
     ];
     for r in &reqs {
-        let key = cache.key(r).await.expect("key");
+        let key = cache.key(&t.db, r).await.expect("key");
         cache
             .put(
+                &t.db,
                 &key,
                 &AiResponse {
                     data: json!({"for": r.operation_type}),
@@ -654,14 +668,20 @@ async fn changing_a_lecture_invalidates_only_its_responses() {
         .await;
     assert_eq!(left, [[format!("{{{b}}}")]]);
     // The old key of an A request is gone, and its new key is a miss.
-    let new_key = cache.key(&reqs[0]).await.expect("key");
+    let new_key = cache.key(&t.db, &reqs[0]).await.expect("key");
     assert_eq!(cache.get(&new_key).await.expect("get"), None);
     let unknown = lectures::set_content(&t.db, Uuid::from_u128(0xdead), "x").await;
     assert!(matches!(
         unknown,
         Err(lectures::LectureError::NotFound(id)) if id == Uuid::from_u128(0xdead)
     ));
-    assert_eq!(cache.invalidate_lecture(b).await.expect("invalidate"), 1);
+    assert_eq!(
+        cache
+            .invalidate_lecture(&t.db, b)
+            .await
+            .expect("invalidate"),
+        1
+    );
 }
 
 /// The database keeps a lecture's content hash in step with its content on every
@@ -699,7 +719,7 @@ async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses()
             .await,
         "the insert made the hash"
     );
-    let cache = AiResponseCache::new(t.db.clone(), config());
+    let cache = AiResponseCache::new(t.db.clone(), config()).expect("cache");
     let request = |id: Uuid| AiRequest {
         operation_type: "quiz".into(),
         lecture_ids: vec![id],
@@ -710,11 +730,11 @@ async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses()
         tokens_used: 5,
     };
     let (key_a, key_b) = (
-        cache.key(&request(a.id)).await.expect("key"),
-        cache.key(&request(b.id)).await.expect("key"),
+        cache.key(&t.db, &request(a.id)).await.expect("key"),
+        cache.key(&t.db, &request(b.id)).await.expect("key"),
     );
-    cache.put(&key_a, &answer).await.expect("put");
-    cache.put(&key_b, &answer).await.expect("put");
+    cache.put(&t.db, &key_a, &answer).await.expect("put");
+    cache.put(&t.db, &key_b, &answer).await.expect("put");
 
     // Saving the same content changes nothing.
     let mut same: entity::lectures::ActiveModel = a.clone().into();
@@ -732,7 +752,7 @@ async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses()
         "A's answer is gone"
     );
     let new_key_a = cache
-        .key(&request(Uuid::from_u128(0xa)))
+        .key(&t.db, &request(Uuid::from_u128(0xa)))
         .await
         .expect("key");
     assert_ne!(new_key_a.cache_key(), key_a.cache_key());
@@ -768,7 +788,7 @@ async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses()
 #[tokio::test]
 async fn logically_equal_ai_requests_share_an_entry() {
     let t = TestDb::new().await;
-    let cache = AiResponseCache::new(t.db.clone(), config());
+    let cache = AiResponseCache::new(t.db.clone(), config()).expect("cache");
     let (x, y) = (Uuid::from_u128(1), Uuid::from_u128(2));
     let one = AiRequest {
         operation_type: "quiz".into(),
@@ -780,9 +800,10 @@ async fn logically_equal_ai_requests_share_an_entry() {
         lecture_ids: vec![y, x],
         params: json!({"lang": "es", "n": 5}),
     };
-    let k1 = cache.key(&one).await.expect("key");
+    let k1 = cache.key(&t.db, &one).await.expect("key");
     cache
         .put(
+            &t.db,
             &k1,
             &AiResponse {
                 data: json!("cached"),
@@ -791,7 +812,7 @@ async fn logically_equal_ai_requests_share_an_entry() {
         )
         .await
         .expect("put");
-    let k2 = cache.key(&two).await.expect("key");
+    let k2 = cache.key(&t.db, &two).await.expect("key");
     assert_eq!(k1.cache_key(), k2.cache_key());
     assert_eq!(
         cache.get(&k2).await.expect("get").map(|r| r.data),
@@ -891,6 +912,7 @@ async fn a_failed_flush_keeps_its_events_for_the_next_one() {
     let key = VisionKey::new("https://example.com/corvus.jpg", "anthropic").expect("key");
     vision
         .put(
+            &t.db,
             &key,
             &VisionResponse {
                 data: json!({"label": "Corvus"}),
@@ -977,7 +999,7 @@ async fn row_ids_round_trip_through_both_wire_formats() {
     let t = TestDb::new().await;
     let cache = pdf_cache(&t, config());
     let key = PdfKey::from_bytes(b"%PDF addressed");
-    cache.put(&key, &b"v".to_vec()).await.expect("put");
+    cache.put(&t.db, &key, &b"v".to_vec()).await.expect("put");
     let pool = t.db.get_postgres_connection_pool();
     let binary: RowId = sqlx::query_scalar("SELECT ctid FROM pdf_cache")
         .fetch_one(pool)

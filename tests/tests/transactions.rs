@@ -1,6 +1,7 @@
-//! The queue's enqueue, cancel and retry join the caller's transaction: an
-//! application's row and the job that processes it are written together or not at
-//! all, and a rolled-back enqueue wakes and runs nothing.
+//! Service writes join the caller's transaction: an application's row and the job
+//! that processes it, or the cached answer computed over it, are written together or
+//! not at all; a rolled-back enqueue wakes and runs nothing; cancel, retry, batch
+//! progress and cache deletes roll back with the transaction that made them.
 
 use std::time::Duration;
 
@@ -184,4 +185,106 @@ async fn batch_progress_commits_with_the_items_own_writes() {
             .await,
         [["completed", "NULL", "no birds"]]
     );
+}
+
+#[tokio::test]
+async fn a_cache_put_and_the_apps_own_rows_roll_back_together() {
+    use service::cache::CacheConfig;
+    use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
+    use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+
+    let t = TestDb::new().await;
+    let ai = AiResponseCache::new(t.db.clone(), CacheConfig::default()).expect("cache");
+    let pdfs =
+        PdfCache::new(t.db.clone(), CacheConfig::default(), PdfSettings::default()).expect("cache");
+    let answer = AiResponse {
+        data: json!({"summary": "corvids are clever"}),
+        tokens_used: 120,
+    };
+    // In one transaction: a course and a lecture through the entities, the cached
+    // answer over the lecture (its key read inside the transaction, over the content
+    // the trigger just hashed), and a PDF result.
+    let write_all = async |commit: bool| {
+        let course = uuid::Uuid::new_v4();
+        let lecture = uuid::Uuid::new_v4();
+        let txn = t.db.begin().await.expect("begin");
+        entity::courses::ActiveModel {
+            id: Set(course),
+            title: Set("Birds".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .expect("course");
+        entity::lectures::ActiveModel {
+            id: Set(lecture),
+            course_id: Set(course),
+            title: Set("Corvids".into()),
+            content: Set(format!("corvids {commit}")),
+            position: Set(1),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .expect("lecture");
+        let request = AiRequest {
+            operation_type: "summary".into(),
+            lecture_ids: vec![lecture],
+            params: json!({}),
+        };
+        let key = ai.key(&txn, &request).await.expect("key");
+        ai.put(&txn, &key, &answer).await.expect("put");
+        let pdf = PdfKey::from_bytes(format!("pdf {commit}").as_bytes());
+        pdfs.put(&txn, &pdf, &b"parsed".to_vec())
+            .await
+            .expect("put");
+        // Inside the transaction the entry is there; outside it is not yet.
+        assert_eq!(
+            t.sql(&format!(
+                "SELECT count(*)::text FROM ai_response_cache WHERE cache_key = '{}'",
+                key.cache_key()
+            ))
+            .await,
+            [["0"]]
+        );
+        if commit {
+            txn.commit().await.expect("commit");
+        } else {
+            txn.rollback().await.expect("rollback");
+        }
+        (request, key, pdf)
+    };
+
+    let (_, lost_key, lost_pdf) = write_all(false).await;
+    assert_eq!(
+        t.sql(
+            "SELECT (SELECT count(*) FROM courses)::text, (SELECT count(*) FROM lectures)::text,
+                    (SELECT count(*) FROM lecture_content_hashes)::text,
+                    (SELECT count(*) FROM ai_response_cache)::text, (SELECT count(*) FROM pdf_cache)::text"
+        )
+        .await,
+        [["0", "0", "0", "0", "0"]],
+        "a rolled-back transaction leaves no course, lecture, hash or cache entry"
+    );
+    assert_eq!(ai.get(&lost_key).await.expect("get"), None);
+    assert_eq!(pdfs.get(&lost_pdf).await.expect("get"), None);
+
+    let (request, key, pdf) = write_all(true).await;
+    assert_eq!(ai.key(&t.db, &request).await.expect("key"), key);
+    assert_eq!(ai.get(&key).await.expect("get"), Some(answer.clone()));
+    assert_eq!(pdfs.get(&pdf).await.expect("get"), Some(b"parsed".to_vec()));
+
+    // A delete rolled back deletes nothing; committed, it does.
+    let txn = t.db.begin().await.expect("begin");
+    assert!(ai.delete(&txn, &key).await.expect("delete"));
+    assert!(pdfs.delete(&txn, &pdf).await.expect("delete"));
+    txn.rollback().await.expect("rollback");
+    assert_eq!(ai.get(&key).await.expect("get"), Some(answer));
+    assert!(pdfs.get(&pdf).await.expect("get").is_some());
+    let txn = t.db.begin().await.expect("begin");
+    assert!(pdfs.delete(&txn, &pdf).await.expect("delete"));
+    txn.commit().await.expect("commit");
+    assert_eq!(pdfs.get(&pdf).await.expect("get"), None);
+    ai.shutdown().await.expect("shutdown");
+    pdfs.shutdown().await.expect("shutdown");
 }

@@ -8,13 +8,20 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use entity::{ai_response_cache, lecture_content_hashes};
+use sea_orm::sea_query::extension::postgres::PgBinOper;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::sqlx::{self, PgConnection};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Statement,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::core::db_err;
 use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, canonical_json, sha256_hex};
+use crate::error::DbError;
 
 const NAME: &str = "ai_response_cache";
 
@@ -171,45 +178,41 @@ impl Store for AiResponseStore {
         Ok(value.data.to_string().len())
     }
 
-    async fn save(
-        &self,
-        db: &mut PgConnection,
-        key: &AiKey,
-        value: &AiResponse,
-    ) -> Result<(), CacheError> {
-        let size = value.data.to_string().len() as i32;
-        sqlx::query(
-            "INSERT INTO ai_response_cache (cache_key, operation_type, lecture_ids, params, content_hash,
-                                            response_data, tokens_used, content_size)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (cache_key) DO UPDATE SET
-                 response_data = EXCLUDED.response_data,
-                 tokens_used = EXCLUDED.tokens_used,
-                 content_size = EXCLUDED.content_size,
-                 content_hash = EXCLUDED.content_hash,
-                 last_accessed_at = now()",
-        )
-        .bind(&key.cache_key)
-        .bind(&key.operation_type)
-        .bind(&key.lecture_ids)
-        .bind(if key.params.is_null() { serde_json::json!({}) } else { key.params.clone() })
-        .bind(&key.content_hash)
-        .bind(&value.data)
-        .bind(value.tokens_used)
-        .bind(size)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+    fn save(&self, key: &AiKey, value: &AiResponse) -> Result<Statement, CacheError> {
+        let entry = ai_response_cache::ActiveModel {
+            cache_key: Set(key.cache_key.clone()),
+            operation_type: Set(key.operation_type.clone()),
+            lecture_ids: Set(key.lecture_ids.clone()),
+            params: Set(if key.params.is_null() {
+                serde_json::json!({})
+            } else {
+                key.params.clone()
+            }),
+            content_hash: Set(key.content_hash.clone()),
+            content_size: Set(value.data.to_string().len() as i32),
+            response_data: Set(value.data.clone()),
+            tokens_used: Set(value.tokens_used),
+            ..Default::default()
+        };
+        use ai_response_cache::Column as C;
+        let replace = OnConflict::column(C::CacheKey)
+            .update_columns([
+                C::ResponseData,
+                C::TokensUsed,
+                C::ContentSize,
+                C::ContentHash,
+            ])
+            .value(C::LastAccessedAt, Expr::current_timestamp())
+            .to_owned();
+        Ok(ai_response_cache::Entity::insert(entry)
+            .on_conflict(replace)
+            .build(DbBackend::Postgres))
     }
 
-    async fn remove(&self, db: &mut PgConnection, key: &AiKey) -> Result<u64, CacheError> {
-        let done = sqlx::query("DELETE FROM ai_response_cache WHERE cache_key = $1")
-            .bind(&key.cache_key)
-            .execute(db)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+    fn remove(&self, key: &AiKey) -> Result<Statement, CacheError> {
+        Ok(ai_response_cache::Entity::delete_many()
+            .filter(ai_response_cache::Column::CacheKey.eq(&key.cache_key))
+            .build(DbBackend::Postgres))
     }
 
     fn hit_event(&self, key: &AiKey, value: &AiResponse, _row: Option<RowId>) -> AiEvent {
@@ -279,7 +282,7 @@ impl Deref for AiResponseCache {
 }
 
 /// The daily statistics of `get_cache_stats(start, end)`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
 pub struct AiCacheDailyStats {
     /// Lookups in the range.
     pub total_requests: i64,
@@ -293,36 +296,60 @@ pub struct AiCacheDailyStats {
     pub hit_rate: f64,
 }
 
+/// Seed 001's `get_cache_stats(start, end)`: a call of the seed's function, its
+/// numeric hit rate as float8.
+const DAILY_STATS_SQL: &str = "SELECT total_requests, cache_hits, cache_misses, tokens_saved,
+        hit_rate::float8 AS hit_rate
+ FROM get_cache_stats($1, $2)";
+
 impl AiResponseCache {
-    /// An AI response cache on `db`.
-    pub fn new(db: DatabaseConnection, config: CacheConfig) -> Self {
-        Self {
-            core: CacheCore::new(AiResponseStore, db, config),
-        }
+    /// An AI response cache on `db` (a PostgreSQL pool; another kind of connection is
+    /// refused, see [`CacheCore::new`]).
+    pub fn new(db: DatabaseConnection, config: CacheConfig) -> Result<Self, CacheError> {
+        Ok(Self {
+            core: CacheCore::new(AiResponseStore, db, config)?,
+        })
     }
 
-    /// The key of `request`: reads the lectures' content hashes (one round trip) and
-    /// derives the key with [`AiKey::derive`].
-    pub async fn key(&self, request: &AiRequest) -> Result<AiKey, CacheError> {
-        let hashes: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT lecture_id, content_hash FROM lecture_content_hashes WHERE lecture_id = ANY($1)",
-        )
-        .bind(&request.lecture_ids)
-        .fetch_all(self.core.db().get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
+    /// The key of `request`, read on `db` (any SeaORM connection: inside a
+    /// transaction that changed a lecture, the key over its new content): the
+    /// lectures' content hashes through the `lecture_content_hashes` entity (one round
+    /// trip), then [`AiKey::derive`].
+    pub async fn key<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        request: &AiRequest,
+    ) -> Result<AiKey, CacheError> {
+        let hashes: Vec<(Uuid, String)> = lecture_content_hashes::Entity::find()
+            .filter(
+                lecture_content_hashes::Column::LectureId
+                    .is_in(request.lecture_ids.iter().copied()),
+            )
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|h| (h.lecture_id, h.content_hash))
+            .collect();
         AiKey::derive(request, &hashes)
     }
 
-    /// Deletes every cached response over `lecture_id`; how many went. One round trip.
-    pub async fn invalidate_lecture(&self, lecture_id: Uuid) -> Result<u64, CacheError> {
-        let done =
-            sqlx::query("DELETE FROM ai_response_cache WHERE lecture_ids @> ARRAY[$1]::uuid[]")
-                .bind(lecture_id)
-                .execute(self.core.db().get_postgres_connection_pool())
-                .await
-                .map_err(db_err)?;
-        Ok(done.rows_affected())
+    /// Deletes every cached response over `lecture_id` on `db` (any SeaORM
+    /// connection; a transaction joins it); how many went. One round trip through the
+    /// entity, served by the GIN index on `lecture_ids`.
+    pub async fn invalidate_lecture<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        lecture_id: Uuid,
+    ) -> Result<u64, CacheError> {
+        use sea_orm::sea_query::ExprTrait;
+        let done = ai_response_cache::Entity::delete_many()
+            .filter(Expr::col(ai_response_cache::Column::LectureIds).binary(
+                PgBinOper::Contains,
+                Expr::val(vec![lecture_id]).cast_as("uuid[]"),
+            ))
+            .exec(db)
+            .await?;
+        Ok(done.rows_affected)
     }
 
     /// Flushes the bookkeeping and reads `get_cache_stats(start, end)`. Two round trips.
@@ -332,22 +359,14 @@ impl AiResponseCache {
         end: chrono::NaiveDate,
     ) -> Result<AiCacheDailyStats, CacheError> {
         self.core.flush().await?;
-        let row: (i64, i64, i64, i64, f64) = sqlx::query_as(
-            "SELECT total_requests, cache_hits, cache_misses, tokens_saved, hit_rate::float8
-             FROM get_cache_stats($1, $2)",
-        )
-        .bind(start)
-        .bind(end)
-        .fetch_one(self.core.db().get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
-        Ok(AiCacheDailyStats {
-            total_requests: row.0,
-            cache_hits: row.1,
-            cache_misses: row.2,
-            tokens_saved: row.3,
-            hit_rate: row.4,
-        })
+        AiCacheDailyStats::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            DAILY_STATS_SQL,
+            [start.into(), end.into()],
+        ))
+        .one(self.core.db())
+        .await?
+        .ok_or_else(|| DbError::no_row("get_cache_stats").into())
     }
 }
 

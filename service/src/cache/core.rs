@@ -1,171 +1,22 @@
-//! The get-or-compute core shared by every cache: single flight, buffered
+//! The get-or-compute engine shared by every cache: single flight, buffered
 //! bookkeeping, statistics. It knows no table: a [`Store`] says how to read, write,
 //! delete and account for one kind of entry.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::future::Future;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sea_orm::DatabaseConnection;
-
-use crate::error::DbError;
-use sea_orm::sqlx::encode::IsNull;
-use sea_orm::sqlx::error::BoxDynError;
-use sea_orm::sqlx::postgres::types::Oid;
-use sea_orm::sqlx::postgres::{
-    PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueFormat, PgValueRef,
-};
 use sea_orm::sqlx::{self, PgConnection, Postgres, pool::PoolConnection};
-
-use crate::db::OwnConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{CacheConfig, CacheError, CacheStats};
+use super::advisory_lock::{HeldLock, lock_id};
+use super::{CacheConfig, CacheError, CacheStats, Found, Store};
+use crate::db::{OwnConnection, execute_on, postgres_pool};
 use crate::error::BoxError;
-
-/// One kind of cache entry in one table: the SQL the core runs.
-///
-/// `load` is the whole hit path, so it must be one round trip and write nothing;
-/// `flush` receives the buffered events and must write them with one statement per
-/// table, however many there are.
-pub trait Store: Send + Sync + 'static {
-    /// The validated key of an entry.
-    type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
-    /// The cached value, as callers see it.
-    type Value: Send + Sync + 'static;
-    /// What the store needs to remember about one lookup (a hit, or a computed miss).
-    type Event: Send + Sync + 'static;
-
-    /// The cache's name, for errors, logs and lock keys.
-    fn name(&self) -> &'static str;
-
-    /// The key as text, for errors and the advisory-lock hash.
-    fn key_text(key: &Self::Key) -> String;
-
-    /// Reads the live entry for `key` on `db` (the pool, or the connection that holds
-    /// the key's lock): `Ok(None)` when absent or expired, `Err(CacheError::Corrupt)`
-    /// when it cannot be decoded. One round trip, no write.
-    fn load(
-        &self,
-        db: &mut PgConnection,
-        key: &Self::Key,
-    ) -> impl Future<Output = Result<Option<Found<Self::Value>>, CacheError>> + Send;
-
-    /// The encoded size of `value`, checked against the configured maximum before
-    /// anything is written.
-    fn size_of(&self, value: &Self::Value) -> Result<usize, CacheError>;
-
-    /// Writes (inserts or replaces) the entry on `db`. One round trip.
-    fn save(
-        &self,
-        db: &mut PgConnection,
-        key: &Self::Key,
-        value: &Self::Value,
-    ) -> impl Future<Output = Result<(), CacheError>> + Send;
-
-    /// Deletes the entry; how many rows went (0 or 1). One round trip.
-    fn remove(
-        &self,
-        db: &mut PgConnection,
-        key: &Self::Key,
-    ) -> impl Future<Output = Result<u64, CacheError>> + Send;
-
-    /// The bookkeeping event of a hit on `value`, read at `row` (when
-    /// [`Store::load`] reported it).
-    fn hit_event(&self, key: &Self::Key, value: &Self::Value, row: Option<RowId>) -> Self::Event;
-
-    /// The bookkeeping event of a miss whose compute took `elapsed`, if the store
-    /// records misses.
-    fn miss_event(
-        &self,
-        key: &Self::Key,
-        value: &Self::Value,
-        elapsed: Duration,
-    ) -> Option<Self::Event>;
-
-    /// Writes buffered events, all or none (one statement), on the cache's own
-    /// bookkeeping connection. On an error the core keeps the events for the next
-    /// flush.
-    fn flush(
-        &self,
-        conn: &mut PgConnection,
-        events: &[Self::Event],
-    ) -> impl Future<Output = Result<(), CacheError>> + Send;
-}
-
-/// What [`Store::load`] found: the value, and where its row was read when the store
-/// wants its flushes to find the row by address.
-#[derive(Debug)]
-pub struct Found<V> {
-    /// The decoded value.
-    pub value: V,
-    /// The row's `ctid` at the read.
-    pub row: Option<RowId>,
-}
-
-/// A row's address, its `ctid` (heap block and line pointer), as PostgreSQL's `tid`
-/// type. A flush can update a hit entry's row by address — a TID scan, no index
-/// descent — with `ctid = …` and a check of its key, and falls back to the key for
-/// rows that moved since the read (an update gives a row version a new address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RowId {
-    block: u32,
-    offset: u16,
-}
-
-impl sqlx::Type<Postgres> for RowId {
-    fn type_info() -> PgTypeInfo {
-        PgTypeInfo::with_oid(Oid(27))
-    }
-}
-
-impl PgHasArrayType for RowId {
-    fn array_type_info() -> PgTypeInfo {
-        PgTypeInfo::with_oid(Oid(1010))
-    }
-}
-
-impl sqlx::Encode<'_, Postgres> for RowId {
-    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        buf.extend_from_slice(&self.block.to_be_bytes());
-        buf.extend_from_slice(&self.offset.to_be_bytes());
-        Ok(IsNull::No)
-    }
-}
-
-impl sqlx::Decode<'_, Postgres> for RowId {
-    fn decode(value: PgValueRef<'_>) -> Result<Self, BoxDynError> {
-        match value.format() {
-            PgValueFormat::Binary => {
-                let bytes = value.as_bytes()?;
-                let bytes: [u8; 6] = bytes
-                    .try_into()
-                    .map_err(|_| format!("a tid is 6 bytes, got {}", bytes.len()))?;
-                Ok(Self {
-                    block: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-                    offset: u16::from_be_bytes([bytes[4], bytes[5]]),
-                })
-            }
-            PgValueFormat::Text => {
-                let text = value.as_str()?;
-                let (block, offset) = text
-                    .strip_prefix('(')
-                    .and_then(|t| t.strip_suffix(')'))
-                    .and_then(|t| t.split_once(','))
-                    .ok_or_else(|| format!("malformed tid {text:?}"))?;
-                Ok(Self {
-                    block: block.parse()?,
-                    offset: offset.parse()?,
-                })
-            }
-        }
-    }
-}
 
 /// Planner settings of the flush connection, which runs nothing but flushes. A flush
 /// touches a few thousand rows of a table that may hold millions, by key or by
@@ -203,6 +54,8 @@ struct Counters {
 struct Shared<S: Store> {
     store: S,
     db: DatabaseConnection,
+    /// `db`'s sqlx pool: the hit path's and the key locks' sessions.
+    pool: sea_orm::sqlx::PgPool,
     config: CacheConfig,
     counters: Counters,
     /// Buffered bookkeeping events, written by [`Shared::flush`].
@@ -228,14 +81,16 @@ impl<S: Store> CacheCore<S> {
     /// task that flushes it every `config.flush_interval`, and as soon as
     /// `config.max_batch_events` events are buffered (so it must be called inside
     /// a Tokio runtime). Call [`CacheCore::shutdown`] to write what is buffered.
-    pub fn new(store: S, db: DatabaseConnection, config: CacheConfig) -> Self {
-        let flush_conn = tokio::sync::Mutex::new(OwnConnection::with_settings(
-            db.get_postgres_connection_pool(),
-            FLUSH_SETTINGS,
-        ));
+    /// `db` must be a PostgreSQL pool ([`crate::db::postgres_pool`]): the hit path,
+    /// the key locks and the flushes use its sessions directly.
+    pub fn new(store: S, db: DatabaseConnection, config: CacheConfig) -> Result<Self, CacheError> {
+        let pool = postgres_pool(&db)?.clone();
+        let flush_conn =
+            tokio::sync::Mutex::new(OwnConnection::with_settings(&pool, FLUSH_SETTINGS));
         let shared = Arc::new(Shared {
             store,
             flush_conn,
+            pool,
             db,
             config,
             counters: Counters::default(),
@@ -261,10 +116,10 @@ impl<S: Store> CacheCore<S> {
                 }
             })
         });
-        Self {
+        Ok(Self {
             shared,
             flusher: Mutex::new(flusher),
-        }
+        })
     }
 
     /// The store, for adapter-specific queries.
@@ -296,24 +151,30 @@ impl<S: Store> CacheCore<S> {
         Ok(value)
     }
 
-    /// Stores `value` under `key` (insert or replace). Checks the size first: an
-    /// oversize value is refused and nothing is written. One round trip.
-    pub async fn put(&self, key: &S::Key, value: &S::Value) -> Result<(), CacheError> {
+    /// Stores `value` under `key` (insert or replace) on `db`: any SeaORM connection,
+    /// so inside the caller's transaction the entry exists only if it commits.
+    /// Checks the size first: an oversize value is refused and nothing is written.
+    /// One round trip.
+    pub async fn put<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &S::Key,
+        value: &S::Value,
+    ) -> Result<(), CacheError> {
         self.shared.check_size(key, value)?;
-        self.shared
-            .store
-            .save(&mut *self.shared.conn().await?, key, value)
-            .await
+        db.execute_raw(self.shared.store.save(key, value)?).await?;
+        Ok(())
     }
 
-    /// Deletes the entry for `key`; whether there was one. One round trip.
-    pub async fn delete(&self, key: &S::Key) -> Result<bool, CacheError> {
-        Ok(self
-            .shared
-            .store
-            .remove(&mut *self.shared.conn().await?, key)
-            .await?
-            > 0)
+    /// Deletes the entry for `key` on `db` (any SeaORM connection; a transaction
+    /// joins it); whether there was one. One round trip.
+    pub async fn delete<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &S::Key,
+    ) -> Result<bool, CacheError> {
+        let done = db.execute_raw(self.shared.store.remove(key)?).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// The value for `key` and whether it was a hit, computing and storing it on a
@@ -359,10 +220,7 @@ impl<S: Store> CacheCore<S> {
         };
         let result = async {
             let mut held = shared.advisory_lock(key, deadline).await?;
-            let outcome = match held.conn.as_mut() {
-                Some(conn) => shared.compute_locked(conn, key, compute).await,
-                None => unreachable_lock(),
-            };
+            let outcome = shared.compute_locked(held.conn(), key, compute).await;
             held.release().await;
             outcome
         }
@@ -423,8 +281,7 @@ impl<S: Store> Drop for CacheCore<S> {
 impl<S: Store> Shared<S> {
     /// A pooled connection (what sqlx does for every query on a pool anyway).
     async fn conn(&self) -> Result<PoolConnection<Postgres>, CacheError> {
-        self.db
-            .get_postgres_connection_pool()
+        self.pool
             .acquire()
             .await
             .map_err(db_err)
@@ -492,36 +349,16 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    /// Takes the key's advisory lock on a pooled connection, polling
-    /// `pg_try_advisory_lock` until `deadline` (so an abandoned wait never leaves a
-    /// lock request behind on the server).
+    /// Takes the key's advisory lock on a pooled connection (see [`HeldLock`]), or
+    /// [`CacheError::WaitTimeout`] at `deadline`.
     async fn advisory_lock(&self, key: &S::Key, deadline: Instant) -> Result<HeldLock, CacheError> {
         let id = lock_id(self.store.name(), &S::key_text(key));
-        let mut conn = self
-            .db
-            .get_postgres_connection_pool()
-            .acquire()
-            .await
-            .map_err(db_err)?;
-        let mut pause = Duration::from_millis(2);
-        let mut waited = false;
-        loop {
-            if try_lock(&mut conn, id).await? {
-                return Ok(HeldLock {
-                    conn: Some(conn),
-                    id,
-                });
-            }
-            if !waited {
-                waited = true;
-                self.counters.waits.fetch_add(1, Ordering::Relaxed);
-            }
-            if Instant::now() + pause > deadline {
-                return Err(self.wait_timeout(key));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        let held = HeldLock::acquire(&self.pool, id, deadline, || {
+            self.counters.waits.fetch_add(1, Ordering::Relaxed);
+        })
+        .await
+        .map_err(db_err)?;
+        held.ok_or_else(|| self.wait_timeout(key))
     }
 
     /// With the key's locks held: read again (another holder may have stored it),
@@ -554,7 +391,9 @@ impl<S: Store> Shared<S> {
         })?;
         let elapsed = started.elapsed();
         self.check_size(key, &value)?;
-        self.store.save(&mut *conn, key, &value).await?;
+        execute_on(conn, self.store.save(key, &value)?)
+            .await
+            .map_err(db_err)?;
         if self.config.bookkeeping
             && let Some(event) = self.store.miss_event(key, &value, elapsed)
         {
@@ -615,69 +454,6 @@ impl<S: Store> Shared<S> {
     }
 }
 
-/// A session-level advisory lock and the pooled connection that holds it. If it is
-/// dropped without [`HeldLock::release`] (the caller's future was cancelled, or the
-/// unlock failed), the connection is closed instead of going back to the pool, so
-/// the server ends the session and frees the lock.
-struct HeldLock {
-    conn: Option<PoolConnection<Postgres>>,
-    id: i64,
-}
-
-impl HeldLock {
-    /// Unlocks (one round trip) and returns the connection to the pool.
-    async fn release(mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(self.id)
-                .execute(&mut *conn)
-                .await;
-            if let Err(e) = unlocked {
-                tracing::warn!(error = %e, "advisory unlock failed; closing the connection");
-                conn.close_on_drop();
-            }
-        }
-    }
-}
-
-impl Drop for HeldLock {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.close_on_drop();
-        }
-    }
-}
-
-/// [`HeldLock::conn`] is `Some` until `release`: reaching this is a bug in this module.
-fn unreachable_lock<T>() -> Result<T, CacheError> {
-    Err(CacheError::Database(DbError::Other {
-        code: None,
-        message: "cache lock connection missing before release".into(),
-    }))
-}
-
-async fn try_lock(conn: &mut PgConnection, id: i64) -> Result<bool, CacheError> {
-    sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .map_err(db_err)
-}
-
-/// The advisory-lock id of a cache key: the first 8 bytes of SHA-256(cache, key).
-fn lock_id(cache: &str, key_text: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(cache.as_bytes())
-        .chain_update([0u8])
-        .chain_update(key_text.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(first)
-}
-
-/// A driver error as a [`CacheError`].
 /// A driver error as a [`CacheError::Database`], its class kept.
 pub(crate) fn db_err(e: sqlx::Error) -> CacheError {
     CacheError::Database(e.into())

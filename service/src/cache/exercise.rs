@@ -5,13 +5,18 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::DatabaseConnection;
+use entity::exercise_cache;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::sqlx::{self, PgConnection};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryTrait, Statement,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::core::db_err;
-use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl};
+use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, expires_in};
 
 const NAME: &str = "exercise_cache";
 
@@ -110,46 +115,45 @@ impl Store for ExerciseStore {
         Ok(value.to_string().len())
     }
 
-    async fn save(
-        &self,
-        db: &mut PgConnection,
-        key: &ExerciseKey,
-        value: &Value,
-    ) -> Result<(), CacheError> {
-        sqlx::query(
-            "INSERT INTO exercise_cache (user_id, exercise_type, difficulty_level, topic, exercise_data, expires_at)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-             ON CONFLICT (user_id, exercise_type, difficulty_level, topic) DO UPDATE SET
-                 exercise_data = EXCLUDED.exercise_data,
-                 created_at = now(),
-                 expires_at = EXCLUDED.expires_at,
-                 last_accessed_at = now()",
-        )
-        .bind(key.user_id)
-        .bind(&key.exercise_type)
-        .bind(key.difficulty)
-        .bind(&key.topic)
-        .bind(value)
-        .bind(self.ttl.num_milliseconds() as f64 / 1000.0)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+    fn save(&self, key: &ExerciseKey, value: &Value) -> Result<Statement, CacheError> {
+        use exercise_cache::Column as C;
+        let mut insert = Query::insert();
+        insert
+            .into_table(exercise_cache::Entity)
+            .columns([
+                C::UserId,
+                C::ExerciseType,
+                C::DifficultyLevel,
+                C::Topic,
+                C::ExerciseData,
+                C::ExpiresAt,
+            ])
+            .values_panic([
+                Expr::val(key.user_id),
+                Expr::val(key.exercise_type.as_str()),
+                Expr::val(key.difficulty),
+                Expr::val(key.topic.as_str()),
+                Expr::val(value.clone()),
+                expires_in(self.ttl),
+            ])
+            .on_conflict(
+                OnConflict::columns([C::UserId, C::ExerciseType, C::DifficultyLevel, C::Topic])
+                    .update_columns([C::ExerciseData, C::ExpiresAt])
+                    .value(C::CreatedAt, Expr::current_timestamp())
+                    .value(C::LastAccessedAt, Expr::current_timestamp())
+                    .to_owned(),
+            );
+        Ok(DbBackend::Postgres.build(&insert))
     }
 
-    async fn remove(&self, db: &mut PgConnection, key: &ExerciseKey) -> Result<u64, CacheError> {
-        let done = sqlx::query(
-            "DELETE FROM exercise_cache
-             WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4",
-        )
-        .bind(key.user_id)
-        .bind(&key.exercise_type)
-        .bind(key.difficulty)
-        .bind(&key.topic)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected())
+    fn remove(&self, key: &ExerciseKey) -> Result<Statement, CacheError> {
+        use exercise_cache::Column as C;
+        Ok(exercise_cache::Entity::delete_many()
+            .filter(C::UserId.eq(key.user_id))
+            .filter(C::ExerciseType.eq(&key.exercise_type))
+            .filter(C::DifficultyLevel.eq(key.difficulty))
+            .filter(C::Topic.eq(&key.topic))
+            .build(DbBackend::Postgres))
     }
 
     fn hit_event(&self, key: &ExerciseKey, _value: &Value, _row: Option<RowId>) -> ExerciseEvent {
@@ -215,27 +219,31 @@ impl ExerciseCache {
     ) -> Result<Self, CacheError> {
         let ttl = check_ttl(NAME, ttl)?;
         Ok(Self {
-            core: CacheCore::new(ExerciseStore { ttl }, db, config),
+            core: CacheCore::new(ExerciseStore { ttl }, db, config)?,
         })
     }
 
-    /// Deletes every cached exercise of `user_id`; how many went. One round trip.
-    pub async fn invalidate_user(&self, user_id: Uuid) -> Result<u64, CacheError> {
-        let done = sqlx::query("DELETE FROM exercise_cache WHERE user_id = $1")
-            .bind(user_id)
-            .execute(self.core.db().get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+    /// Deletes every cached exercise of `user_id` on `db` (any SeaORM connection; a
+    /// transaction joins it); how many went. One round trip through the entity.
+    pub async fn invalidate_user<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: Uuid,
+    ) -> Result<u64, CacheError> {
+        let done = exercise_cache::Entity::delete_many()
+            .filter(exercise_cache::Column::UserId.eq(user_id))
+            .exec(db)
+            .await?;
+        Ok(done.rows_affected)
     }
 
-    /// Deletes expired exercises; how many went. One round trip.
+    /// Deletes expired exercises; how many went. One round trip through the entity.
     pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
-        let done = sqlx::query("DELETE FROM exercise_cache WHERE expires_at <= now()")
-            .execute(self.core.db().get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+        let done = exercise_cache::Entity::delete_many()
+            .filter(Expr::col(exercise_cache::Column::ExpiresAt).lte(Expr::current_timestamp()))
+            .exec(self.core.db())
+            .await?;
+        Ok(done.rows_affected)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Caches for expensive AI and API results: one get-or-compute core
-//! ([`core::CacheCore`]) and four thin adapters over it, one per table:
+//! ([`CacheCore`]) and four thin adapters over it, one per table:
 //!
 //! | adapter | table | key |
 //! | --- | --- | --- |
@@ -27,13 +27,18 @@ use sha2::{Digest, Sha256};
 
 use crate::error::DbError;
 
+mod advisory_lock;
 pub mod ai_response;
-pub mod core;
+mod core;
 pub mod exercise;
 pub mod pdf;
+mod row_id;
+mod store;
 pub mod vision;
 
-pub use self::core::{CacheCore, Found, RowId, Store};
+pub use self::core::CacheCore;
+pub use self::row_id::RowId;
+pub use self::store::{Found, Store};
 
 use crate::error::BoxError;
 
@@ -241,6 +246,15 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     let mut out = String::new();
     write(value, &mut out);
     out
+}
+
+/// `now() + ttl` on the server's clock, which the lookups' `expires_at > now()` read:
+/// an entry's lifetime does not depend on the application host's clock.
+pub(crate) fn expires_in(ttl: chrono::TimeDelta) -> sea_orm::sea_query::Expr {
+    sea_orm::sea_query::Expr::cust_with_values(
+        "now() + make_interval(secs => $1)",
+        [ttl.num_milliseconds() as f64 / 1000.0],
+    )
 }
 
 /// A TTL as a checked, non-negative [`chrono::TimeDelta`].

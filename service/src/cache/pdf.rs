@@ -10,13 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use entity::pdf_cache;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::sqlx::{self, PgConnection};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Statement,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::core::db_err;
 use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, is_sha256_hex};
+use crate::error::DbError;
 
 const NAME: &str = "pdf_cache";
 
@@ -255,12 +261,7 @@ impl Store for PdfStore {
         Ok(value.len())
     }
 
-    async fn save(
-        &self,
-        db: &mut PgConnection,
-        key: &PdfKey,
-        value: &Vec<u8>,
-    ) -> Result<(), CacheError> {
+    fn save(&self, key: &PdfKey, value: &Vec<u8>) -> Result<Statement, CacheError> {
         // The level was checked in `PdfCache::new`, so compression cannot fail on input.
         let compressed = compress(value, self.settings.compression_level).map_err(|_| {
             CacheError::InvalidField {
@@ -275,36 +276,36 @@ impl Store for PdfStore {
         } else {
             value.len() as f64 / compressed.len() as f64
         };
-        sqlx::query(
-            "INSERT INTO pdf_cache (pdf_hash, result_data, compression_algorithm, original_size_bytes,
-                                    storage_size_bytes, compression_ratio, last_accessed, access_count)
-             VALUES ($1, $2, 'zstd', $3, $4, $5, now(), 0)
-             ON CONFLICT (pdf_hash) DO UPDATE SET
-                 result_data = EXCLUDED.result_data,
-                 compression_algorithm = EXCLUDED.compression_algorithm,
-                 original_size_bytes = EXCLUDED.original_size_bytes,
-                 storage_size_bytes = EXCLUDED.storage_size_bytes,
-                 compression_ratio = EXCLUDED.compression_ratio,
-                 last_accessed = now()",
-        )
-        .bind(key.hash())
-        .bind(&compressed)
-        .bind(value.len() as i64)
-        .bind(compressed.len() as i64)
-        .bind(ratio)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        let entry = pdf_cache::ActiveModel {
+            pdf_hash: Set(key.hash().to_owned()),
+            storage_size_bytes: Set(compressed.len() as i64),
+            result_data: Set(compressed),
+            compression_algorithm: Set("zstd".to_owned()),
+            original_size_bytes: Set(value.len() as i64),
+            compression_ratio: Set(ratio),
+            access_count: Set(0),
+            ..Default::default()
+        };
+        use pdf_cache::Column as C;
+        let replace = OnConflict::column(C::PdfHash)
+            .update_columns([
+                C::ResultData,
+                C::CompressionAlgorithm,
+                C::OriginalSizeBytes,
+                C::StorageSizeBytes,
+                C::CompressionRatio,
+            ])
+            .value(C::LastAccessed, Expr::current_timestamp())
+            .to_owned();
+        Ok(pdf_cache::Entity::insert(entry)
+            .on_conflict(replace)
+            .build(DbBackend::Postgres))
     }
 
-    async fn remove(&self, db: &mut PgConnection, key: &PdfKey) -> Result<u64, CacheError> {
-        let done = sqlx::query("DELETE FROM pdf_cache WHERE pdf_hash = $1")
-            .bind(key.hash())
-            .execute(db)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+    fn remove(&self, key: &PdfKey) -> Result<Statement, CacheError> {
+        Ok(pdf_cache::Entity::delete_many()
+            .filter(pdf_cache::Column::PdfHash.eq(key.hash()))
+            .build(DbBackend::Postgres))
     }
 
     fn hit_event(&self, key: &PdfKey, _value: &Vec<u8>, row: Option<RowId>) -> PdfEvent {
@@ -437,7 +438,7 @@ impl Store for PdfStore {
 }
 
 /// `layer0_stats` after a refresh.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
 pub struct Layer0Stats {
     /// Entries in `pdf_cache`.
     pub total_cache_entries: i64,
@@ -454,6 +455,27 @@ pub struct Layer0Stats {
     /// What the hits saved.
     pub total_saved_usd: f64,
 }
+
+/// Evicts the least recently used entries past a size budget (`$1` bytes): a running
+/// sum over a window in one DELETE, which SeaORM's builder cannot say.
+const EVICT_TO_BUDGET_SQL: &str = "WITH ranked AS (
+         SELECT pdf_hash,
+                sum(storage_size_bytes) OVER (
+                    ORDER BY last_accessed DESC, access_count DESC, pdf_hash
+                    ROWS UNBOUNDED PRECEDING) AS running
+         FROM pdf_cache)
+     DELETE FROM pdf_cache p USING ranked r
+     WHERE p.pdf_hash = r.pdf_hash AND r.running > $1";
+
+/// Seed 000's refresh of its materialized view: a call of the seed's function.
+const REFRESH_LAYER0_STATS_SQL: &str = "SELECT refresh_layer0_stats()";
+
+/// Reads `layer0_stats`, a materialized view (no entity is generated for views), its
+/// numerics as float8.
+const LAYER0_STATS_SQL: &str = "SELECT total_cache_entries, total_size_mb::float8 AS total_size_mb,
+        cache_hits, cache_misses, hit_rate::float8 AS hit_rate,
+        total_cost_usd::float8 AS total_cost_usd, total_saved_usd::float8 AS total_saved_usd
+ FROM layer0_stats";
 
 /// The PDF cache: [`CacheCore`] over [`PdfStore`] (its `get`, `put`,
 /// `get_or_compute`, `delete`, `flush`, `shutdown`, `stats` through `Deref`), plus the
@@ -485,7 +507,7 @@ impl PdfCache {
             });
         }
         Ok(Self {
-            core: CacheCore::new(PdfStore { settings }, db, config),
+            core: CacheCore::new(PdfStore { settings }, db, config)?,
         })
     }
 
@@ -503,20 +525,15 @@ impl PdfCache {
             });
         }
         self.core.flush().await?;
-        let done = sqlx::query(
-            "WITH ranked AS (
-                 SELECT pdf_hash,
-                        sum(storage_size_bytes) OVER (
-                            ORDER BY last_accessed DESC, access_count DESC, pdf_hash
-                            ROWS UNBOUNDED PRECEDING) AS running
-                 FROM pdf_cache)
-             DELETE FROM pdf_cache p USING ranked r
-             WHERE p.pdf_hash = r.pdf_hash AND r.running > $1",
-        )
-        .bind(max_bytes)
-        .execute(self.core.db().get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
+        let done = self
+            .core
+            .db()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                EVICT_TO_BUDGET_SQL,
+                [max_bytes.into()],
+            ))
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -524,27 +541,14 @@ impl PdfCache {
     /// and reads it. Three round trips.
     pub async fn refresh_stats(&self) -> Result<Layer0Stats, CacheError> {
         self.core.flush().await?;
-        let pool = self.core.db().get_postgres_connection_pool();
-        sqlx::query("SELECT refresh_layer0_stats()")
-            .execute(pool)
-            .await
-            .map_err(db_err)?;
-        let row: (i64, f64, i64, i64, f64, f64, f64) = sqlx::query_as(
-            "SELECT total_cache_entries, total_size_mb::float8, cache_hits, cache_misses,
-                    hit_rate::float8, total_cost_usd::float8, total_saved_usd::float8
-             FROM layer0_stats",
-        )
-        .fetch_one(pool)
-        .await
-        .map_err(db_err)?;
-        Ok(Layer0Stats {
-            total_cache_entries: row.0,
-            total_size_mb: row.1,
-            cache_hits: row.2,
-            cache_misses: row.3,
-            hit_rate: row.4,
-            total_cost_usd: row.5,
-            total_saved_usd: row.6,
-        })
+        let db = self.core.db();
+        db.execute_unprepared(REFRESH_LAYER0_STATS_SQL).await?;
+        Layer0Stats::find_by_statement(Statement::from_string(
+            DbBackend::Postgres,
+            LAYER0_STATS_SQL,
+        ))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbError::no_row("layer0_stats").into())
     }
 }

@@ -5,12 +5,21 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::DatabaseConnection;
+use entity::sea_orm_active_enums::AiProvider;
+use entity::vision_api_cache;
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::sqlx::{self, PgConnection};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Statement,
+};
 use serde_json::Value;
 
 use super::core::db_err;
-use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, sha256_hex};
+use super::{
+    CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, expires_in, sha256_hex,
+};
+use crate::error::DbError;
 use crate::provider;
 
 const NAME: &str = "vision_api_cache";
@@ -73,6 +82,11 @@ impl VisionKey {
     /// The hex SHA-256 of the normalised URL.
     pub fn url_hash(&self) -> &str {
         &self.url_hash
+    }
+
+    /// The provider as the entity's enum (the name was checked by [`VisionKey::new`]).
+    fn provider_value(&self) -> Result<AiProvider, CacheError> {
+        provider::parse(self.provider).map_err(|e| CacheError::UnknownProvider(e.0))
     }
 }
 
@@ -138,48 +152,51 @@ impl Store for VisionStore {
         Ok(value.data.to_string().len())
     }
 
-    async fn save(
-        &self,
-        db: &mut PgConnection,
-        key: &VisionKey,
-        value: &VisionResponse,
-    ) -> Result<(), CacheError> {
-        sqlx::query(
-            "INSERT INTO vision_api_cache (image_url, url_hash, provider, response_data, response_size_bytes,
-                                           response_time_ms, expires_at)
-             VALUES ($1, $2, $3::ai_provider, $4, $5, $6, now() + make_interval(secs => $7))
-             ON CONFLICT (url_hash, provider) DO UPDATE SET
-                 image_url = EXCLUDED.image_url,
-                 response_data = EXCLUDED.response_data,
-                 response_size_bytes = EXCLUDED.response_size_bytes,
-                 response_time_ms = EXCLUDED.response_time_ms,
-                 created_at = now(),
-                 expires_at = EXCLUDED.expires_at,
-                 last_accessed_at = now()",
-        )
-        .bind(&key.url)
-        .bind(&key.url_hash)
-        .bind(key.provider)
-        .bind(&value.data)
-        .bind(value.data.to_string().len() as i32)
-        .bind(value.response_time_ms)
-        .bind(self.ttl.num_milliseconds() as f64 / 1000.0)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+    fn save(&self, key: &VisionKey, value: &VisionResponse) -> Result<Statement, CacheError> {
+        use vision_api_cache::Column as C;
+        let mut insert = Query::insert();
+        insert
+            .into_table(vision_api_cache::Entity)
+            .columns([
+                C::ImageUrl,
+                C::UrlHash,
+                C::Provider,
+                C::ResponseData,
+                C::ResponseSizeBytes,
+                C::ResponseTimeMs,
+                C::ExpiresAt,
+            ])
+            .values_panic([
+                Expr::val(key.url.as_str()),
+                Expr::val(key.url_hash.as_str()),
+                key.provider_value()?.as_enum(),
+                Expr::val(value.data.clone()),
+                Expr::val(value.data.to_string().len() as i32),
+                Expr::val(value.response_time_ms),
+                expires_in(self.ttl),
+            ])
+            .on_conflict(
+                OnConflict::columns([C::UrlHash, C::Provider])
+                    .update_columns([
+                        C::ImageUrl,
+                        C::ResponseData,
+                        C::ResponseSizeBytes,
+                        C::ResponseTimeMs,
+                        C::ExpiresAt,
+                    ])
+                    .value(C::CreatedAt, Expr::current_timestamp())
+                    .value(C::LastAccessedAt, Expr::current_timestamp())
+                    .to_owned(),
+            );
+        Ok(DbBackend::Postgres.build(&insert))
     }
 
-    async fn remove(&self, db: &mut PgConnection, key: &VisionKey) -> Result<u64, CacheError> {
-        let done = sqlx::query(
-            "DELETE FROM vision_api_cache WHERE url_hash = $1 AND provider = $2::ai_provider",
-        )
-        .bind(&key.url_hash)
-        .bind(key.provider)
-        .execute(db)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected())
+    fn remove(&self, key: &VisionKey) -> Result<Statement, CacheError> {
+        use vision_api_cache::Column as C;
+        Ok(vision_api_cache::Entity::delete_many()
+            .filter(C::UrlHash.eq(&key.url_hash))
+            .filter(C::Provider.eq(key.provider_value()?))
+            .build(DbBackend::Postgres))
     }
 
     fn hit_event(
@@ -254,17 +271,22 @@ impl VisionCache {
     ) -> Result<Self, CacheError> {
         let ttl = check_ttl(NAME, ttl)?;
         Ok(Self {
-            core: CacheCore::new(VisionStore { ttl }, db, config),
+            core: CacheCore::new(VisionStore { ttl }, db, config)?,
         })
     }
 
     /// Deletes expired entries (`cleanup_expired_cache()`); how many went. One round trip.
     pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
-        let n: i32 = sqlx::query_scalar("SELECT cleanup_expired_cache()")
-            .fetch_one(self.core.db().get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?;
-        Ok(n as u64)
+        let row = self
+            .core
+            .db()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                CLEANUP_EXPIRED_SQL,
+            ))
+            .await?
+            .ok_or_else(|| DbError::no_row("cleanup_expired_cache"))?;
+        Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
     }
 
     /// Keeps the `max_entries` most recently used entries and deletes the rest
@@ -280,17 +302,32 @@ impl VisionCache {
             });
         }
         self.core.flush().await?;
-        let n: i32 = sqlx::query_scalar("SELECT evict_lru_cache($1)")
-            .bind(max_entries)
-            .fetch_one(self.core.db().get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?;
-        Ok(n as u64)
+        let row = self
+            .core
+            .db()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                EVICT_LRU_SQL,
+                [max_entries.into()],
+            ))
+            .await?
+            .ok_or_else(|| DbError::no_row("evict_lru_cache"))?;
+        Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
     }
 }
 
+/// Seed 004's expiry clean-up: a call of the seed's function.
+const CLEANUP_EXPIRED_SQL: &str = "SELECT cleanup_expired_cache()";
+/// Seed 004's LRU eviction to `$1` entries: a call of the seed's function.
+const EVICT_LRU_SQL: &str = "SELECT evict_lru_cache($1)";
+/// Seed 004's `get_cache_stats()`: a call of the seed's function, its numeric size
+/// as float8.
+const DB_STATS_SQL: &str = "SELECT total_entries, active_entries, expired_entries, total_hits,
+        total_size_mb::float8 AS total_size_mb
+ FROM get_cache_stats()";
+
 /// One row of `get_cache_stats()`: the whole vision cache.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
 pub struct VisionCacheStats {
     /// Entries stored.
     pub total_entries: i64,
@@ -308,20 +345,13 @@ impl VisionCache {
     /// Flushes the bookkeeping and reads `get_cache_stats()`. Two round trips.
     pub async fn db_stats(&self) -> Result<VisionCacheStats, CacheError> {
         self.core.flush().await?;
-        let row: (i64, i64, i64, i64, f64) = sqlx::query_as(
-            "SELECT total_entries, active_entries, expired_entries, total_hits, total_size_mb::float8
-             FROM get_cache_stats()",
-        )
-        .fetch_one(self.core.db().get_postgres_connection_pool())
-        .await
-        .map_err(db_err)?;
-        Ok(VisionCacheStats {
-            total_entries: row.0,
-            active_entries: row.1,
-            expired_entries: row.2,
-            total_hits: row.3,
-            total_size_mb: row.4,
-        })
+        VisionCacheStats::find_by_statement(Statement::from_string(
+            DbBackend::Postgres,
+            DB_STATS_SQL,
+        ))
+        .one(self.core.db())
+        .await?
+        .ok_or_else(|| DbError::no_row("get_cache_stats").into())
     }
 }
 

@@ -1,10 +1,13 @@
 //! Connecting to the database and describing what is in it.
 
 mod own_connection;
+mod statement;
 pub mod tcp_nodelay;
 
 pub(crate) use own_connection::OwnConnection;
+pub(crate) use statement::execute_on;
 
+use crate::error::DbError;
 use devdb::embedded;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 
@@ -52,6 +55,24 @@ pub async fn connect(
             url: redact(&url),
             source,
         })
+}
+
+/// The sqlx PostgreSQL pool under `db`, for the components that need sessions of
+/// their own (a cache's lock and flush connections, a worker's claimer). A
+/// connection of another kind (SeaORM's mock or proxy connections, a disconnected
+/// one) is a typed error, not the panic of `get_postgres_connection_pool`.
+pub fn postgres_pool(db: &DatabaseConnection) -> Result<&sea_orm::sqlx::PgPool, DbError> {
+    match &db.inner {
+        sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+            Ok(db.get_postgres_connection_pool())
+        }
+        _ => Err(DbError::Other {
+            code: None,
+            message: "this component needs a PostgreSQL connection pool (sqlx-postgres); \
+                      got another kind of SeaORM connection"
+                .into(),
+        }),
+    }
 }
 
 /// Whether `db`'s connections are encrypted (TLS), as the server reports for the one
