@@ -281,10 +281,7 @@ impl<S: Store> Drop for CacheCore<S> {
 impl<S: Store> Shared<S> {
     /// A pooled connection (what sqlx does for every query on a pool anyway).
     async fn conn(&self) -> Result<PoolConnection<Postgres>, CacheError> {
-        self.pool
-            .acquire()
-            .await
-            .map_err(db_err)
+        self.pool.acquire().await.map_err(db_err)
     }
 
     /// Loads `key`'s entry and, when there is one, counts the hit (in memory: the

@@ -222,6 +222,29 @@ SELECT
 mod tests {
     use super::redact;
 
+    #[tokio::test]
+    async fn components_refuse_a_connection_that_is_not_a_postgres_pool() {
+        use crate::cache::{CacheConfig, CacheError, pdf::PdfCache, pdf::PdfSettings};
+        use crate::queue::{JOBS, QueueError, worker::Worker, worker::WorkerConfig};
+        let disconnected = sea_orm::DatabaseConnection::default();
+        assert!(matches!(
+            super::postgres_pool(&disconnected),
+            Err(super::DbError::Other { code: None, .. })
+        ));
+        assert!(matches!(
+            PdfCache::new(
+                disconnected.clone(),
+                CacheConfig::default(),
+                PdfSettings::default()
+            ),
+            Err(CacheError::Database(super::DbError::Other { .. }))
+        ));
+        assert!(matches!(
+            Worker::new(disconnected, JOBS, WorkerConfig::default()),
+            Err(QueueError::Database(super::DbError::Other { .. }))
+        ));
+    }
+
     #[test]
     fn url_with_database_keeps_the_rest() {
         use super::url_with_database;

@@ -1,12 +1,11 @@
 //! Seed 004's AI work: enqueueing vision jobs for images, completing a job together
 //! with the annotations it produced, and batch-job progress with per-item errors.
 
-use sea_orm::DatabaseConnection;
-use sea_orm::sqlx;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AI_ANNOTATION_JOBS, BatchInsert, Lease, QueueError, check_job, db_err};
+use super::{AI_ANNOTATION_JOBS, BatchInsert, Lease, QueueError, check_job};
 use crate::provider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
@@ -108,10 +107,12 @@ pub struct VisionAnnotation {
 /// `review_status = pending`, `ai_job_id`) in the same statement, hence the same
 /// transaction: either the job is completed with all its annotations or nothing is
 /// written. Returns the annotation ids; `Ok(None)` if the lease no longer holds the
-/// job (it was rescued — perhaps claimed again — cancelled or already finished). A confidence outside 0..1 is refused up front;
-/// a bounding box the schema's checks refuse fails the whole statement.
-pub async fn complete_ai_job(
-    db: &DatabaseConnection,
+/// job (it was rescued — perhaps claimed again — cancelled or already finished). A
+/// confidence outside 0..1 is refused up front; a bounding box the schema's checks
+/// refuse fails the whole statement. One round trip, on any connection: inside the
+/// handler's transaction, with its other writes.
+pub async fn complete_ai_job<C: ConnectionTrait>(
+    db: &C,
     lease: Lease,
     response: &Value,
     annotations: &[VisionAnnotation],
@@ -126,41 +127,67 @@ pub async fn complete_ai_job(
             });
         }
     }
-    let rows: Vec<(Option<Uuid>,)> = sqlx::query_as(
-        "WITH job AS (
-             UPDATE ai_annotation_jobs SET status = 'completed', response_data = $3,
-                    annotations_created = $4, locked_by = NULL, locked_until = NULL,
-                    claim_token = NULL
-             WHERE id = $1 AND status = 'processing' AND claim_token = $2
-             RETURNING id, image_id, provider
-         ),
-         created AS (
-             INSERT INTO annotations (image_id, label, bounding_box, vision_generated, vision_confidence,
-                                      vision_provider, review_status, ai_job_id)
-             SELECT job.image_id, a.label, a.bbox, true, a.confidence::numeric(4, 3), job.provider,
-                    'pending', job.id
-             FROM job, unnest($5::text[], $6::jsonb[], $7::float8[]) AS a(label, bbox, confidence)
-             RETURNING id
-         )
-         SELECT NULL::uuid FROM job
-         UNION ALL
-         SELECT id FROM created",
-    )
-    .bind(lease.job)
-    .bind(lease.token)
-    .bind(response)
-    .bind(annotations.len() as i32)
-    .bind(annotations.iter().map(|a| a.label.clone()).collect::<Vec<_>>())
-    .bind(annotations.iter().map(|a| a.bounding_box.clone()).collect::<Vec<_>>())
-    .bind(annotations.iter().map(|a| a.confidence).collect::<Vec<_>>())
-    .fetch_all(db.get_postgres_connection_pool())
-    .await
-    .map_err(db_err)?;
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            COMPLETE_AI_JOB_SQL,
+            [
+                lease.job.into(),
+                lease.token.into(),
+                response.clone().into(),
+                (annotations.len() as i32).into(),
+                annotations
+                    .iter()
+                    .map(|a| a.label.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+                annotations
+                    .iter()
+                    .map(|a| a.bounding_box.to_string())
+                    .collect::<Vec<_>>()
+                    .into(),
+                annotations
+                    .iter()
+                    .map(|a| a.confidence)
+                    .collect::<Vec<_>>()
+                    .into(),
+            ],
+        ))
+        .await?;
     if rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(rows.into_iter().filter_map(|(id,)| id).collect()))
+    let mut ids = Vec::with_capacity(annotations.len());
+    for row in rows {
+        if let Some(id) = row.try_get::<Option<Uuid>>("", "id")? {
+            ids.push(id);
+        }
+    }
+    Ok(Some(ids))
 }
+
+/// Completes an AI job and inserts its annotations in one statement (a
+/// data-modifying CTE, which SeaORM's builder cannot say): the first row is the job
+/// (a NULL id; no row when the claim no longer holds it), the others the new
+/// annotations' ids. Bounding boxes travel as JSON text.
+const COMPLETE_AI_JOB_SQL: &str = "WITH job AS (
+         UPDATE ai_annotation_jobs SET status = 'completed', response_data = $3,
+                annotations_created = $4, locked_by = NULL, locked_until = NULL,
+                claim_token = NULL
+         WHERE id = $1 AND status = 'processing' AND claim_token = $2
+         RETURNING id, image_id, provider
+     ),
+     created AS (
+         INSERT INTO annotations (image_id, label, bounding_box, vision_generated, vision_confidence,
+                                  vision_provider, review_status, ai_job_id)
+         SELECT job.image_id, a.label, a.bbox::jsonb, true, a.confidence::numeric(4, 3), job.provider,
+                'pending', job.id
+         FROM job, unnest($5::text[], $6::text[], $7::float8[]) AS a(label, bbox, confidence)
+         RETURNING id
+     )
+     SELECT NULL::uuid AS id FROM job
+     UNION ALL
+     SELECT id FROM created";
 
 /// Creates a batch job over `total_items` items, through its entity, on any
 /// connection (a transaction joins it); its id. One round trip.

@@ -189,6 +189,8 @@ struct InFlight {
 /// [`Worker::handle`], then [`Worker::run`] it until a shutdown signal.
 pub struct Worker {
     db: DatabaseConnection,
+    /// `db`'s sqlx pool: the LISTEN session and the worker's own connections.
+    pool: sea_orm::sqlx::PgPool,
     table: QueueTable,
     id: String,
     handlers: HashMap<String, (Handler, Option<Duration>)>,
@@ -198,7 +200,8 @@ pub struct Worker {
 impl Worker {
     /// A worker on `table` with `config`; its id (the lease owner) is
     /// `<host>-<pid>-<random>`. Refuses a concurrency of 0, a zero lease, or a
-    /// heartbeat not shorter than the lease.
+    /// heartbeat not shorter than the lease, and a connection that is not a
+    /// PostgreSQL pool ([`crate::db::postgres_pool`]).
     pub fn new(
         db: DatabaseConnection,
         table: QueueTable,
@@ -247,8 +250,10 @@ impl Worker {
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
+        let pool = crate::db::postgres_pool(&db)?.clone();
         Ok(Self {
             db,
+            pool,
             table,
             id,
             handlers: HashMap::new(),
@@ -342,8 +347,9 @@ impl Worker {
             });
         }
         let worker = Arc::new(self);
-        let pool = worker.db.get_postgres_connection_pool().clone();
-        let mut listener = PgListener::connect_with(&pool).await.map_err(db_err)?;
+        let mut listener = PgListener::connect_with(&worker.pool)
+            .await
+            .map_err(db_err)?;
         listener
             .listen(worker.table.channel)
             .await
@@ -378,7 +384,7 @@ impl Worker {
 
         tokio::pin!(shutdown);
         let mut claim_conn =
-            OwnConnection::new(&pool).synchronous_commit(worker.config.synchronous_commit);
+            OwnConnection::new(&worker.pool).synchronous_commit(worker.config.synchronous_commit);
         let prefetch = worker.config.prefetch;
         // The last claim came back short: wait for a NOTIFY or the poll interval
         // rather than ask again at every freed slot.
@@ -669,8 +675,8 @@ async fn complete_loop(
     mut rx: mpsc::UnboundedReceiver<(Lease, Outcome)>,
 ) -> WorkerReport {
     let mut report = WorkerReport::default();
-    let mut conn = OwnConnection::new(worker.db.get_postgres_connection_pool())
-        .synchronous_commit(worker.config.synchronous_commit);
+    let mut conn =
+        OwnConnection::new(&worker.pool).synchronous_commit(worker.config.synchronous_commit);
     let mut batch = Vec::with_capacity(worker.config.max_completion_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -803,6 +809,11 @@ async fn heartbeat_loop(worker: Arc<Worker>, shared: Arc<Shared>, mut stop: watc
 
 /// Returns expired jobs to pending every `rescue_interval` and wakes the workers
 /// when it did. Returns how many it rescued.
+///
+/// The wake-up after a rescue: a `NOTIFY` on the table's channel, so idle workers
+/// claim the rescued jobs now (SeaORM has no builder for it).
+const WAKE_SQL: &str = "SELECT pg_notify($1, '')";
+
 async fn rescue_loop(worker: Arc<Worker>, mut stop: watch::Receiver<bool>) -> u64 {
     let mut rescued = 0;
     let mut tick = tokio::time::interval(worker.config.rescue_interval);
@@ -816,9 +827,9 @@ async fn rescue_loop(worker: Arc<Worker>, mut stop: watch::Receiver<bool>) -> u6
             Ok(0) => {}
             Ok(n) => {
                 rescued += n;
-                let _ = sqlx::query("SELECT pg_notify($1, '')")
+                let _ = sqlx::query(WAKE_SQL)
                     .bind(worker.table.channel)
-                    .execute(worker.db.get_postgres_connection_pool())
+                    .execute(&worker.pool)
                     .await;
             }
             Err(e) => tracing::warn!(worker = %worker.id, error = %e, "rescue failed"),

@@ -1,0 +1,89 @@
+//! Reading the queues: jobs by status and type, the oldest wait, the failed, one job.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Statement};
+use uuid::Uuid;
+
+use super::{QueueError, QueueTable};
+use crate::error::DbError;
+
+/// Jobs per (status, type).
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct StatusCount {
+    /// The status.
+    pub status: String,
+    /// The job type.
+    pub job_type: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// Counts jobs by status and type. One round trip, on any connection.
+pub async fn counts<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+) -> Result<Vec<StatusCount>, QueueError> {
+    Ok(StatusCount::find_by_statement(Statement::from_string(
+        DbBackend::Postgres,
+        table.sql().counts.as_str(),
+    ))
+    .all(db)
+    .await?)
+}
+
+/// How long the oldest runnable pending job has waited, if any. One round trip, on
+/// any connection.
+pub async fn oldest_pending_age<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+) -> Result<Option<Duration>, QueueError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            table.sql().oldest_pending.as_str(),
+        ))
+        .await?
+        .ok_or_else(|| DbError::no_row("oldest pending job"))?;
+    let age: Option<f64> = row.try_get("", "age")?;
+    Ok(age.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// A job that ended `failed`.
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+pub struct FailedJob {
+    /// Its id.
+    pub id: Uuid,
+    /// Its type.
+    pub job_type: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub error: Option<String>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The most recently failed jobs, at most `limit`. One round trip, on any connection.
+pub async fn failed_jobs<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+    limit: i64,
+) -> Result<Vec<FailedJob>, QueueError> {
+    Ok(FailedJob::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        table.sql().failed.as_str(),
+        [limit.max(0).into()],
+    ))
+    .all(db)
+    .await?)
+}
+
+/// One job of `jobs`, whole, through its entity. One round trip, on any connection.
+pub async fn job<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Option<entity::jobs::Model>, QueueError> {
+    Ok(entity::jobs::Entity::find_by_id(id).one(db).await?)
+}
