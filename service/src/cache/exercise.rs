@@ -20,6 +20,22 @@ use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, 
 
 const NAME: &str = "exercise_cache";
 
+/// The hit path (`$1`-`$4` the key): one round trip on the pool's sqlx session.
+const LOAD_SQL: &str = "SELECT exercise_data FROM exercise_cache
+             WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4
+               AND expires_at > now()";
+
+/// One flush of buffered hits: an UPDATE … FROM the grouped `unnest` of the
+/// batch's arrays, which SeaORM's builder cannot say.
+const FLUSH_SQL: &str = "UPDATE exercise_cache c SET
+                 access_count = c.access_count + v.n,
+                 last_accessed_at = greatest(c.last_accessed_at, v.t)
+             FROM (SELECT u, k, d, tp, count(*) AS n, max(t) AS t
+                   FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[])
+                        AS e(u, k, d, tp, t)
+                   GROUP BY u, k, d, tp) v
+             WHERE c.user_id = ANY($1) AND c.user_id = v.u AND c.exercise_type = v.k AND c.difficulty_level = v.d AND c.topic = v.tp";
+
 /// The key of an exercise: (user, type, difficulty, topic).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ExerciseKey {
@@ -96,18 +112,14 @@ impl Store for ExerciseStore {
         db: &mut PgConnection,
         key: &ExerciseKey,
     ) -> Result<Option<Found<Value>>, CacheError> {
-        let value = sqlx::query_scalar(
-            "SELECT exercise_data FROM exercise_cache
-             WHERE user_id = $1 AND exercise_type = $2 AND difficulty_level = $3 AND topic = $4
-               AND expires_at > now()",
-        )
-        .bind(key.user_id)
-        .bind(&key.exercise_type)
-        .bind(key.difficulty)
-        .bind(&key.topic)
-        .fetch_optional(db)
-        .await
-        .map_err(db_err)?;
+        let value = sqlx::query_scalar(LOAD_SQL)
+            .bind(key.user_id)
+            .bind(&key.exercise_type)
+            .bind(key.difficulty)
+            .bind(&key.topic)
+            .fetch_optional(db)
+            .await
+            .map_err(db_err)?;
         Ok(value.map(|value| Found { value, row: None }))
     }
 
@@ -173,25 +185,26 @@ impl Store for ExerciseStore {
         conn: &mut PgConnection,
         events: &[ExerciseEvent],
     ) -> Result<(), CacheError> {
-        sqlx::query(
-            "UPDATE exercise_cache c SET
-                 access_count = c.access_count + v.n,
-                 last_accessed_at = greatest(c.last_accessed_at, v.t)
-             FROM (SELECT u, k, d, tp, count(*) AS n, max(t) AS t
-                   FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[])
-                        AS e(u, k, d, tp, t)
-                   GROUP BY u, k, d, tp) v
-             WHERE c.user_id = ANY($1) AND c.user_id = v.u AND c.exercise_type = v.k AND c.difficulty_level = v.d AND c.topic = v.tp",
-        )
-        .persistent(false)
-        .bind(events.iter().map(|e| e.key.user_id).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.key.exercise_type.clone()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.key.difficulty).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.key.topic.clone()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        sqlx::query(FLUSH_SQL)
+            .persistent(false)
+            .bind(events.iter().map(|e| e.key.user_id).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.key.exercise_type.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.key.difficulty).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.key.topic.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 }

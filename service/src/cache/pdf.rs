@@ -26,6 +26,36 @@ use crate::error::DbError;
 
 const NAME: &str = "pdf_cache";
 
+/// One flush of buffered lookups: access counts by row address (`ctid`, then by key
+/// for rows that moved) and the cost-tracking rows, in one data-modifying CTE over
+/// `unnest` of the batch's arrays, which SeaORM's builder cannot say.
+const FLUSH_SQL: &str = "WITH v AS (
+                 SELECT * FROM unnest($1::tid[], $2::text[], $3::int8[], $4::timestamptz[], $5::int4[])
+                     AS v(r, h, n, t, ms)
+             ),
+             found AS (
+                 UPDATE pdf_cache p SET
+                     access_count = p.access_count + v.n,
+                     last_accessed = greatest(p.last_accessed, v.t),
+                     processing_time_ms = coalesce(v.ms, p.processing_time_ms)
+                 FROM v WHERE p.ctid = v.r AND p.pdf_hash = v.h
+                 RETURNING p.pdf_hash
+             ),
+             moved AS (
+                 UPDATE pdf_cache p SET
+                     access_count = p.access_count + v.n,
+                     last_accessed = greatest(p.last_accessed, v.t),
+                     processing_time_ms = coalesce(v.ms, p.processing_time_ms)
+                 FROM v WHERE p.pdf_hash = v.h AND v.h NOT IN (SELECT pdf_hash FROM found)
+             )
+             INSERT INTO layer0_cost_tracking
+                 (pdf_hash, cache_hit, lookups, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
+             SELECT h, false, 1, c::numeric(12, 6), 0, ms, sz, t
+             FROM unnest($6::text[], $7::float8[], $8::int4[], $9::int8[], $10::timestamptz[]) AS e(h, c, ms, sz, t)
+             UNION ALL
+             SELECT NULL, true, $11, 0, $12::numeric(12, 6), NULL, NULL, $13
+             WHERE $11 > 0";
+
 /// The statement of a lookup (`$1` the key's hash): the stored blob, how it was
 /// compressed, its original size, and the row's address for the flush. A hit is this
 /// one round trip; the cache bench issues it directly as its raw baseline.
@@ -385,54 +415,27 @@ impl Store for PdfStore {
             millis.push(a.processing_ms);
         }
         let misses: Vec<&PdfEvent> = events.iter().filter(|e| !e.hit).collect();
-        sqlx::query(
-            "WITH v AS (
-                 SELECT * FROM unnest($1::tid[], $2::text[], $3::int8[], $4::timestamptz[], $5::int4[])
-                     AS v(r, h, n, t, ms)
-             ),
-             found AS (
-                 UPDATE pdf_cache p SET
-                     access_count = p.access_count + v.n,
-                     last_accessed = greatest(p.last_accessed, v.t),
-                     processing_time_ms = coalesce(v.ms, p.processing_time_ms)
-                 FROM v WHERE p.ctid = v.r AND p.pdf_hash = v.h
-                 RETURNING p.pdf_hash
-             ),
-             moved AS (
-                 UPDATE pdf_cache p SET
-                     access_count = p.access_count + v.n,
-                     last_accessed = greatest(p.last_accessed, v.t),
-                     processing_time_ms = coalesce(v.ms, p.processing_time_ms)
-                 FROM v WHERE p.pdf_hash = v.h AND v.h NOT IN (SELECT pdf_hash FROM found)
-             )
-             INSERT INTO layer0_cost_tracking
-                 (pdf_hash, cache_hit, lookups, cost_usd, cost_saved_usd, processing_time_ms, file_size_bytes, created_at)
-             SELECT h, false, 1, c::numeric(12, 6), 0, ms, sz, t
-             FROM unnest($6::text[], $7::float8[], $8::int4[], $9::int8[], $10::timestamptz[]) AS e(h, c, ms, sz, t)
-             UNION ALL
-             SELECT NULL, true, $11, 0, $12::numeric(12, 6), NULL, NULL, $13
-             WHERE $11 > 0",
-        )
-        // Named, not the unnamed statement: describing it makes sqlx look up `tid`,
-        // a type it does not know, with a query of its own that would replace the
-        // unnamed statement between its Parse and Bind.
-        .persistent(true)
-        .bind(rows)
-        .bind(hashes)
-        .bind(counts)
-        .bind(lasts)
-        .bind(millis)
-        .bind(misses.iter().map(|e| &*e.hash).collect::<Vec<_>>())
-        .bind(misses.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
-        .bind(misses.iter().map(|e| e.processing_ms).collect::<Vec<_>>())
-        .bind(misses.iter().map(|e| e.pdf_bytes).collect::<Vec<_>>())
-        .bind(misses.iter().map(|e| e.at).collect::<Vec<_>>())
-        .bind(hits)
-        .bind(saved)
-        .bind(last_hit.unwrap_or_else(Utc::now))
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        sqlx::query(FLUSH_SQL)
+            // Named, not the unnamed statement: describing it makes sqlx look up `tid`,
+            // a type it does not know, with a query of its own that would replace the
+            // unnamed statement between its Parse and Bind.
+            .persistent(true)
+            .bind(rows)
+            .bind(hashes)
+            .bind(counts)
+            .bind(lasts)
+            .bind(millis)
+            .bind(misses.iter().map(|e| &*e.hash).collect::<Vec<_>>())
+            .bind(misses.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
+            .bind(misses.iter().map(|e| e.processing_ms).collect::<Vec<_>>())
+            .bind(misses.iter().map(|e| e.pdf_bytes).collect::<Vec<_>>())
+            .bind(misses.iter().map(|e| e.at).collect::<Vec<_>>())
+            .bind(hits)
+            .bind(saved)
+            .bind(last_hit.unwrap_or_else(Utc::now))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 }

@@ -24,6 +24,21 @@ use crate::provider;
 
 const NAME: &str = "vision_api_cache";
 
+/// The hit path (`$1` the URL hash, `$2` the provider): one round trip on the pool's
+/// sqlx session.
+const LOAD_SQL: &str = "SELECT response_data, response_time_ms FROM vision_api_cache
+             WHERE url_hash = $1 AND provider = $2::ai_provider AND expires_at > now()";
+
+/// One flush of buffered hits: an UPDATE … FROM the grouped `unnest` of the
+/// batch's arrays, which SeaORM's builder cannot say.
+const FLUSH_SQL: &str = "UPDATE vision_api_cache c SET
+                 access_count = c.access_count + v.n,
+                 last_accessed_at = greatest(c.last_accessed_at, v.t)
+             FROM (SELECT h, p, count(*) AS n, max(t) AS t
+                   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(h, p, t)
+                   GROUP BY h, p) v
+             WHERE c.url_hash = ANY($1) AND c.url_hash = v.h AND c.provider = v.p::ai_provider";
+
 /// The key of a vision call: the normalised image URL, its SHA-256, and the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VisionKey {
@@ -130,15 +145,12 @@ impl Store for VisionStore {
         db: &mut PgConnection,
         key: &VisionKey,
     ) -> Result<Option<Found<VisionResponse>>, CacheError> {
-        let row: Option<(Value, Option<i32>)> = sqlx::query_as(
-            "SELECT response_data, response_time_ms FROM vision_api_cache
-             WHERE url_hash = $1 AND provider = $2::ai_provider AND expires_at > now()",
-        )
-        .bind(&key.url_hash)
-        .bind(key.provider)
-        .fetch_optional(db)
-        .await
-        .map_err(db_err)?;
+        let row: Option<(Value, Option<i32>)> = sqlx::query_as(LOAD_SQL)
+            .bind(&key.url_hash)
+            .bind(key.provider)
+            .fetch_optional(db)
+            .await
+            .map_err(db_err)?;
         Ok(row.map(|(data, response_time_ms)| Found {
             value: VisionResponse {
                 data,
@@ -222,27 +234,19 @@ impl Store for VisionStore {
         conn: &mut PgConnection,
         events: &[VisionEvent],
     ) -> Result<(), CacheError> {
-        sqlx::query(
-            "UPDATE vision_api_cache c SET
-                 access_count = c.access_count + v.n,
-                 last_accessed_at = greatest(c.last_accessed_at, v.t)
-             FROM (SELECT h, p, count(*) AS n, max(t) AS t
-                   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS e(h, p, t)
-                   GROUP BY h, p) v
-             WHERE c.url_hash = ANY($1) AND c.url_hash = v.h AND c.provider = v.p::ai_provider",
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.url_hash.clone())
-                .collect::<Vec<_>>(),
-        )
-        .persistent(false)
-        .bind(events.iter().map(|e| e.provider).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        sqlx::query(FLUSH_SQL)
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.url_hash.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .persistent(false)
+            .bind(events.iter().map(|e| e.provider).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 }

@@ -9,7 +9,10 @@ pub(crate) use statement::execute_on;
 
 use crate::error::DbError;
 use devdb::embedded;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, FromQueryResult,
+    Statement,
+};
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -149,15 +152,25 @@ pub struct Inventory {
     pub enums: Vec<String>,
 }
 
-/// Reads the [`Inventory`] of `db`, given the names of the migrations the caller
-/// knows (in order; `migration::names()`): those recorded in `seaql_migrations` are
-/// applied, the others pending. Two round trips (the catalogue, the migration table;
-/// one when the table does not exist yet).
-pub async fn inventory(
-    db: &impl ConnectionTrait,
-    migrations: &[String],
-) -> Result<Inventory, DbErr> {
-    let sql = r#"
+/// The catalogue's answer for [`inventory`].
+#[derive(FromQueryResult)]
+struct Catalogue {
+    server_version: String,
+    pgvector_version: Option<String>,
+    tables: Vec<String>,
+    views: Vec<String>,
+    matviews: Vec<String>,
+    indexes: i64,
+    functions: Vec<String>,
+    triggers: i64,
+    policies: i64,
+    enums: Vec<String>,
+    has_migration_table: bool,
+}
+
+/// What schema `public` holds, by kind, in one round trip: the system catalogues,
+/// which have no entities.
+const CATALOGUE_SQL: &str = r#"
 SELECT
   current_setting('server_version') AS server_version,
   (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector_version,
@@ -181,14 +194,30 @@ SELECT
         WHERE n.nspname = 'public' AND t.typtype = 'e' ORDER BY 1) AS enums,
   to_regclass('seaql_migrations') IS NOT NULL AS has_migration_table
 "#;
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("catalogue query returned no row".into()))?;
-    let applied: Vec<String> = if row.try_get("", "has_migration_table")? {
+
+/// The applied migrations, from the migrator's own table (no entity: the migration
+/// crate owns it).
+const APPLIED_MIGRATIONS_SQL: &str = "SELECT version FROM seaql_migrations ORDER BY version";
+
+/// Reads the [`Inventory`] of `db`, given the names of the migrations the caller
+/// knows (in order; `migration::names()`): those recorded in `seaql_migrations` are
+/// applied, the others pending. Two round trips (the catalogue, the migration table;
+/// one when the table does not exist yet).
+pub async fn inventory(
+    db: &impl ConnectionTrait,
+    migrations: &[String],
+) -> Result<Inventory, DbErr> {
+    let row = Catalogue::find_by_statement(Statement::from_string(
+        db.get_database_backend(),
+        CATALOGUE_SQL,
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound("catalogue query returned no row".into()))?;
+    let applied: Vec<String> = if row.has_migration_table {
         db.query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT version FROM seaql_migrations ORDER BY version",
+            APPLIED_MIGRATIONS_SQL,
         ))
         .await?
         .iter()
@@ -203,18 +232,18 @@ SELECT
         .cloned()
         .collect();
     Ok(Inventory {
-        server_version: row.try_get("", "server_version")?,
-        pgvector_version: row.try_get("", "pgvector_version")?,
+        server_version: row.server_version,
+        pgvector_version: row.pgvector_version,
         applied,
         pending,
-        tables: row.try_get("", "tables")?,
-        views: row.try_get("", "views")?,
-        materialized_views: row.try_get("", "matviews")?,
-        indexes: row.try_get("", "indexes")?,
-        functions: row.try_get("", "functions")?,
-        triggers: row.try_get("", "triggers")?,
-        policies: row.try_get("", "policies")?,
-        enums: row.try_get("", "enums")?,
+        tables: row.tables,
+        views: row.views,
+        materialized_views: row.matviews,
+        indexes: row.indexes,
+        functions: row.functions,
+        triggers: row.triggers,
+        policies: row.policies,
+        enums: row.enums,
     })
 }
 
