@@ -9,6 +9,7 @@ pub use sea_orm_migration::MigrationStatus;
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 
+#[cfg(feature = "cli")]
 pub mod command;
 mod helpers;
 mod m20250101_000001_foundation;

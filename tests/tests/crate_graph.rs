@@ -1,6 +1,7 @@
 //! `service` is the library applications import: its normal dependency tree holds
 //! nothing of the migration command line (clap, sea-orm-cli, sea-orm-migration, the
-//! `migration` crate). The development infrastructure it uses for its default
+//! `migration` crate); `migration` without its `cli` feature, what an application
+//! that migrates from code imports, holds no clap or sea-orm-cli. The development infrastructure it uses for its default
 //! connection, `devdb`, depends on sea-orm alone.
 
 use std::collections::HashSet;
@@ -9,6 +10,11 @@ use std::process::Command;
 
 /// The crates in `cargo tree -p <package> -e normal`, by name.
 fn normal_dependencies(package: &str) -> HashSet<String> {
+    tree(package, &[])
+}
+
+/// The crates in `cargo tree -p <package> -e normal <extra…>`, by name.
+fn tree(package: &str, extra: &[&str]) -> HashSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(cargo)
@@ -22,6 +28,7 @@ fn normal_dependencies(package: &str) -> HashSet<String> {
             "-p",
             package,
         ])
+        .args(extra)
         .current_dir(workspace)
         .output()
         .expect("run cargo tree");
@@ -57,4 +64,22 @@ fn service_depends_on_no_command_line_crate() {
     ] {
         assert!(!devdb.contains(banned), "devdb depends on {banned}");
     }
+}
+
+#[test]
+fn migrating_from_code_compiles_no_command_line() {
+    // What an application gets with `migration = { …, default-features = false }`.
+    let library = tree("migration", &["--no-default-features"]);
+    assert!(
+        library.contains("sea-orm-migration"),
+        "the tree was read: {library:?}"
+    );
+    for banned in ["clap", "sea-orm-cli"] {
+        assert!(
+            !library.contains(banned),
+            "migration without its cli feature depends on {banned}"
+        );
+    }
+    // The migration binary's default still has its command line.
+    assert!(tree("migration", &[]).contains("clap"));
 }
