@@ -18,22 +18,11 @@ use super::{CacheConfig, CacheError, CacheStats, Found, Store};
 use crate::db::{OwnConnection, execute_on, postgres_pool};
 use crate::error::BoxError;
 
-/// Planner settings of the flush connection, which runs nothing but flushes. A flush
-/// touches a few thousand rows of a table that may hold millions, by key or by
-/// [`RowId`], from `unnest(…)` of its arrays; PostgreSQL's estimates for such batches
-/// favour reading the whole table (a sequential scan, hashed into the batch) as soon
-/// as a batch spans most of the table's pages. Measured on `pdf_cache` with 100,000
-/// entries and 8,000 hits per flush: the sequential scan re-read the table through a
-/// small ring buffer on every flush and its backend took 18 % of the machine's CPU
-/// samples (a profile of 8 tasks hitting the cache); with lookups by address, 8 %.
-/// With these settings the planner takes index or TID lookups per row, which cost
-/// what the batch costs.
-///
-/// Flushes are planned anew each time (`plan_cache_mode`), with the batch's arrays
-/// as constants: in a generic plan they stay parameters, whose `unnest(…)` sizes the
-/// planner can only guess, and `x = ANY($n)` on a parameter is a linear search per
-/// row (PostgreSQL hashes only constant arrays) — quadratic in the batch, which an
-/// earlier form of the `pdf_cache` flush ran into.
+/// Planner settings of the flush connection, which runs nothing but flushes: index
+/// or TID lookups per row of the batch instead of a sequential scan hashed into it
+/// (which took 18 % of the CPU of a hit benchmark), and a custom plan per flush, so
+/// `x = ANY($n)` over the batch's array is hashed rather than searched per row
+/// (`docs/performance.md`).
 const FLUSH_SETTINGS: &[(&str, &str)] = &[
     ("plan_cache_mode", "force_custom_plan"),
     ("enable_seqscan", "off"),

@@ -53,13 +53,10 @@ pub struct CacheConfig {
     pub wait_timeout: Duration,
     /// How often buffered bookkeeping is written. Default 30 s.
     ///
-    /// The cost of a flush is one row rewrite per distinct entry hit since the last
-    /// one (plus the pruning of the old row versions, which later reads pay), so a
-    /// longer interval folds more hits of an entry into one rewrite. Measured on
-    /// `pdf_cache` (100,000 entries, uniformly random hits from 8 tasks): with 1 s
-    /// almost every hit was a rewrite and bookkeeping cost 24-31 % of hit
-    /// throughput; with 30 s about one hit in four or five is, and it costs ~5 %.
-    /// The price: the database's counters and statistics lag by up to this long, a
+    /// A flush rewrites each entry hit since the last one once, so a longer interval
+    /// folds more hits into one rewrite: on `pdf_cache` with 100,000 entries and
+    /// uniformly random hits, bookkeeping cost 24-31 % of hit throughput at 1 s and
+    /// ~5 % at 30 s (`docs/performance.md`). The price: the database's counters and statistics lag by up to this long, a
     /// crash (not a [`CacheCore::shutdown`]) loses up to this long of them, and the
     /// buffer holds one event per lookup of the interval (~100 bytes each; at 20,000
     /// hits/s and 30 s, ~60 MB) or up to `max_batch_events`.

@@ -4,10 +4,9 @@
 //! each template is rendered once per table, on first use.
 //!
 //! Statements whose parameters are arrays of a batch (finishes, heartbeats,
-//! releases) run unnamed on the worker's own sqlx connection, planned with the actual
-//! arrays every time: a cached generic plan assumes a handful of elements and may
-//! pick a nested loop that rescans the array for every row (measured: 750 ms instead
-//! of 30 ms for 1,000 outcomes). See `docs/performance.md`.
+//! releases) run unnamed on sqlx, planned with the actual arrays every time: a
+//! cached generic plan may rescan the array for every row (750 ms instead of 30 ms
+//! for 1,000 outcomes; `docs/performance.md`).
 
 use std::sync::LazyLock;
 
