@@ -1,4 +1,4 @@
-//! Issue 4: the cache engine over real PostgreSQL — single flight (tasks and
+//! The cache engine over real PostgreSQL — single flight (tasks and
 //! processes-like separate pools), exact buffered bookkeeping, TTL, LRU, size budget,
 //! corruption, bad input, invalidation, cost tracking.
 

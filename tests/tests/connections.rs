@@ -1,4 +1,4 @@
-//! Issue 11: `TCP_NODELAY` on every TCP connection the project opens (sqlx 0.9.0 no
+//! `TCP_NODELAY` on every TCP connection the project opens (sqlx 0.9.0 no
 //! longer sets it), and not on a plain sqlx connection — the canary that says when a
 //! sqlx release sets it again and the workaround can go.
 

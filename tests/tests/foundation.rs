@@ -1,4 +1,4 @@
-//! Issue 2: the embedded cluster, database-per-test isolation, and the migration CLI
+//! The embedded cluster, database-per-test isolation, and the migration CLI
 //! under concurrency.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Issue 5: the job queue over real PostgreSQL — exactly-once draining by workers in
+//! The job queue over real PostgreSQL — exactly-once draining by workers in
 //! two processes, crash recovery after SIGKILL, retries and poison jobs, graceful
 //! shutdown, dedup, priority, scheduling, NOTIFY wake-ups, AI annotation jobs.
 

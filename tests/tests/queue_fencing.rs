@@ -1,4 +1,4 @@
-//! Issue 11: a run's outcome and heartbeats belong to its claim. A worker that stalls
+//! A run's outcome and heartbeats belong to its claim. A worker that stalls
 //! past its lease cannot complete the job its newer run holds; a lost lease cancels
 //! only its own run; rescued jobs keep their place in line after an outage; a
 //! completer that cannot write says so.
@@ -26,8 +26,8 @@ async fn rescue(t: &TestDb, base: Duration, max: Duration) -> u64 {
         .expect("rescue")
 }
 
-/// The scenario of the issue, in one worker. Attempt 1 stalls the whole runtime (as a
-/// paused VM would: no heartbeats) until another process — here a thread with its own
+/// A stalled worker and its own next claim, in one worker. Attempt 1 stalls the whole
+/// runtime (as a paused VM would: no heartbeats) until another process — here a thread with its own
 /// runtime and connection — has rescued the job; the worker then resumes, claims the
 /// job again (attempt 2), and attempt 1 finishes while attempt 2 runs. Attempt 1's
 /// outcome must be refused, attempt 1 (only) must be told it lost its lease, and the
