@@ -19,6 +19,8 @@ pub struct Model {
     pub metadata: Json,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub external_key: Option<String>,
     #[sea_orm(has_many)]
     pub document_chunks: HasMany<super::document_chunks::Entity>,
 }

@@ -19,6 +19,13 @@ pub struct Model {
     pub filters: Json,
     pub user_id: Option<Uuid>,
     pub created_at: DateTimeWithTimeZone,
+    #[sea_orm(column_type = "Text")]
+    pub kind: String,
+    #[sea_orm(column_type = "Double", nullable)]
+    pub best_similarity: Option<f64>,
+    pub result_ids: Vec<Uuid>,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub knobs: Json,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -32,6 +32,7 @@ mod m20250501_000003_cache_key_checks;
 mod m20250601_000001_queue_claim_tokens;
 mod m20250601_000002_seed_fidelity;
 mod m20250601_000003_lecture_hash_sync;
+mod m20250701_000001_vector_store;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000001_queue_claim_tokens::Migration),
             Box::new(m20250601_000002_seed_fidelity::Migration),
             Box::new(m20250601_000003_lecture_hash_sync::Migration),
+            Box::new(m20250701_000001_vector_store::Migration),
         ]
     }
 }

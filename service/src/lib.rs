@@ -9,3 +9,4 @@ pub mod error;
 pub mod lectures;
 pub mod provider;
 pub mod queue;
+pub mod store;

@@ -1,0 +1,171 @@
+//! Hybrid search: the full-text ranking and the vector ranking fused by reciprocal
+//! rank fusion, in one statement.
+
+use sea_orm::{
+    ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionSession, TransactionTrait,
+};
+use serde::Serialize;
+
+use super::StoreError;
+use super::filter::Filter;
+use super::model::EmbeddingModel;
+use super::search::{
+    SearchHit, SearchOptions, Served, candidates_sql, check_k, open, unserved, vector_value,
+};
+
+/// How [`hybrid_search`] fuses its two rankings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HybridOptions {
+    /// RRF's constant: a chunk ranked `r` in a list scores `weight / (rrf_k + r)`.
+    /// Default 60 (Cormack et al.).
+    pub rrf_k: u32,
+    /// The vector ranking's weight. Default 1.
+    pub vector_weight: f64,
+    /// The full-text ranking's weight. Default 1.
+    pub text_weight: f64,
+    /// How many chunks each ranking contributes; `None`: `max(4k, 40)`, at most 1000.
+    pub candidates: Option<usize>,
+    /// The vector index's knobs.
+    pub search: SearchOptions,
+}
+
+impl Default for HybridOptions {
+    fn default() -> Self {
+        Self {
+            rrf_k: 60,
+            vector_weight: 1.0,
+            text_weight: 1.0,
+            candidates: None,
+            search: SearchOptions::default(),
+        }
+    }
+}
+
+/// A chunk found by hybrid search: the chunk and its document, its fused score and
+/// its rank in each ranking (absent when that ranking did not fetch it).
+#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize)]
+pub struct HybridHit {
+    /// The chunk and its document; `distance` is the query vector's, whichever
+    /// ranking found it.
+    #[sea_orm(nested)]
+    #[serde(flatten)]
+    pub hit: SearchHit,
+    /// The reciprocal rank fusion score.
+    pub score: f64,
+    /// Its rank by vector distance, from 1.
+    pub vector_rank: Option<i64>,
+    /// Its rank by full-text relevance (`ts_rank_cd`), from 1.
+    pub text_rank: Option<i64>,
+}
+
+impl AsRef<SearchHit> for HybridHit {
+    fn as_ref(&self) -> &SearchHit {
+        &self.hit
+    }
+}
+
+/// Both rankings and their fusion in one statement: the vector candidates (through the
+/// index or exact, `{vector}`) and the full-text matches (`websearch_to_tsquery` over
+/// the generated `search_vector`, served by its GIN index), each ranked in a CTE, fused
+/// by a full outer join. `$1` vector, `$2` candidates, `$3` text, `$4` RRF k, `$5` and
+/// `$6` weights, `$7` k, the filter's parameters from `$8`. Window functions, a full
+/// outer join and pgvector's operator: SeaORM's builder cannot say it.
+const HYBRID_SQL: &str = "WITH vector AS MATERIALIZED ({vector}),
+     vector_ranked AS (
+         SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM vector
+     ),
+     text_ranked AS MATERIALIZED (
+         SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.search_vector, q.query) DESC, c.id)
+                    AS rank
+         FROM document_chunks c, websearch_to_tsquery('english', $3) AS q(query)
+         WHERE c.search_vector @@ q.query AND ({filter})
+         ORDER BY rank
+         LIMIT $2
+     ),
+     fused AS (
+         SELECT coalesce(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
+                coalesce($5::float8 / ($4 + v.rank), 0) + coalesce($6::float8 / ($4 + t.rank), 0)
+                    AS score
+         FROM vector_ranked v FULL OUTER JOIN text_ranked t ON t.id = v.id
+         ORDER BY score DESC, id
+         LIMIT $7
+     )
+     SELECT c.id AS chunk_id, c.chunk_index, c.content, c.metadata AS chunk_metadata,
+            c.document_id, d.source, d.title, d.metadata AS document_metadata,
+            c.embedding <=> $1::vector AS distance, 1 - (c.embedding <=> $1::vector) AS similarity,
+            f.score, f.vector_rank, f.text_rank
+     FROM fused f
+     JOIN document_chunks c ON c.id = f.id
+     JOIN documents d ON d.id = c.document_id
+     ORDER BY f.score DESC, f.id";
+
+/// The `k` chunks that best match both `text` (full text, `websearch_to_tsquery`
+/// syntax) and `query` (a vector of the store's model), fused by reciprocal rank
+/// fusion; a chunk that matches a rare word exactly surfaces even when its vector
+/// ranks it low. Filtered like [`super::search()`], and like it never fewer than `k`
+/// rows when `k` match. Round trips: begin, knobs, the statement, commit.
+pub async fn hybrid_search<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    model: &EmbeddingModel,
+    text: &str,
+    query: &[f32],
+    k: usize,
+    filter: Option<&Filter>,
+    options: &HybridOptions,
+) -> Result<(Vec<HybridHit>, Served), StoreError> {
+    let candidates = options
+        .candidates
+        .unwrap_or((4 * k).max(40))
+        .min(super::search::MAX_K);
+    check_k("candidates", candidates)?;
+    if !(options.vector_weight.is_finite() && options.text_weight.is_finite())
+        || options.vector_weight < 0.0
+        || options.text_weight < 0.0
+    {
+        return Err(StoreError::Invalid {
+            field: "weights",
+            value: format!("{} {}", options.vector_weight, options.text_weight),
+            reason: "weights are finite and not negative",
+        });
+    }
+    let Some(mut session) = open(db, model, query, k, filter, &options.search).await? else {
+        return Ok((Vec::new(), unserved(&options.search)));
+    };
+    let compiled = match filter {
+        Some(f) => Some(f.compile(8)?),
+        None => None,
+    };
+    let filter_sql = compiled.as_ref().map_or("true", |c| c.sql.as_str());
+    let mut values = vec![
+        vector_value(query),
+        (candidates as i64).into(),
+        text.to_owned().into(),
+        i64::from(options.rrf_k).into(),
+        options.vector_weight.into(),
+        options.text_weight.into(),
+        (k as i64).into(),
+    ];
+    if let Some(c) = &compiled {
+        values.extend(c.values.iter().cloned());
+    }
+    let run = |index: bool| {
+        let sql = HYBRID_SQL
+            .replace("{vector}", &candidates_sql(index, filter_sql))
+            .replace("{filter}", filter_sql);
+        HybridHit::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values.clone(),
+        ))
+        .all(&session.txn)
+    };
+    let mut hits = run(session.served.index).await?;
+    if session.served.index && hits.len() < k {
+        // As in `search`: the index's lists may hold fewer filtered rows than asked.
+        hits = run(false).await?;
+        session.served.exact_fallback = true;
+    }
+    let served = session.served;
+    session.txn.commit().await?;
+    Ok((hits, served))
+}

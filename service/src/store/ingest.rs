@@ -1,0 +1,453 @@
+//! Documents and their chunks in (idempotently, in bulk) and out.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionSession, TransactionTrait,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::model::{self, EmbeddingModel};
+use super::{StoreError, check_vector};
+use crate::cache::canonical_json;
+use crate::error::DbError;
+
+/// How a document is found again by a later ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DocumentKey {
+    /// By its id.
+    Id(Uuid),
+    /// By the caller's key, unique per source (the document's `source` is set to it).
+    External {
+        /// Where the document comes from (a URL prefix, a system's name).
+        source: String,
+        /// The caller's key in that source, 1 to 500 characters.
+        key: String,
+    },
+}
+
+/// A document to ingest, with its chunks in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDocument {
+    /// How to find it again; `None` makes a new document each time.
+    pub key: Option<DocumentKey>,
+    /// Its title.
+    pub title: Option<String>,
+    /// Its whole text.
+    pub content: String,
+    /// Where it comes from (overridden by an external key's source).
+    pub source: Option<String>,
+    /// A JSON object (null counts as `{}`).
+    pub metadata: Value,
+    /// Its chunks, at least one; a chunk's index is its position.
+    pub chunks: Vec<NewChunk>,
+}
+
+/// A chunk of a document: its text, its embedding and the model that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    /// The chunk's text, not empty.
+    pub content: String,
+    /// The model that embedded it (the store's model).
+    pub model: String,
+    /// Its embedding: the model's dimension, finite components.
+    pub embedding: Vec<f32>,
+    /// A JSON object (null counts as `{}`).
+    pub metadata: Value,
+}
+
+impl NewChunk {
+    /// A chunk with no metadata.
+    pub fn new(content: impl Into<String>, model: impl Into<String>, embedding: Vec<f32>) -> Self {
+        Self {
+            content: content.into(),
+            model: model.into(),
+            embedding,
+            metadata: Value::Object(Default::default()),
+        }
+    }
+
+    /// The chunk's hash: SHA-256 over its model, text, metadata (keys sorted) and
+    /// vector, so any change of what it holds changes it.
+    fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.model.as_bytes());
+        hasher.update([0]);
+        hasher.update(self.content.as_bytes());
+        hasher.update([0]);
+        hasher.update(canonical_json(&self.metadata).as_bytes());
+        hasher.update([0]);
+        for v in &self.embedding {
+            hasher.update(v.to_le_bytes());
+        }
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// What an ingest wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// The documents' ids, in the batch's order.
+    pub ids: Vec<Uuid>,
+    /// Documents inserted or changed.
+    pub documents_written: u64,
+    /// Chunks inserted (new, or replacing a changed one).
+    pub chunks_added: u64,
+    /// Chunks deleted (changed, or beyond the document's new last chunk).
+    pub chunks_removed: u64,
+    /// Chunks already stored as they are, untouched.
+    pub chunks_unchanged: u64,
+}
+
+/// Sets the planner to plan each of the ingest's statements with its batch's actual
+/// arrays (a cached generic plan may rescan an `unnest` per row): a session setting,
+/// local to the ingest's transaction.
+const CUSTOM_PLANS_SQL: &str = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)";
+
+/// Upserts documents found by id from the batch's rows (a JSON array, which carries
+/// the absent titles and sources that a text array cannot), an INSERT … ON CONFLICT
+/// over `jsonb_to_recordset`; a document whose fields are unchanged is not written.
+const UPSERT_BY_ID_SQL: &str = "INSERT INTO documents AS d (id, title, content, source, metadata)
+     SELECT id, title, content, source, metadata
+     FROM jsonb_to_recordset($1::jsonb)
+          AS i(id uuid, title text, content text, source text, metadata jsonb)
+     ON CONFLICT (id) DO UPDATE SET
+         title = EXCLUDED.title, content = EXCLUDED.content, source = EXCLUDED.source,
+         metadata = EXCLUDED.metadata
+     WHERE (d.title, d.content, d.source, d.metadata)
+           IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.content, EXCLUDED.source, EXCLUDED.metadata)";
+
+/// Upserts documents found by (source, external key), and returns every one's id in
+/// the batch's order — written or not — in one statement: the upsert in a CTE, the
+/// ids of unchanged documents from the snapshot before it. An INSERT … ON CONFLICT on
+/// an expression index's inference, over `jsonb_to_recordset`: SeaORM's builder
+/// cannot say it.
+const UPSERT_BY_EXTERNAL_KEY_SQL: &str = "WITH input AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb)
+             AS i(id uuid, title text, content text, source text, metadata jsonb,
+                  external_key text, ord int)
+     ),
+     written AS (
+         INSERT INTO documents AS d (id, title, content, source, metadata, external_key)
+         SELECT id, title, content, source, metadata, external_key FROM input
+         ON CONFLICT ((coalesce(source, '')), external_key) WHERE external_key IS NOT NULL
+         DO UPDATE SET title = EXCLUDED.title, content = EXCLUDED.content,
+                       metadata = EXCLUDED.metadata
+         WHERE (d.title, d.content, d.metadata)
+               IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.content, EXCLUDED.metadata)
+         RETURNING d.id, d.source, d.external_key
+     )
+     SELECT coalesce(w.id, d.id) AS id, w.id IS NOT NULL AS written
+     FROM input i
+     LEFT JOIN written w ON coalesce(w.source, '') = coalesce(i.source, '')
+                        AND w.external_key = i.external_key
+     LEFT JOIN documents d ON coalesce(d.source, '') = coalesce(i.source, '')
+                          AND d.external_key = i.external_key
+     ORDER BY i.ord";
+
+/// Deletes the batch documents' chunks that are not in the batch as they are (same
+/// document, index and hash): changed chunks, and those past a document's new last
+/// chunk. A DELETE with an anti-join on `unnest` of the batch.
+const DELETE_STALE_CHUNKS_SQL: &str = "DELETE FROM document_chunks c
+     WHERE c.document_id = ANY($1::uuid[])
+       AND NOT EXISTS (
+           SELECT 1 FROM unnest($2::uuid[], $3::int4[], $4::text[]) AS i(doc, idx, hash)
+           WHERE i.doc = c.document_id AND i.idx = c.chunk_index AND i.hash = c.content_hash)";
+
+/// Inserts the batch's chunks that are not stored as they are, each vector sliced
+/// from one flat `real[]` of the batch (`$6` components each): an INSERT … SELECT
+/// from `unnest` WITH ORDINALITY, which SeaORM's builder cannot say.
+const INSERT_CHUNKS_SQL: &str = "INSERT INTO document_chunks
+         (document_id, chunk_index, content, content_hash, embedding, metadata)
+     SELECT i.doc, i.idx, i.content, i.hash,
+            ($5::real[])[(i.ord - 1) * $6 + 1 : i.ord * $6]::vector, i.metadata::jsonb
+     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $7::text[])
+          WITH ORDINALITY AS i(doc, idx, content, hash, metadata, ord)
+     WHERE NOT EXISTS (SELECT 1 FROM document_chunks c
+                       WHERE c.document_id = i.doc AND c.chunk_index = i.idx
+                         AND c.content_hash = i.hash)";
+
+#[derive(FromQueryResult)]
+struct Upserted {
+    id: Uuid,
+    written: bool,
+}
+
+/// Checks a batch, before anything is written.
+fn check(model: &EmbeddingModel, docs: &[NewDocument]) -> Result<(), StoreError> {
+    let mut seen: HashMap<&DocumentKey, usize> = HashMap::new();
+    for (d, doc) in docs.iter().enumerate() {
+        if doc.chunks.is_empty() {
+            return Err(StoreError::NoChunks { document: d });
+        }
+        if !(doc.metadata.is_object() || doc.metadata.is_null()) {
+            return Err(StoreError::Invalid {
+                field: "metadata",
+                value: doc.metadata.to_string(),
+                reason: "a document's metadata is a JSON object",
+            });
+        }
+        if let Some(key) = &doc.key {
+            if let DocumentKey::External { key: k, .. } = key
+                && (k.is_empty() || k.chars().count() > 500)
+            {
+                return Err(StoreError::Invalid {
+                    field: "external_key",
+                    value: k.clone(),
+                    reason: "external keys are 1 to 500 characters",
+                });
+            }
+            if let Some(first) = seen.insert(key, d) {
+                return Err(StoreError::DuplicateDocument {
+                    first,
+                    second: d,
+                    key: format!("{key:?}"),
+                });
+            }
+        }
+        for (c, chunk) in doc.chunks.iter().enumerate() {
+            if chunk.model != model.name {
+                return Err(StoreError::ModelMismatch {
+                    document: d,
+                    chunk: c,
+                    expected: model.name.clone(),
+                    got: chunk.model.clone(),
+                });
+            }
+            if chunk.content.trim().is_empty() {
+                return Err(StoreError::EmptyChunk {
+                    document: d,
+                    chunk: c,
+                });
+            }
+            if !(chunk.metadata.is_object() || chunk.metadata.is_null()) {
+                return Err(StoreError::Invalid {
+                    field: "chunk metadata",
+                    value: chunk.metadata.to_string(),
+                    reason: "a chunk's metadata is a JSON object",
+                });
+            }
+            check_vector(model, &chunk.embedding, d, c)?;
+        }
+    }
+    Ok(())
+}
+
+/// A document as one row of the upserts' JSON input: `external` (source, key) sets its
+/// source; `ord` is its position in the batch.
+fn document_row(doc: &NewDocument, id: Uuid, external: Option<(&str, &str)>, ord: usize) -> Value {
+    let (source, key) = match external {
+        Some((source, key)) => (Some(source), Some(key)),
+        None => (doc.source.as_deref(), None),
+    };
+    serde_json::json!({
+        "id": id,
+        "title": doc.title,
+        "content": doc.content,
+        "source": source,
+        "metadata": if doc.metadata.is_null() { Value::Object(Default::default()) } else { doc.metadata.clone() },
+        "external_key": key,
+        "ord": ord,
+    })
+}
+
+/// A JSON object as text, null as `{}`.
+fn object_text(value: &Value) -> String {
+    if value.is_null() {
+        "{}".to_owned()
+    } else {
+        value.to_string()
+    }
+}
+
+/// Ingests `docs` — each with its chunks, embedded by `model` — in one transaction (a
+/// savepoint inside the caller's, when `db` is one): all of the batch or nothing.
+/// Every document and chunk is checked first; a bad one is a typed error naming it,
+/// and nothing is written. The first ingest records `model` as the store's; later
+/// ones must use it.
+///
+/// Idempotent: a document whose fields are unchanged is not written, a chunk stored
+/// with the same hash at the same index is not touched, a changed chunk is replaced,
+/// and chunks past a document's new last one go. Statements: begin, the model check,
+/// the plan setting, one or two document upserts (by id, by external key), one
+/// DELETE and one INSERT of chunks, commit — whatever the batch's size.
+pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    model: &EmbeddingModel,
+    docs: &[NewDocument],
+) -> Result<IngestReport, StoreError> {
+    check(model, docs)?;
+    let txn = db.begin().await?;
+    model::record(&txn, model).await?;
+    txn.execute_unprepared(CUSTOM_PLANS_SQL).await?;
+
+    let mut ids = vec![Uuid::nil(); docs.len()];
+    let mut written = 0u64;
+    let (by_id, by_external): (Vec<usize>, Vec<usize>) =
+        (0..docs.len()).partition(|&i| !matches!(docs[i].key, Some(DocumentKey::External { .. })));
+    if !by_id.is_empty() {
+        for &i in &by_id {
+            ids[i] = match &docs[i].key {
+                Some(DocumentKey::Id(id)) => *id,
+                _ => Uuid::now_v7(),
+            };
+        }
+        let rows: Vec<Value> = by_id
+            .iter()
+            .map(|&i| document_row(&docs[i], ids[i], None, i))
+            .collect();
+        let done = txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                UPSERT_BY_ID_SQL,
+                [Value::Array(rows).into()],
+            ))
+            .await?;
+        written += done.rows_affected();
+    }
+    if !by_external.is_empty() {
+        let rows: Vec<Value> = by_external
+            .iter()
+            .map(|&i| {
+                let external = match &docs[i].key {
+                    Some(DocumentKey::External { source, key }) => {
+                        Some((source.as_str(), key.as_str()))
+                    }
+                    _ => None,
+                };
+                document_row(&docs[i], Uuid::now_v7(), external, i)
+            })
+            .collect();
+        let upserted = Upserted::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            UPSERT_BY_EXTERNAL_KEY_SQL,
+            [Value::Array(rows).into()],
+        ))
+        .all(&txn)
+        .await?;
+        if upserted.len() != by_external.len() {
+            return Err(DbError::no_row("document upsert by external key").into());
+        }
+        for (&i, row) in by_external.iter().zip(upserted) {
+            ids[i] = row.id;
+            written += u64::from(row.written);
+        }
+    }
+
+    let total: usize = docs.iter().map(|d| d.chunks.len()).sum();
+    let mut chunk_docs = Vec::with_capacity(total);
+    let mut indexes = Vec::with_capacity(total);
+    let mut texts = Vec::with_capacity(total);
+    let mut hashes = Vec::with_capacity(total);
+    let mut metadata = Vec::with_capacity(total);
+    let mut vectors: Vec<f32> = Vec::with_capacity(total * model.dimension);
+    for (doc, id) in docs.iter().zip(&ids) {
+        for (c, chunk) in doc.chunks.iter().enumerate() {
+            chunk_docs.push(*id);
+            indexes.push(c as i32);
+            texts.push(chunk.content.clone());
+            hashes.push(chunk.hash());
+            metadata.push(object_text(&chunk.metadata));
+            vectors.extend_from_slice(&chunk.embedding);
+        }
+    }
+    let removed = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            DELETE_STALE_CHUNKS_SQL,
+            [
+                ids.clone().into(),
+                chunk_docs.clone().into(),
+                indexes.clone().into(),
+                hashes.clone().into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    let added = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            INSERT_CHUNKS_SQL,
+            [
+                chunk_docs.into(),
+                indexes.into(),
+                texts.into(),
+                hashes.into(),
+                vectors.into(),
+                (model.dimension as i32).into(),
+                metadata.into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    txn.commit().await?;
+    Ok(IngestReport {
+        ids,
+        documents_written: written,
+        chunks_added: added,
+        chunks_removed: removed,
+        chunks_unchanged: (total as u64).saturating_sub(added),
+    })
+}
+
+/// What [`delete_document`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+pub struct DeletedDocument {
+    /// Chunks that went with it (the foreign key's cascade).
+    pub chunks: i64,
+}
+
+/// Deletes document `$1` and counts its chunks in the same snapshot (the cascade
+/// deletes them): a data-modifying CTE.
+const DELETE_DOCUMENT_SQL: &str = "WITH gone AS (DELETE FROM documents WHERE id = $1 RETURNING id)
+     SELECT (SELECT count(*) FROM gone) AS found,
+            (SELECT count(*) FROM document_chunks WHERE document_id = $1) AS chunks";
+
+#[derive(FromQueryResult)]
+struct Deleted {
+    found: i64,
+    chunks: i64,
+}
+
+/// Deletes document `id` with its chunks (the foreign key cascades) and says how many
+/// chunks went; [`StoreError::NotFound`] when there is no such document. One round
+/// trip, on any connection.
+pub async fn delete_document<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<DeletedDocument, StoreError> {
+    let row = Deleted::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        DELETE_DOCUMENT_SQL,
+        [id.into()],
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| DbError::no_row("delete_document"))?;
+    if row.found == 0 {
+        return Err(StoreError::NotFound(id));
+    }
+    Ok(DeletedDocument { chunks: row.chunks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunks_hash_covers_what_it_holds() {
+        let a = NewChunk::new("ravens", "m", vec![0.5, 1.0]);
+        let mut b = a.clone();
+        assert_eq!(a.hash(), b.hash());
+        b.embedding[1] = 1.5;
+        assert_ne!(a.hash(), b.hash());
+        let mut c = a.clone();
+        c.metadata = serde_json::json!({"page": 1});
+        assert_ne!(a.hash(), c.hash());
+        let mut d = a.clone();
+        d.model = "n".into();
+        assert_ne!(a.hash(), d.hash());
+    }
+}
