@@ -14,6 +14,7 @@
 //! The harness panics on failure: it runs only in tests, where a panic is the report.
 
 pub mod queue;
+pub mod vectors;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};

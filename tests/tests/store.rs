@@ -21,20 +21,7 @@ fn model() -> EmbeddingModel {
 
 /// A deterministic unit vector for `seed`.
 fn vector(seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut v: Vec<f32> = (0..384)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        })
-        .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
+    tests::vectors::unit_vector(seed, 384)
 }
 
 fn document(key: Option<DocumentKey>, texts: &[(&str, u64)]) -> NewDocument {
