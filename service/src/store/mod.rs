@@ -21,13 +21,16 @@
 //!
 //! The files: `model` (the recorded model), `ingest` (documents and chunks in, and
 //! out), `filter`, `search` (plain search and what the others share), `hybrid`,
-//! `mmr`, `search_log`, `vector_store`.
+//! `mmr`, `search_log`, `vector_store`, `index` (reindex, health, promoted keys),
+//! `embed` (the [`Embedder`] trait and what uses it), `http_embedder`.
 
 use uuid::Uuid;
 
 use crate::error::DbError;
 
+pub mod embed;
 pub mod filter;
+pub mod http_embedder;
 pub mod hybrid;
 pub mod index;
 pub mod ingest;
@@ -37,7 +40,9 @@ pub mod search;
 pub mod search_log;
 pub mod vector_store;
 
+pub use embed::{EmbedError, Embedder, embed_all, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
+pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
 pub use hybrid::{HybridHit, HybridOptions, hybrid_search};
 pub use index::{IndexHealth, IndexMethod, Recommendation, index_health, promote_key, reindex};
 pub use ingest::{
@@ -137,6 +142,9 @@ pub enum StoreError {
     /// No document has this id.
     #[error("no document {0}")]
     NotFound(Uuid),
+    /// The embedder failed.
+    #[error("embedding: {0}")]
+    Embed(#[from] EmbedError),
     /// The database failed; the variant says how (see [`DbError`]).
     #[error("database: {0}")]
     Database(#[from] DbError),
