@@ -17,6 +17,7 @@ run: setup
 
 test: setup
 	export PATH="$$(bash scripts/install-tools.sh):$$PATH"
+	export STRATA_MODEL_DIR="$$(bash scripts/setup-model.sh)"
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace

@@ -22,7 +22,8 @@
 //! The files: `model` (the recorded model), `ingest` (documents and chunks in, and
 //! out), `filter`, `search` (plain search and what the others share), `hybrid`,
 //! `mmr`, `search_log`, `vector_store`, `index` (reindex, health, promoted keys),
-//! `embed` (the [`Embedder`] trait and what uses it), `http_embedder`.
+//! `embed` (the [`Embedder`] trait and what uses it), `http_embedder`,
+//! `local_embedder` (feature `local-embedder`).
 
 use uuid::Uuid;
 
@@ -34,6 +35,8 @@ pub mod http_embedder;
 pub mod hybrid;
 pub mod index;
 pub mod ingest;
+#[cfg(feature = "local-embedder")]
+pub mod local_embedder;
 pub mod mmr;
 pub mod model;
 pub mod search;
@@ -48,6 +51,8 @@ pub use index::{IndexHealth, IndexMethod, Recommendation, index_health, promote_
 pub use ingest::{
     DeletedDocument, DocumentKey, IngestReport, NewChunk, NewDocument, delete_document, ingest,
 };
+#[cfg(feature = "local-embedder")]
+pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
 pub use mmr::{MmrOptions, mmr_search};
 pub use model::EmbeddingModel;
 pub use search::{MAX_K, SearchHit, SearchOptions, Served, search};
