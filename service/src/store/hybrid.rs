@@ -1,16 +1,15 @@
 //! Hybrid search: the full-text ranking and the vector ranking fused by reciprocal
 //! rank fusion, in one statement.
 
-use sea_orm::{
-    ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionSession, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, FromQueryResult, TransactionSession, TransactionTrait};
 use serde::Serialize;
 
 use super::StoreError;
 use super::filter::Filter;
 use super::model::EmbeddingModel;
 use super::search::{
-    SearchHit, SearchOptions, Served, candidates_sql, check_k, open, unserved, vector_value,
+    SearchHit, SearchOptions, Served, candidates_sql, check_k, open, run_search, unserved,
+    vector_value,
 };
 
 /// How [`hybrid_search`] fuses its two rankings.
@@ -131,12 +130,7 @@ pub async fn hybrid_search<C: ConnectionTrait + TransactionTrait>(
     let Some(mut session) = open(db, model, query, k, filter, &options.search).await? else {
         return Ok((Vec::new(), unserved(&options.search)));
     };
-    let compiled = match filter {
-        Some(f) => Some(f.compile(8)?),
-        None => None,
-    };
-    let filter_sql = compiled.as_ref().map_or("true", |c| c.sql.as_str());
-    let mut values = vec![
+    let values = vec![
         vector_value(query),
         (candidates as i64).into(),
         text.to_owned().into(),
@@ -145,26 +139,12 @@ pub async fn hybrid_search<C: ConnectionTrait + TransactionTrait>(
         options.text_weight.into(),
         (k as i64).into(),
     ];
-    if let Some(c) = &compiled {
-        values.extend(c.values.iter().cloned());
-    }
-    let run = |index: bool| {
-        let sql = HYBRID_SQL
+    let hits: Vec<HybridHit> = run_search(&mut session, values, filter, k, |index, filter_sql| {
+        HYBRID_SQL
             .replace("{vector}", &candidates_sql(index, filter_sql))
-            .replace("{filter}", filter_sql);
-        HybridHit::find_by_statement(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values.clone(),
-        ))
-        .all(&session.txn)
-    };
-    let mut hits = run(session.served.index).await?;
-    if session.served.index && hits.len() < k {
-        // As in `search`: the index's lists may hold fewer filtered rows than asked.
-        hits = run(false).await?;
-        session.served.exact_fallback = true;
-    }
+            .replace("{filter}", filter_sql)
+    })
+    .await?;
     let served = session.served;
     session.txn.commit().await?;
     Ok((hits, served))

@@ -242,11 +242,46 @@ pub(crate) fn vector_value(query: &[f32]) -> SqlValue {
     PgVector::from(query.to_vec()).into()
 }
 
-/// Runs the nearest-chunks query in `session`: `$1` the query vector, `$2` the limit,
-/// the filter's parameters from `$3`; `columns` is added to the select list. When the
-/// index returns fewer than `limit` rows, the query runs again exactly (a selective
-/// filter may leave fewer rows in the lists an iterative scan may visit), so it never
-/// returns fewer than `limit` rows when that many match.
+/// Runs a search statement in `session` with `values` and then `filter`'s parameters
+/// (compiled from `$values.len() + 1`): `render` gives the statement for the index or
+/// for exact search, with the filter's SQL. When the index returns fewer than `want`
+/// rows, the statement runs again exactly (a selective filter may leave fewer rows in
+/// the lists an iterative scan may visit), so it never returns fewer than `want` rows
+/// when that many match.
+pub(crate) async fn run_search<T: ConnectionTrait, R: FromQueryResult>(
+    session: &mut Session<T>,
+    mut values: Vec<SqlValue>,
+    filter: Option<&Filter>,
+    want: usize,
+    render: impl Fn(bool, &str) -> String,
+) -> Result<Vec<R>, StoreError> {
+    let compiled = match filter {
+        Some(f) => Some(f.compile(values.len() + 1)?),
+        None => None,
+    };
+    let filter_sql = compiled.as_ref().map_or("true", |c| c.sql.as_str());
+    if let Some(c) = &compiled {
+        values.extend(c.values.iter().cloned());
+    }
+    let run = |index: bool| {
+        R::find_by_statement(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            render(index, filter_sql),
+            values.clone(),
+        ))
+        .all(&session.txn)
+    };
+    let rows = run(session.served.index).await?;
+    if session.served.index && rows.len() < want {
+        let exact = run(false).await?;
+        session.served.exact_fallback = true;
+        return Ok(exact);
+    }
+    Ok(rows)
+}
+
+/// The `limit` chunks nearest to `query` that pass `filter`, in `session` (through
+/// [`run_search`]); `columns` is added to the select list.
 pub(crate) async fn nearest<T: ConnectionTrait, R: FromQueryResult>(
     session: &mut Session<T>,
     query: &[f32],
@@ -254,33 +289,13 @@ pub(crate) async fn nearest<T: ConnectionTrait, R: FromQueryResult>(
     filter: Option<&Filter>,
     columns: &str,
 ) -> Result<Vec<R>, StoreError> {
-    let compiled = match filter {
-        Some(f) => Some(f.compile(3)?),
-        None => None,
-    };
-    let filter_sql = compiled.as_ref().map_or("true", |c| c.sql.as_str());
-    let mut values = vec![vector_value(query), (limit as i64).into()];
-    if let Some(c) = &compiled {
-        values.extend(c.values.iter().cloned());
-    }
-    let run = |index: bool| {
-        let sql = SEARCH_SQL
+    let values = vec![vector_value(query), (limit as i64).into()];
+    run_search(session, values, filter, limit, |index, filter_sql| {
+        SEARCH_SQL
             .replace("{candidates}", &candidates_sql(index, filter_sql))
-            .replace("{columns}", columns);
-        R::find_by_statement(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values.clone(),
-        ))
-        .all(&session.txn)
-    };
-    let rows = run(session.served.index).await?;
-    if session.served.index && rows.len() < limit {
-        let exact = run(false).await?;
-        session.served.exact_fallback = true;
-        return Ok(exact);
-    }
-    Ok(rows)
+            .replace("{columns}", columns)
+    })
+    .await
 }
 
 /// The `k` chunks nearest to `query` (a vector of `model`, the store's recorded model:
