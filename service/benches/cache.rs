@@ -27,6 +27,8 @@
 //! `bookkeeping_overhead=<fraction>` (8 tasks, 1 − on/off), each the median of the
 //! ratios taken round by round, so a drift of the machine between rounds cancels.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,7 +68,7 @@ struct Measure {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let url = bench_database().await?;
+    let url = common::bench_database("strata_bench").await?;
     let mut opt = ConnectOptions::new(url.clone());
     opt.max_connections(8)
         .min_connections(8)
@@ -220,9 +222,7 @@ fn print_row(name: &str, m: Measure, baseline: Option<Measure>) {
 
 /// The median of ratios taken round by round.
 fn median_of(ratios: impl Iterator<Item = f64>) -> f64 {
-    let mut ratios: Vec<f64> = ratios.collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios[ratios.len() / 2]
+    common::median(ratios.collect())
 }
 
 fn median(mut runs: Vec<Measure>) -> Measure {
@@ -376,28 +376,6 @@ fn sample_value() -> Vec<u8> {
     let mut bytes = text.into_bytes();
     bytes.resize(VALUE_BYTES, b' ');
     bytes
-}
-
-/// Recreates `strata_bench` on the server and migrates it; its URL.
-async fn bench_database() -> Result<String, BoxError> {
-    let url = service::db::resolve_url(None)?;
-    let admin_url = service::db::url_with_database(&url, "postgres");
-    let admin = Database::connect(
-        ConnectOptions::new(admin_url)
-            .sqlx_logging(false)
-            .to_owned(),
-    )
-    .await?;
-    admin
-        .execute_unprepared("DROP DATABASE IF EXISTS strata_bench WITH (FORCE)")
-        .await?;
-    admin
-        .execute_unprepared("CREATE DATABASE strata_bench")
-        .await?;
-    admin.close().await?;
-    let bench_url = service::db::url_with_database(&url, "strata_bench");
-    migration::up(&bench_url).await?;
-    Ok(bench_url)
 }
 
 /// Fills `pdf_cache` with [`ENTRIES`] entries in batches; their keys.

@@ -24,6 +24,8 @@
 //! It ends with `enqueue_jobs_per_s=`, `process_jobs_per_s=`, `process_ratio_vs_raw=`
 //! and `latency_ms_p50=`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use sea_orm::sqlx;
@@ -44,7 +46,7 @@ const PREFETCH: usize = 1000;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let url = bench_database().await?;
+    let url = common::bench_database("strata_bench_queue").await?;
     let mut opt = ConnectOptions::new(url);
     opt.max_connections(16)
         .sqlx_logging(false)
@@ -69,7 +71,7 @@ async fn main() -> Result<(), BoxError> {
         queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
         enqueue.push(JOBS_N as f64 / started.elapsed().as_secs_f64());
     }
-    let (raw_enqueue, enqueue_per_s) = (median(raw_enqueue), median(enqueue));
+    let (raw_enqueue, enqueue_per_s) = (common::median(raw_enqueue), common::median(enqueue));
     println!("bulk enqueue of {JOBS_N} jobs (median of {ROUNDS} rounds):");
     println!("  raw INSERT ... FROM unnest        {raw_enqueue:>9.0} jobs/s");
     println!(
@@ -95,8 +97,8 @@ async fn main() -> Result<(), BoxError> {
             out.push(JOBS_N as f64 / span_seconds(&db).await?);
         }
     }
-    let (raw_process, process_per_s) = (median(raw_process), median(process));
-    let process_sync = median(process_sync);
+    let (raw_process, process_per_s) = (common::median(raw_process), common::median(process));
+    let process_sync = common::median(process_sync);
     println!(
         "processing {JOBS_N} no-op jobs, concurrency {CONCURRENCY} (median of {ROUNDS} rounds):"
     );
@@ -175,11 +177,6 @@ fn start_worker(
         let _ = stopped.await;
     }));
     Ok((stop, handle))
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 async fn reset(db: &DatabaseConnection) -> Result<(), BoxError> {
@@ -280,25 +277,4 @@ async fn raw_processing(db: &DatabaseConnection) -> Result<f64, BoxError> {
         task.await??;
     }
     span_seconds(db).await.map(|s| JOBS_N as f64 / s)
-}
-
-/// Recreates `strata_bench_queue` on the server and migrates it; its URL.
-async fn bench_database() -> Result<String, BoxError> {
-    let url = service::db::resolve_url(None)?;
-    let admin = Database::connect(
-        ConnectOptions::new(service::db::url_with_database(&url, "postgres"))
-            .sqlx_logging(false)
-            .to_owned(),
-    )
-    .await?;
-    admin
-        .execute_unprepared("DROP DATABASE IF EXISTS strata_bench_queue WITH (FORCE)")
-        .await?;
-    admin
-        .execute_unprepared("CREATE DATABASE strata_bench_queue")
-        .await?;
-    admin.close().await?;
-    let bench_url = service::db::url_with_database(&url, "strata_bench_queue");
-    migration::up(&bench_url).await?;
-    Ok(bench_url)
 }

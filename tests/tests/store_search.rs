@@ -165,6 +165,39 @@ async fn every_filter_operator() {
             .await
             .is_empty()
     );
+    // A promoted key gets its expression index (once), and its range filters stay
+    // the same.
+    let name = store::promote_key(&t.db, store::MetadataOf::Chunk, "n")
+        .await
+        .expect("promote");
+    assert_eq!(
+        store::promote_key(&t.db, store::MetadataOf::Chunk, "n")
+            .await
+            .expect("promote again"),
+        name
+    );
+    assert_eq!(
+        t.scalar(&format!(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = '{name}'"
+        ))
+        .await,
+        format!(
+            "CREATE INDEX {name} ON public.document_chunks USING btree (((metadata -> 'n'::text)))"
+        )
+    );
+    assert_eq!(matching(&t, c("n").lt(3)).await, ["a", "b"]);
+    assert!(matches!(
+        store::promote_key(
+            &t.db,
+            store::MetadataOf::Document,
+            "x'); DROP TABLE documents; --"
+        )
+        .await,
+        Err(StoreError::Invalid {
+            field: "metadata key",
+            ..
+        })
+    ));
     // A bad key is refused before any SQL.
     assert!(matches!(
         VectorStore::new(model())

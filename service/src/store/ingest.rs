@@ -158,16 +158,17 @@ const DELETE_STALE_CHUNKS_SQL: &str = "DELETE FROM document_chunks c
 
 /// Inserts the batch's chunks that are not stored as they are, each vector sliced
 /// from one flat `real[]` of the batch (`$6` components each): an INSERT … SELECT
-/// from `unnest` WITH ORDINALITY, which SeaORM's builder cannot say.
+/// from `unnest` WITH ORDINALITY, which SeaORM's builder cannot say. After
+/// [`DELETE_STALE_CHUNKS_SQL`], a chunk still stored at its (document, index) is
+/// unchanged, so `ON CONFLICT DO NOTHING` on the unique index skips it: no extra
+/// probe, and no join the planner could turn into a scan of the table.
 const INSERT_CHUNKS_SQL: &str = "INSERT INTO document_chunks
          (document_id, chunk_index, content, content_hash, embedding, metadata)
      SELECT i.doc, i.idx, i.content, i.hash,
             ($5::real[])[(i.ord - 1) * $6 + 1 : i.ord * $6]::vector, i.metadata::jsonb
      FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $7::text[])
           WITH ORDINALITY AS i(doc, idx, content, hash, metadata, ord)
-     WHERE NOT EXISTS (SELECT 1 FROM document_chunks c
-                       WHERE c.document_id = i.doc AND c.chunk_index = i.idx
-                         AND c.content_hash = i.hash)";
+     ON CONFLICT (document_id, chunk_index) DO NOTHING";
 
 #[derive(FromQueryResult)]
 struct Upserted {
