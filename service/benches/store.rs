@@ -387,7 +387,7 @@ async fn qps(
 }
 
 /// The raw baseline's query: the store's select list and join, by the index's
-/// operator, with the knob set locally in a transaction.
+/// operator, with the knob set locally in a transaction; every column is decoded.
 const RAW_SEARCH_SQL: &str = "SELECT c.id, c.chunk_index, c.content, c.metadata, c.document_id,
             d.source, d.title, d.metadata AS document_metadata,
             c.embedding <=> $1 AS distance
@@ -425,7 +425,22 @@ async fn raw_qps(
                         .await?;
                     txn.commit().await?;
                     assert_eq!(rows.len(), K);
-                    let _: Uuid = rows[0].try_get(0)?;
+                    // Every column decoded, as the store decodes its hits.
+                    for row in &rows {
+                        let _: (Uuid, i32, String, serde_json::Value, Uuid) = (
+                            row.try_get(0)?,
+                            row.try_get(1)?,
+                            row.try_get(2)?,
+                            row.try_get(3)?,
+                            row.try_get(4)?,
+                        );
+                        let _: (Option<String>, Option<String>, serde_json::Value, f64) = (
+                            row.try_get(5)?,
+                            row.try_get(6)?,
+                            row.try_get(7)?,
+                            row.try_get(8)?,
+                        );
+                    }
                 }
                 Ok::<_, BoxError>(())
             })

@@ -141,7 +141,7 @@ pub async fn hybrid_search<C: ConnectionTrait + TransactionTrait>(
     ];
     let hits: Vec<HybridHit> = run_search(&mut session, values, filter, k, |index, filter_sql| {
         HYBRID_SQL
-            .replace("{vector}", &candidates_sql(index, filter_sql))
+            .replace("{vector}", &candidates_sql(index, filter_sql, false))
             .replace("{filter}", filter_sql)
     })
     .await?;

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
+use sea_orm::prelude::PgVector;
 use sea_orm::{
     ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionSession, TransactionTrait,
+    Value as SqlValue,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -156,19 +158,29 @@ const DELETE_STALE_CHUNKS_SQL: &str = "DELETE FROM document_chunks c
            SELECT 1 FROM unnest($2::uuid[], $3::int4[], $4::text[]) AS i(doc, idx, hash)
            WHERE i.doc = c.document_id AND i.idx = c.chunk_index AND i.hash = c.content_hash)";
 
-/// Inserts the batch's chunks that are not stored as they are, each vector sliced
-/// from one flat `real[]` of the batch (`$6` components each): an INSERT … SELECT
-/// from `unnest` WITH ORDINALITY, which SeaORM's builder cannot say. After
+/// Inserts a group of the batch's chunks from `unnest` of its arrays, each vector a
+/// bound `vector` parameter of its own (`{vectors}`: `$6` onwards), so the client
+/// sends each vector as one binary value rather than 384 array elements. After
 /// [`DELETE_STALE_CHUNKS_SQL`], a chunk still stored at its (document, index) is
-/// unchanged, so `ON CONFLICT DO NOTHING` on the unique index skips it: no extra
-/// probe, and no join the planner could turn into a scan of the table.
+/// unchanged, so `ON CONFLICT DO NOTHING` on the unique index skips it. An INSERT …
+/// SELECT from `unnest`: SeaORM's builder cannot say it.
 const INSERT_CHUNKS_SQL: &str = "INSERT INTO document_chunks
-         (document_id, chunk_index, content, content_hash, embedding, metadata)
-     SELECT i.doc, i.idx, i.content, i.hash,
-            ($5::real[])[(i.ord - 1) * $6 + 1 : i.ord * $6]::vector, i.metadata::jsonb
-     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $7::text[])
-          WITH ORDINALITY AS i(doc, idx, content, hash, metadata, ord)
+         (document_id, chunk_index, content, content_hash, metadata, embedding)
+     SELECT i.doc, i.idx, i.content, i.hash, i.metadata::jsonb, i.embedding
+     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[],
+                 ARRAY[{vectors}]::vector[])
+          AS i(doc, idx, content, hash, metadata, embedding)
      ON CONFLICT (document_id, chunk_index) DO NOTHING";
+
+/// The most chunks one INSERT carries: one parameter per vector, under PostgreSQL's
+/// 65,535 parameters per statement.
+const INSERT_GROUP: usize = 8000;
+
+/// [`INSERT_CHUNKS_SQL`] for `n` vectors.
+fn insert_chunks_sql(n: usize) -> String {
+    let placeholders: Vec<String> = (6..6 + n).map(|p| format!("${p}")).collect();
+    INSERT_CHUNKS_SQL.replace("{vectors}", &placeholders.join(","))
+}
 
 #[derive(FromQueryResult)]
 struct Upserted {
@@ -273,7 +285,7 @@ fn object_text(value: &Value) -> String {
 /// with the same hash at the same index is not touched, a changed chunk is replaced,
 /// and chunks past a document's new last one go. Statements: begin, the model check,
 /// the plan setting, one or two document upserts (by id, by external key), one
-/// DELETE and one INSERT of chunks, commit — whatever the batch's size.
+/// DELETE and one INSERT of chunks per 8,000 chunks, commit.
 pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     model: &EmbeddingModel,
@@ -343,7 +355,7 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     let mut texts = Vec::with_capacity(total);
     let mut hashes = Vec::with_capacity(total);
     let mut metadata = Vec::with_capacity(total);
-    let mut vectors: Vec<f32> = Vec::with_capacity(total * model.dimension);
+    let mut vectors: Vec<SqlValue> = Vec::with_capacity(total);
     for (doc, id) in docs.iter().zip(&ids) {
         for (c, chunk) in doc.chunks.iter().enumerate() {
             chunk_docs.push(*id);
@@ -351,7 +363,7 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
             texts.push(chunk.content.clone());
             hashes.push(chunk.hash());
             metadata.push(object_text(&chunk.metadata));
-            vectors.extend_from_slice(&chunk.embedding);
+            vectors.push(PgVector::from(chunk.embedding.clone()).into());
         }
     }
     let removed = txn
@@ -367,22 +379,26 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
         ))
         .await?
         .rows_affected();
-    let added = txn
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INSERT_CHUNKS_SQL,
-            [
-                chunk_docs.into(),
-                indexes.into(),
-                texts.into(),
-                hashes.into(),
-                vectors.into(),
-                (model.dimension as i32).into(),
-                metadata.into(),
-            ],
-        ))
-        .await?
-        .rows_affected();
+    let mut added = 0;
+    for start in (0..total).step_by(INSERT_GROUP) {
+        let group = start..(start + INSERT_GROUP).min(total);
+        let mut values: Vec<SqlValue> = vec![
+            chunk_docs[group.clone()].to_vec().into(),
+            indexes[group.clone()].to_vec().into(),
+            texts[group.clone()].to_vec().into(),
+            hashes[group.clone()].to_vec().into(),
+            metadata[group.clone()].to_vec().into(),
+        ];
+        values.extend(vectors[group.clone()].iter().cloned());
+        added += txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                insert_chunks_sql(group.len()),
+                values,
+            ))
+            .await?
+            .rows_affected();
+    }
     txn.commit().await?;
     Ok(IngestReport {
         ids,

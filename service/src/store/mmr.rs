@@ -66,8 +66,7 @@ pub async fn mmr_search<C: ConnectionTrait + TransactionTrait>(
     let Some(mut session) = open(db, model, query, k, filter, &options.search).await? else {
         return Ok((Vec::new(), unserved(&options.search)));
     };
-    let candidates: Vec<Candidate> =
-        nearest(&mut session, query, fetch_k, filter, ", n.embedding").await?;
+    let candidates: Vec<Candidate> = nearest(&mut session, query, fetch_k, filter, true).await?;
     let served = session.served;
     session.txn.commit().await?;
     let relevance: Vec<f64> = candidates.iter().map(|c| c.hit.similarity).collect();

@@ -122,7 +122,7 @@ const KNOBS_SQL: &str = "SELECT set_config('ivfflat.probes', $1, true) IS NOT NU
 /// BY` is the index's operator on the column. pgvector's operator: SeaORM's builder
 /// cannot say it.
 const CANDIDATES_INDEXED: &str = "SELECT c.id, c.chunk_index, c.content, c.metadata, c.document_id,
-                c.embedding, c.embedding <=> $1::vector AS distance
+                c.embedding <=> $1::vector AS distance{embedding}
          FROM document_chunks c
          WHERE c.embedding IS NOT NULL AND ({filter})
          ORDER BY c.embedding <=> $1::vector
@@ -131,7 +131,7 @@ const CANDIDATES_INDEXED: &str = "SELECT c.id, c.chunk_index, c.content, c.metad
 /// The same, exactly: a distance the index cannot serve (`+ 0`), so every row that
 /// passes the filter is compared.
 const CANDIDATES_EXACT: &str = "SELECT c.id, c.chunk_index, c.content, c.metadata, c.document_id,
-                c.embedding, (c.embedding <=> $1::vector) + 0 AS distance
+                (c.embedding <=> $1::vector) + 0 AS distance{embedding}
          FROM document_chunks c
          WHERE c.embedding IS NOT NULL AND ({filter})
          ORDER BY distance
@@ -139,7 +139,7 @@ const CANDIDATES_EXACT: &str = "SELECT c.id, c.chunk_index, c.content, c.metadat
 
 /// The nearest chunks with their documents, re-ordered by distance outside a
 /// `MATERIALIZED` CTE (an iterative scan in relaxed order may return them slightly out
-/// of order). `{columns}` adds the embedding for MMR.
+/// of order). `{columns}` adds the vectors for MMR.
 const SEARCH_SQL: &str = "WITH nearest AS MATERIALIZED ({candidates})
      SELECT n.id AS chunk_id, n.chunk_index, n.content, n.metadata AS chunk_metadata,
             n.document_id, d.source, d.title, d.metadata AS document_metadata,
@@ -227,14 +227,18 @@ pub(crate) fn check_k(field: &'static str, k: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The candidates' SQL, through the index or exact, with `filter` (SQL over `c`).
-pub(crate) fn candidates_sql(index: bool, filter: &str) -> String {
+/// The candidates' SQL, through the index or exact, with `filter` (SQL over `c`),
+/// and with each candidate's vector when `with_embedding` (MMR needs them).
+pub(crate) fn candidates_sql(index: bool, filter: &str, with_embedding: bool) -> String {
     let template = if index {
         CANDIDATES_INDEXED
     } else {
         CANDIDATES_EXACT
     };
-    template.replace("{filter}", filter)
+    template.replace("{filter}", filter).replace(
+        "{embedding}",
+        if with_embedding { ", c.embedding" } else { "" },
+    )
 }
 
 /// The query vector as a parameter.
@@ -281,19 +285,25 @@ pub(crate) async fn run_search<T: ConnectionTrait, R: FromQueryResult>(
 }
 
 /// The `limit` chunks nearest to `query` that pass `filter`, in `session` (through
-/// [`run_search`]); `columns` is added to the select list.
+/// [`run_search`]), with their vectors (column `embedding`) when `with_embedding`.
 pub(crate) async fn nearest<T: ConnectionTrait, R: FromQueryResult>(
     session: &mut Session<T>,
     query: &[f32],
     limit: usize,
     filter: Option<&Filter>,
-    columns: &str,
+    with_embedding: bool,
 ) -> Result<Vec<R>, StoreError> {
     let values = vec![vector_value(query), (limit as i64).into()];
     run_search(session, values, filter, limit, |index, filter_sql| {
         SEARCH_SQL
-            .replace("{candidates}", &candidates_sql(index, filter_sql))
-            .replace("{columns}", columns)
+            .replace(
+                "{candidates}",
+                &candidates_sql(index, filter_sql, with_embedding),
+            )
+            .replace(
+                "{columns}",
+                if with_embedding { ", n.embedding" } else { "" },
+            )
     })
     .await
 }
@@ -314,7 +324,7 @@ pub async fn search<C: ConnectionTrait + TransactionTrait>(
     let Some(mut session) = open(db, model, query, k, filter, options).await? else {
         return Ok((Vec::new(), unserved(options)));
     };
-    let hits = nearest(&mut session, query, k, filter, "").await?;
+    let hits = nearest(&mut session, query, k, filter, false).await?;
     let served = session.served;
     session.txn.commit().await?;
     Ok((hits, served))
