@@ -243,35 +243,32 @@ async fn a_filter_matching_one_percent_of_20000_chunks_still_returns_k() {
     // vector index and filters its rows (an equality would go to the GIN index).
     let filter = Filter::and([Filter::chunk("group").gte(7), Filter::chunk("group").lte(7)]);
     let query = unit_vector(10_003, 384);
-    let exact = store::search(
-        &t.db,
-        &model(),
-        &query,
-        50,
-        Some(&filter),
-        &SearchOptions {
+    let search = |filter: Filter, options: SearchOptions| {
+        let (db, query) = (t.db.clone(), query.clone());
+        async move {
+            store::search(&db, &model(), &query, 50, Some(&filter), &options)
+                .await
+                .expect("search")
+        }
+    };
+    let (exact, _) = search(
+        filter.clone(),
+        SearchOptions {
             exact: true,
             ..Default::default()
         },
     )
-    .await
-    .expect("exact search")
-    .0;
+    .await;
     assert_eq!(exact.len(), 50);
     // The iterative scan goes on past the first list until it has k rows.
-    let (hits, served) = store::search(
-        &t.db,
-        &model(),
-        &query,
-        50,
-        Some(&filter),
-        &SearchOptions {
+    let (hits, served) = search(
+        filter.clone(),
+        SearchOptions {
             probes: 1,
             ..Default::default()
         },
     )
-    .await
-    .expect("search");
+    .await;
     assert!(served.index && !served.exact_fallback, "{served:?}");
     assert_eq!(hits.len(), 50);
     assert!(hits.iter().all(|h| h.chunk_metadata["group"] == 7));
@@ -282,53 +279,26 @@ async fn a_filter_matching_one_percent_of_20000_chunks_still_returns_k() {
     assert!(recall >= 48, "recall {recall} of 50");
     // Allowed a single list, the scan finds ~10 matching rows; the search repeats
     // exactly rather than return fewer than k.
-    let (hits, served) = store::search(
-        &t.db,
-        &model(),
-        &query,
-        50,
-        Some(&filter),
-        &SearchOptions {
+    let (hits, served) = search(
+        filter.clone(),
+        SearchOptions {
             probes: 1,
             max_probes: 1,
             ..Default::default()
         },
     )
-    .await
-    .expect("search");
+    .await;
     assert!(served.exact_fallback, "{served:?}");
     assert_eq!(
         hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
         exact.iter().map(|h| h.chunk_id).collect::<Vec<_>>()
     );
     // Through the GIN index, the same rows.
-    let (hits, _) = store::search(
-        &t.db,
-        &model(),
-        &query,
-        50,
-        Some(&Filter::chunk("group").eq(7)),
-        &SearchOptions::default(),
-    )
-    .await
-    .expect("search");
+    let (hits, _) = search(Filter::chunk("group").eq(7), SearchOptions::default()).await;
     assert_eq!(hits.len(), 50);
     // Fewer than k match: all of them, and no more.
     let few = Filter::and([filter.clone(), Filter::chunk("group").ne(7)]);
-    assert!(
-        store::search(
-            &t.db,
-            &model(),
-            &query,
-            50,
-            Some(&few),
-            &SearchOptions::default()
-        )
-        .await
-        .expect("search")
-        .0
-        .is_empty()
-    );
+    assert!(search(few, SearchOptions::default()).await.0.is_empty());
     // The knobs were local to each search's transaction.
     assert_eq!(t.scalar("SHOW ivfflat.probes").await, "1");
 }
