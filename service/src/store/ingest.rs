@@ -379,21 +379,23 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
         ))
         .await?
         .rows_affected();
+    // Each group moves its share of the arrays into its statement: no vector is
+    // copied again.
     let mut added = 0;
-    for start in (0..total).step_by(INSERT_GROUP) {
-        let group = start..(start + INSERT_GROUP).min(total);
+    while !vectors.is_empty() {
+        let n = vectors.len().min(INSERT_GROUP);
         let mut values: Vec<SqlValue> = vec![
-            chunk_docs[group.clone()].to_vec().into(),
-            indexes[group.clone()].to_vec().into(),
-            texts[group.clone()].to_vec().into(),
-            hashes[group.clone()].to_vec().into(),
-            metadata[group.clone()].to_vec().into(),
+            chunk_docs.drain(..n).collect::<Vec<_>>().into(),
+            indexes.drain(..n).collect::<Vec<_>>().into(),
+            texts.drain(..n).collect::<Vec<_>>().into(),
+            hashes.drain(..n).collect::<Vec<_>>().into(),
+            metadata.drain(..n).collect::<Vec<_>>().into(),
         ];
-        values.extend(vectors[group.clone()].iter().cloned());
+        values.extend(vectors.drain(..n));
         added += txn
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                insert_chunks_sql(group.len()),
+                insert_chunks_sql(n),
                 values,
             ))
             .await?

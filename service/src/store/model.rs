@@ -103,16 +103,3 @@ pub async fn record<C: ConnectionTrait>(db: &C, model: &EmbeddingModel) -> Resul
         (None, _) => Err(DbError::no_row("embedding_model").into()),
     }
 }
-
-/// The recorded model, if any. One round trip, on any connection, through the
-/// `embedding_model` entity.
-pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Option<EmbeddingModel>, StoreError> {
-    use sea_orm::EntityTrait;
-    Ok(entity::embedding_model::Entity::find()
-        .one(db)
-        .await?
-        .map(|m| EmbeddingModel {
-            name: m.name,
-            dimension: m.dimension.max(0) as usize,
-        }))
-}
