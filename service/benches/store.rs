@@ -7,8 +7,9 @@
 //! a fixed seed, short synthetic texts and metadata `group` (1 % of the chunks each)
 //! and `decile` (10 %), and measures:
 //! - ingest (chunks/s, median of three rounds alternating with the baseline):
-//!   `store::ingest` in batches of 10,000 chunks, against a binary `COPY` of the same
-//!   rows into a bare table with `document_chunks`' columns and indexes;
+//!   `store::ingest_copy` and `store::ingest` in batches of 10,000 chunks, against a
+//!   binary `COPY` of the same rows into a bare table with `document_chunks`' columns
+//!   and indexes;
 //! - search: QPS of 8 concurrent clients and recall@10 against exact search, for
 //!   IVFFlat probes 1/4/10/20 and HNSW ef_search 40/100, each next to the identical
 //!   query issued as raw SQL (`SET LOCAL` of the same knobs in a transaction);
@@ -17,7 +18,8 @@
 //! - the search log's overhead (8 clients, with and without a log);
 //! - with `--features local-embedder`, the local embedder's texts/s.
 //!
-//! It ends with `ingest_ratio_vs_copy=`, `search_ratio_vs_raw=` (at the store's default
+//! It ends with `ingest_ratio_vs_copy=` (`ingest_copy`; `insert_ingest_ratio_vs_copy=`
+//! for `ingest`), `search_ratio_vs_raw=` (at the store's default
 //! knobs), `recall_at_10=` (the same), `filtered_recall_at_10=` (the lower of 1 % and
 //! 10 %), `under_returns=`, `hybrid_p50_over_vector_p50=`, `search_log_overhead=` and
 //! `embed_texts_per_s=`.
@@ -32,6 +34,7 @@ use sea_orm::sqlx::postgres::PgPoolCopyExt;
 use sea_orm::sqlx::{self, Row};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
+use service::db::binary_copy::BinaryCopy;
 use service::error::BoxError;
 use service::store::{
     self, EmbeddingModel, Filter, HybridOptions, IndexMethod, NewChunk, NewDocument, SearchLog,
@@ -153,7 +156,7 @@ async fn main() -> Result<(), BoxError> {
 
     // Ingest, alternating the raw COPY and the service.
     db.execute_unprepared(RAW_TABLE_SQL).await?;
-    let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    let (mut raw, mut copied, mut inserted) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         db.execute_unprepared("TRUNCATE raw_chunks, documents CASCADE")
             .await?;
@@ -162,19 +165,27 @@ async fn main() -> Result<(), BoxError> {
         raw.push(total as f64 / started.elapsed().as_secs_f64());
         let started = Instant::now();
         for batch in corpus.docs.chunks(INGEST_BATCH_DOCUMENTS) {
+            store::ingest_copy(&db, &model, batch).await?;
+        }
+        copied.push(total as f64 / started.elapsed().as_secs_f64());
+        db.execute_unprepared("TRUNCATE documents CASCADE").await?;
+        let started = Instant::now();
+        for batch in corpus.docs.chunks(INGEST_BATCH_DOCUMENTS) {
             store::ingest(&db, &model, batch).await?;
         }
-        ours.push(total as f64 / started.elapsed().as_secs_f64());
+        inserted.push(total as f64 / started.elapsed().as_secs_f64());
         println!(
-            "  round {round}: raw COPY {:.0} chunks/s, store::ingest {:.0} chunks/s",
-            raw[round], ours[round]
+            "  round {round}: raw COPY {:.0} chunks/s, store::ingest_copy {:.0}, store::ingest {:.0}",
+            raw[round], copied[round], inserted[round]
         );
     }
-    let ingest_ratio = common::median(ours.iter().zip(&raw).map(|(o, r)| o / r).collect());
+    let ratio = |ours: &[f64]| common::median(ours.iter().zip(&raw).map(|(o, r)| o / r).collect());
+    let (ingest_ratio, insert_ratio) = (ratio(&copied), ratio(&inserted));
     println!(
-        "ingest (median of {ROUNDS}): raw COPY {:.0} chunks/s, store::ingest {:.0} chunks/s, ratio {ingest_ratio:.3}",
+        "ingest (median of {ROUNDS}): raw COPY {:.0} chunks/s, store::ingest_copy {:.0} (ratio {ingest_ratio:.3}), store::ingest {:.0} (ratio {insert_ratio:.3})",
         common::median(raw.clone()),
-        common::median(ours.clone())
+        common::median(copied.clone()),
+        common::median(inserted.clone())
     );
     db.execute_unprepared("DROP TABLE raw_chunks").await?;
     db.execute_unprepared("VACUUM ANALYZE document_chunks, documents")
@@ -305,6 +316,7 @@ async fn main() -> Result<(), BoxError> {
     let embed_per_s = embed_texts_per_s(&corpus).await?;
 
     println!("ingest_ratio_vs_copy={ingest_ratio:.3}");
+    println!("insert_ingest_ratio_vs_copy={insert_ratio:.3}");
     println!("search_ratio_vs_raw={default_ratio:.3}");
     println!("recall_at_10={default_recall:.3}");
     println!("filtered_recall_at_10={filtered_recall:.3}");
@@ -469,43 +481,27 @@ ALTER TABLE raw_chunks ADD PRIMARY KEY (id);";
 /// Binary `COPY` of every chunk into `raw_chunks`: one stream, rows encoded here.
 async fn copy_raw(db: &DatabaseConnection, docs: &[NewDocument]) -> Result<(), BoxError> {
     let pool = service::db::postgres_pool(db)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(256 << 20);
-    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    let field = |buf: &mut Vec<u8>, bytes: &[u8]| {
-        buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-        buf.extend_from_slice(bytes);
-    };
+    let mut rows = BinaryCopy::with_capacity(256 << 20);
     for doc in docs {
         let document = Uuid::now_v7();
         for (index, chunk) in doc.chunks.iter().enumerate() {
-            buf.extend_from_slice(&7i16.to_be_bytes());
-            field(&mut buf, Uuid::now_v7().as_bytes());
-            field(&mut buf, document.as_bytes());
-            field(&mut buf, &(index as i32).to_be_bytes());
-            field(&mut buf, chunk.content.as_bytes());
-            let mut vector = Vec::with_capacity(4 + 4 * DIMENSION);
-            vector.extend_from_slice(&(DIMENSION as i16).to_be_bytes());
-            vector.extend_from_slice(&0i16.to_be_bytes());
-            for x in &chunk.embedding {
-                vector.extend_from_slice(&x.to_be_bytes());
-            }
-            field(&mut buf, &vector);
-            let mut jsonb = vec![1u8];
-            jsonb.extend_from_slice(chunk.metadata.to_string().as_bytes());
-            field(&mut buf, &jsonb);
-            field(&mut buf, format!("{:064x}", index).as_bytes());
+            rows.row(7);
+            rows.uuid(&Uuid::now_v7());
+            rows.uuid(&document);
+            rows.int4(index as i32);
+            rows.text(&chunk.content);
+            rows.vector(&chunk.embedding);
+            rows.jsonb(&chunk.metadata.to_string());
+            rows.text(&format!("{index:064x}"));
         }
     }
-    buf.extend_from_slice(&(-1i16).to_be_bytes());
     let mut copy = pool
         .copy_in_raw(
             "COPY raw_chunks (id, document_id, chunk_index, content, embedding, metadata, content_hash)
              FROM STDIN WITH (FORMAT binary)",
         )
         .await?;
-    copy.send(buf).await?;
+    copy.send(rows.finish()).await?;
     copy.finish().await?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use sea_orm::TransactionTrait;
 use serde_json::json;
+use service::error::DbError;
 use service::store::{
     self, DocumentKey, EmbeddingModel, NewChunk, NewDocument, SearchOptions, StoreError,
     VectorStore,
@@ -120,15 +121,44 @@ async fn ingest_search_and_delete_round_trip() {
     ));
 }
 
+/// The two ways in: `ingest` (INSERTs, on any connection) and `ingest_copy` (binary
+/// COPY on a connection of its own).
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Insert,
+    Copy,
+}
+
+async fn ingest_by(
+    path: Path,
+    t: &TestDb,
+    model: &EmbeddingModel,
+    docs: &[NewDocument],
+) -> Result<store::IngestReport, StoreError> {
+    match path {
+        Path::Insert => store::ingest(&t.db, model, docs).await,
+        Path::Copy => store::ingest_copy(&t.db, model, docs).await,
+    }
+}
+
 #[tokio::test]
 async fn re_ingesting_writes_only_what_changed() {
+    re_ingest_writes_only_what_changed(Path::Insert).await;
+}
+
+#[tokio::test]
+async fn re_ingesting_by_copy_writes_only_what_changed() {
+    re_ingest_writes_only_what_changed(Path::Copy).await;
+}
+
+async fn re_ingest_writes_only_what_changed(path: Path) {
     let t = TestDb::new().await;
     let id = Uuid::new_v4();
     let first = document(
         Some(DocumentKey::Id(id)),
         &[("ravens", 1), ("crows", 2), ("jays", 3)],
     );
-    store::ingest(&t.db, &model(), std::slice::from_ref(&first))
+    ingest_by(path, &t, &model(), std::slice::from_ref(&first))
         .await
         .expect("ingest");
     let before = versions(&t, id).await;
@@ -139,7 +169,7 @@ async fn re_ingesting_writes_only_what_changed() {
         .await;
 
     // Unchanged: no row written.
-    let again = store::ingest(&t.db, &model(), std::slice::from_ref(&first))
+    let again = ingest_by(path, &t, &model(), std::slice::from_ref(&first))
         .await
         .expect("ingest");
     assert_eq!(again.ids, [id]);
@@ -163,7 +193,7 @@ async fn re_ingesting_writes_only_what_changed() {
 
     // Chunk 1 changed, chunk 2 gone: exactly those replaced or removed.
     let changed = document(Some(DocumentKey::Id(id)), &[("ravens", 1), ("crows!", 2)]);
-    let report = store::ingest(&t.db, &model(), &[changed])
+    let report = ingest_by(path, &t, &model(), &[changed])
         .await
         .expect("ingest");
     assert_eq!(
@@ -184,6 +214,95 @@ async fn re_ingesting_writes_only_what_changed() {
         ))
         .await,
         "crows!"
+    );
+}
+
+#[tokio::test]
+async fn both_ways_in_agree_on_what_is_unchanged() {
+    let t = TestDb::new().await;
+    let id = Uuid::new_v4();
+    let doc = |texts: &[(&str, u64)]| document(Some(DocumentKey::Id(id)), texts);
+    let written = store::ingest(&t.db, &model(), &[doc(&[("ravens", 1), ("crows", 2)])])
+        .await
+        .expect("ingest");
+    assert_eq!(written.chunks_added, 2);
+    let before = versions(&t, id).await;
+    let again = store::ingest_copy(&t.db, &model(), &[doc(&[("ravens", 1), ("crows", 2)])])
+        .await
+        .expect("ingest_copy");
+    assert_eq!(
+        (
+            again.documents_written,
+            again.chunks_added,
+            again.chunks_unchanged
+        ),
+        (0, 0, 2)
+    );
+    assert_eq!(versions(&t, id).await, before);
+
+    let grown = store::ingest_copy(
+        &t.db,
+        &model(),
+        &[doc(&[("ravens", 1), ("rooks", 5), ("jays", 3)])],
+    )
+    .await
+    .expect("ingest_copy");
+    assert_eq!(
+        (
+            grown.chunks_added,
+            grown.chunks_removed,
+            grown.chunks_unchanged
+        ),
+        (2, 1, 1)
+    );
+    let back = store::ingest(
+        &t.db,
+        &model(),
+        &[doc(&[("ravens", 1), ("rooks", 5), ("jays", 3)])],
+    )
+    .await
+    .expect("ingest");
+    assert_eq!((back.chunks_added, back.chunks_unchanged), (0, 3));
+    assert_eq!(
+        t.sql(&format!(
+            "SELECT chunk_index::text, content, (search_vector IS NOT NULL)::text
+             FROM document_chunks WHERE document_id = '{id}' ORDER BY chunk_index"
+        ))
+        .await,
+        [
+            ["0", "ravens", "true"],
+            ["1", "rooks", "true"],
+            ["2", "jays", "true"]
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_copy_the_server_refuses_rolls_the_whole_batch_back() {
+    let t = TestDb::new().await;
+    t.sql("ALTER TABLE document_chunks ADD CONSTRAINT no_poison CHECK (content <> 'poison')")
+        .await;
+    let result = store::ingest_copy(
+        &t.db,
+        &model(),
+        &[
+            document(None, &[("ravens", 1), ("crows", 2)]),
+            document(None, &[("jays", 3), ("poison", 4)]),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::Database(DbError::CheckViolation { ref constraint, .. }))
+                if constraint.as_deref() == Some("no_poison")
+        ),
+        "{result:?}"
+    );
+    assert_eq!(counts(&t).await, ["0", "0"]);
+    assert_eq!(
+        t.scalar("SELECT count(*)::text FROM embedding_model").await,
+        "0"
     );
 }
 
@@ -238,6 +357,15 @@ async fn documents_are_upserted_by_their_external_key() {
 
 #[tokio::test]
 async fn bad_input_is_a_typed_error_and_writes_nothing() {
+    bad_input_writes_nothing(Path::Insert).await;
+}
+
+#[tokio::test]
+async fn bad_input_to_ingest_copy_is_a_typed_error_and_writes_nothing() {
+    bad_input_writes_nothing(Path::Copy).await;
+}
+
+async fn bad_input_writes_nothing(path: Path) {
     let t = TestDb::new().await;
     let good = || document(None, &[("ravens", 1), ("crows", 2), ("jays", 3)]);
     let mut other_model = good();
@@ -256,11 +384,11 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     let batch = |bad: NewDocument| vec![good(), bad];
     let m = model();
     assert!(matches!(
-        store::ingest(&t.db, &m, &batch(other_model)).await,
+        ingest_by(path, &t, &m, &batch(other_model)).await,
         Err(StoreError::ModelMismatch { document: 1, chunk: 2, ref got, .. }) if got == "another/model"
     ));
     assert!(matches!(
-        store::ingest(&t.db, &m, &batch(short)).await,
+        ingest_by(path, &t, &m, &batch(short)).await,
         Err(StoreError::WrongDimension {
             document: 1,
             chunk: 1,
@@ -269,7 +397,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         })
     ));
     assert!(matches!(
-        store::ingest(&t.db, &m, &batch(nan)).await,
+        ingest_by(path, &t, &m, &batch(nan)).await,
         Err(StoreError::NonFinite {
             document: 1,
             chunk: 0,
@@ -278,7 +406,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         })
     ));
     assert!(matches!(
-        store::ingest(&t.db, &m, &batch(infinite)).await,
+        ingest_by(path, &t, &m, &batch(infinite)).await,
         Err(StoreError::NonFinite {
             document: 1,
             chunk: 2,
@@ -287,19 +415,19 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         })
     ));
     assert!(matches!(
-        store::ingest(&t.db, &m, &batch(empty)).await,
+        ingest_by(path, &t, &m, &batch(empty)).await,
         Err(StoreError::EmptyChunk {
             document: 1,
             chunk: 1
         })
     ));
     assert!(matches!(
-        store::ingest(&t.db, &m, &batch(no_chunks)).await,
+        ingest_by(path, &t, &m, &batch(no_chunks)).await,
         Err(StoreError::NoChunks { document: 1 })
     ));
     let twice = document(Some(DocumentKey::Id(Uuid::from_u128(9))), &[("a", 1)]);
     assert!(matches!(
-        store::ingest(&t.db, &m, &[twice.clone(), twice]).await,
+        ingest_by(path, &t, &m, &[twice.clone(), twice]).await,
         Err(StoreError::DuplicateDocument {
             first: 0,
             second: 1,
@@ -313,7 +441,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     );
 
     // The store's model is the first ingest's; another is refused, whole.
-    store::ingest(&t.db, &m, &[good()]).await.expect("ingest");
+    ingest_by(path, &t, &m, &[good()]).await.expect("ingest");
     let other = EmbeddingModel::new("another/model", 384).expect("model");
     let mut theirs = good();
     theirs
@@ -321,7 +449,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         .iter_mut()
         .for_each(|c| c.model = "another/model".into());
     assert!(matches!(
-        store::ingest(&t.db, &other, &[theirs]).await,
+        ingest_by(path, &t, &other, &[theirs]).await,
         Err(StoreError::WrongModel { ref expected, .. }) if expected == MODEL
     ));
     // Searching with another model, or another dimension, is refused too.

@@ -1,10 +1,13 @@
 //! Connecting to the database and describing what is in it.
 
+pub mod binary_copy;
 mod own_connection;
+mod session;
 mod statement;
 pub mod tcp_nodelay;
 
 pub(crate) use own_connection::OwnConnection;
+pub(crate) use session::SessionConnection;
 pub(crate) use statement::execute_on;
 
 use crate::error::DbError;

@@ -13,9 +13,13 @@ pub(crate) async fn execute_on(
     conn: &mut PgConnection,
     stmt: Statement,
 ) -> Result<u64, sqlx::Error> {
+    Ok(sqlx_query(stmt).execute(conn).await?.rows_affected())
+}
+
+/// `stmt` as a sqlx query with its values bound.
+pub(crate) fn sqlx_query(
+    stmt: Statement,
+) -> sqlx::query::Query<'static, sqlx::Postgres, SqlxValues> {
     let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
-    let done = sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql), values)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected())
+    sqlx::query_with(sqlx::AssertSqlSafe(stmt.sql), values)
 }

@@ -50,6 +50,7 @@ pub use hybrid::{HybridHit, HybridOptions, hybrid_search};
 pub use index::{IndexHealth, IndexMethod, Recommendation, index_health, promote_key, reindex};
 pub use ingest::{
     DeletedDocument, DocumentKey, IngestReport, NewChunk, NewDocument, delete_document, ingest,
+    ingest_copy,
 };
 #[cfg(feature = "local-embedder")]
 pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
