@@ -25,6 +25,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub user_agent: Option<String>,
     pub created_at: DateTimeWithTimeZone,
+    #[sea_orm(column_type = "Text")]
+    pub outcome: String,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

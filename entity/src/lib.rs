@@ -19,6 +19,8 @@ pub mod jobs;
 pub mod layer0_cost_tracking;
 pub mod lecture_content_hashes;
 pub mod lectures;
+pub mod maintenance_runs;
+pub mod maintenance_tasks;
 pub mod pdf_cache;
 pub mod sea_orm_active_enums;
 pub mod search_logs;

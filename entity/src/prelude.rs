@@ -17,6 +17,8 @@ pub use super::jobs::Entity as Jobs;
 pub use super::layer0_cost_tracking::Entity as Layer0CostTracking;
 pub use super::lecture_content_hashes::Entity as LectureContentHashes;
 pub use super::lectures::Entity as Lectures;
+pub use super::maintenance_runs::Entity as MaintenanceRuns;
+pub use super::maintenance_tasks::Entity as MaintenanceTasks;
 pub use super::pdf_cache::Entity as PdfCache;
 pub use super::search_logs::Entity as SearchLogs;
 pub use super::users::Entity as Users;

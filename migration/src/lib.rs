@@ -33,6 +33,8 @@ mod m20250601_000001_queue_claim_tokens;
 mod m20250601_000002_seed_fidelity;
 mod m20250601_000003_lecture_hash_sync;
 mod m20250701_000001_vector_store;
+mod m20250801_000001_audit_outcome;
+mod m20250801_000002_maintenance_schedule;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -66,6 +68,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000002_seed_fidelity::Migration),
             Box::new(m20250601_000003_lecture_hash_sync::Migration),
             Box::new(m20250701_000001_vector_store::Migration),
+            Box::new(m20250801_000001_audit_outcome::Migration),
+            Box::new(m20250801_000002_maintenance_schedule::Migration),
         ]
     }
 }

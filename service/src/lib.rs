@@ -3,10 +3,13 @@
 //! Every function takes a connection (`&DatabaseConnection` or a transaction) and says
 //! in its documentation how many round trips and which locks it costs.
 
+pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod db;
 pub mod error;
 pub mod lectures;
+pub mod page;
 pub mod provider;
 pub mod queue;
 pub mod store;

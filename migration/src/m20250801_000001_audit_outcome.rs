@@ -1,0 +1,28 @@
+//! Seed 003's `audit_logs` gains `outcome`: whether the recorded action succeeded, was
+//! refused (`denied`), or failed — what an audit query filters on first. Existing rows
+//! count as successes. `down` drops it.
+
+use sea_orm_migration::prelude::*;
+
+use crate::helpers::exec;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const UP: &str = "
+ALTER TABLE audit_logs ADD COLUMN outcome text NOT NULL DEFAULT 'success'
+    CONSTRAINT check_audit_logs_outcome CHECK (outcome IN ('success', 'denied', 'failure'));
+";
+
+const DOWN: &str = "ALTER TABLE audit_logs DROP COLUMN outcome;";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        exec(manager, UP).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        exec(manager, DOWN).await
+    }
+}

@@ -1,0 +1,72 @@
+//! Seed 004's accounts and roles (`001`, `008`): users with a normalised, validated
+//! email; roles changed only through `change_user_role` (admins only, never the last
+//! admin, audited in the same statement); permissions from `has_permission` over the
+//! `role_permissions()` matrix.
+//!
+//! The files: `role` (the [`Role`] enum), `users` (create, get, list), `permissions`
+//! (role changes, permission checks, the roles summary).
+
+use uuid::Uuid;
+
+use crate::error::DbError;
+use crate::page::InvalidPage;
+
+pub mod permissions;
+pub mod role;
+pub mod users;
+
+pub use permissions::{
+    RoleChange, RoleSummary, change_user_role, has_permission, user_roles_summary,
+};
+pub use role::{Role, UnknownRole};
+pub use users::{NewUser, create_user, get_user, get_user_by_email, list_users, normalize_email};
+
+/// What can go wrong with accounts. Nothing was written when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The email is not an address (after trimming and lowercasing).
+    #[error("invalid email {email:?}: {reason}")]
+    InvalidEmail {
+        /// The email as given.
+        email: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Another field is unusable.
+    #[error("invalid {field} {value:?}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A user with this (normalised) email exists.
+    #[error("a user with email {0:?} exists")]
+    DuplicateEmail(String),
+    /// The role is none of user, moderator, admin.
+    #[error(transparent)]
+    UnknownRole(#[from] UnknownRole),
+    /// No user has this id.
+    #[error("no user {0}")]
+    UnknownUser(Uuid),
+    /// The acting user may not do this: only admins change roles.
+    #[error("user {0} may not change roles: only admins may")]
+    NotAdmin(Uuid),
+    /// The change would leave no admin.
+    #[error("cannot demote user {0}: they are the last admin")]
+    LastAdmin(Uuid),
+    /// A page size out of range.
+    #[error(transparent)]
+    Page(#[from] InvalidPage),
+    /// The database failed; the variant says how.
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+}
+
+impl From<sea_orm::DbErr> for AccountError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Database(e.into())
+    }
+}
