@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use entity::audit_logs;
 
-use crate::error::DbError;
+use crate::error::{DbError, InvalidInput};
 use crate::page::{InvalidPage, Page};
 
 /// How the recorded action ended.
@@ -44,16 +44,9 @@ impl Outcome {
 /// What can go wrong with the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// A field is unusable.
-    #[error("invalid {field} {value:?}: {reason}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Its value.
-        value: String,
-        /// Why.
-        reason: &'static str,
-    },
+    /// A value refused before anything was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     /// A page size out of range.
     #[error(transparent)]
     Page(#[from] InvalidPage),
@@ -154,27 +147,27 @@ impl AuditEvent {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.:-".contains(c))
         {
-            return Err(AuditError::Invalid {
-                field: "event_type",
-                value: t.clone(),
-                reason: "event types are 1 to 100 of a-z 0-9 _ . : -",
-            });
+            return Err(AuditError::Invalid(InvalidInput::new(
+                "event_type",
+                t.clone(),
+                "event types are 1 to 100 of a-z 0-9 _ . : -",
+            )));
         }
         if !self.details.is_object() {
-            return Err(AuditError::Invalid {
-                field: "details",
-                value: self.details.to_string(),
-                reason: "details are a JSON object",
-            });
+            return Err(AuditError::Invalid(InvalidInput::new(
+                "details",
+                self.details.to_string(),
+                "details are a JSON object",
+            )));
         }
         if let Some(agent) = &self.user_agent
             && agent.chars().count() > 1000
         {
-            return Err(AuditError::Invalid {
-                field: "user_agent",
-                value: agent.chars().take(40).collect(),
-                reason: "user agents are at most 1000 characters",
-            });
+            return Err(AuditError::Invalid(InvalidInput::new(
+                "user_agent",
+                agent.chars().take(40).collect::<String>(),
+                "user agents are at most 1000 characters",
+            )));
         }
         Ok(())
     }
@@ -267,11 +260,11 @@ pub async fn query<C: ConnectionTrait>(
 /// `idx_audit_logs_created_at`).
 pub async fn cleanup_old_logs<C: ConnectionTrait>(db: &C, days: u32) -> Result<u64, AuditError> {
     if days == 0 {
-        return Err(AuditError::Invalid {
-            field: "days",
-            value: days.to_string(),
-            reason: "keep at least one day",
-        });
+        return Err(AuditError::Invalid(InvalidInput::new(
+            "days",
+            days.to_string(),
+            "keep at least one day",
+        )));
     }
     let cutoff = Utc::now() - Duration::days(i64::from(days));
     let done = audit_logs::Entity::delete_many()

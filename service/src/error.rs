@@ -76,6 +76,30 @@ pub enum DbError {
     },
 }
 
+/// A value a function refused before touching the database: which field, the value,
+/// and why. The domain errors carry it as their `Invalid` variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} {value:?}: {reason}")]
+pub struct InvalidInput {
+    /// The field (or argument).
+    pub field: &'static str,
+    /// Its value, as text.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: &'static str,
+}
+
+impl InvalidInput {
+    /// `field`'s `value` is refused for `reason`.
+    pub fn new(field: &'static str, value: impl ToString, reason: &'static str) -> Self {
+        Self {
+            field,
+            value: value.to_string(),
+            reason,
+        }
+    }
+}
+
 /// " on <name>" for a message, or nothing.
 fn on(name: &Option<String>) -> String {
     name.as_ref()

@@ -12,4 +12,6 @@ pub mod lectures;
 pub mod page;
 pub mod provider;
 pub mod queue;
+pub mod review;
 pub mod store;
+pub mod vision;

@@ -10,6 +10,7 @@ use service::accounts::{
     self, AccountError, NewUser, Role, RoleChange, UnknownRole, change_user_role, create_user,
     has_permission,
 };
+use service::error::InvalidInput;
 use service::page::Page;
 use tests::TestDb;
 use uuid::Uuid;
@@ -55,10 +56,10 @@ async fn users_are_created_with_normalised_emails_and_duplicates_are_conflicts()
     }
     assert!(matches!(
         create_user(&t.db, NewUser::new("bob@example.org", " ")).await,
-        Err(AccountError::Invalid {
+        Err(AccountError::Invalid(InvalidInput {
             field: "password_hash",
             ..
-        })
+        }))
     ));
     assert_eq!(t.scalar("SELECT count(*)::text FROM users").await, "1");
 

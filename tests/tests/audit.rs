@@ -9,6 +9,7 @@ use chrono::{Duration, Utc};
 use sea_orm::TransactionTrait;
 use serde_json::json;
 use service::audit::{self, AuditError, AuditEvent, AuditQuery, Outcome};
+use service::error::InvalidInput;
 use service::page::Page;
 use tests::TestDb;
 use uuid::Uuid;
@@ -132,22 +133,22 @@ async fn bad_events_are_refused_and_write_nothing() {
     for bad in ["", "Cache Purged", "drop table;"] {
         assert!(matches!(
             audit::record(&t.db, &AuditEvent::new(bad)).await,
-            Err(AuditError::Invalid {
+            Err(AuditError::Invalid(InvalidInput {
                 field: "event_type",
                 ..
-            })
+            }))
         ));
     }
     assert!(matches!(
         audit::record(&t.db, &AuditEvent::new("x.y").details(json!([1, 2]))).await,
-        Err(AuditError::Invalid {
+        Err(AuditError::Invalid(InvalidInput {
             field: "details",
             ..
-        })
+        }))
     ));
     assert!(matches!(
         audit::cleanup_old_logs(&t.db, 0).await,
-        Err(AuditError::Invalid { field: "days", .. })
+        Err(AuditError::Invalid(InvalidInput { field: "days", .. }))
     ));
     assert_eq!(t.scalar("SELECT count(*)::text FROM audit_logs").await, "0");
 }

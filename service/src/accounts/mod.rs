@@ -8,7 +8,7 @@
 
 use uuid::Uuid;
 
-use crate::error::DbError;
+use crate::error::{DbError, InvalidInput};
 use crate::page::InvalidPage;
 
 pub mod permissions;
@@ -32,16 +32,9 @@ pub enum AccountError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// Another field is unusable.
-    #[error("invalid {field} {value:?}: {reason}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Its value.
-        value: String,
-        /// Why.
-        reason: &'static str,
-    },
+    /// A value refused before anything was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     /// A user with this (normalised) email exists.
     #[error("a user with email {0:?} exists")]
     DuplicateEmail(String),

@@ -83,7 +83,7 @@ pub async fn has_permission<C: ConnectionTrait>(
     db: &C,
     user: Uuid,
     permission: &str,
-) -> Result<bool, AccountError> {
+) -> Result<bool, DbError> {
     let row = Allowed::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         HAS_PERMISSION_SQL,

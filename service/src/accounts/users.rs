@@ -10,7 +10,7 @@ use uuid::Uuid;
 use entity::users;
 
 use super::{AccountError, Role};
-use crate::error::DbError;
+use crate::error::{DbError, InvalidInput};
 use crate::page::Page;
 
 /// A user to create.
@@ -94,21 +94,21 @@ pub async fn create_user<C: ConnectionTrait>(
 ) -> Result<users::Model, AccountError> {
     let email = normalize_email(&user.email)?;
     if user.password_hash.trim().is_empty() {
-        return Err(AccountError::Invalid {
-            field: "password_hash",
-            value: String::new(),
-            reason: "a user needs a password hash",
-        });
+        return Err(AccountError::Invalid(InvalidInput::new(
+            "password_hash",
+            String::new(),
+            "a user needs a password hash",
+        )));
     }
     let display_name = user.display_name.map(|n| n.trim().to_owned());
     if let Some(name) = &display_name
         && name.chars().count() > 200
     {
-        return Err(AccountError::Invalid {
-            field: "display_name",
-            value: name.clone(),
-            reason: "display names are at most 200 characters",
-        });
+        return Err(AccountError::Invalid(InvalidInput::new(
+            "display_name",
+            name.clone(),
+            "display names are at most 200 characters",
+        )));
     }
     let row = users::ActiveModel {
         id: Set(Uuid::now_v7()),
