@@ -9,6 +9,7 @@ pub mod cache;
 pub mod db;
 pub mod error;
 pub mod lectures;
+pub mod maintenance;
 pub mod page;
 pub mod provider;
 pub mod queue;

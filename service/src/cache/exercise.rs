@@ -252,12 +252,18 @@ impl ExerciseCache {
 
     /// Deletes expired exercises; how many went. One round trip through the entity.
     pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
-        let done = exercise_cache::Entity::delete_many()
-            .filter(Expr::col(exercise_cache::Column::ExpiresAt).lte(Expr::current_timestamp()))
-            .exec(self.core.db())
-            .await?;
-        Ok(done.rows_affected)
+        cleanup_expired_exercises(self.core.db()).await
     }
+}
+
+/// Deletes the expired cached exercises on any connection; how many went. One round
+/// trip through the entity.
+pub async fn cleanup_expired_exercises<C: ConnectionTrait>(db: &C) -> Result<u64, CacheError> {
+    let done = exercise_cache::Entity::delete_many()
+        .filter(Expr::col(exercise_cache::Column::ExpiresAt).lte(Expr::current_timestamp()))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
 }
 
 #[cfg(test)]

@@ -473,6 +473,14 @@ const EVICT_TO_BUDGET_SQL: &str = "WITH ranked AS (
 /// Seed 000's refresh of its materialized view: a call of the seed's function.
 const REFRESH_LAYER0_STATS_SQL: &str = "SELECT refresh_layer0_stats()";
 
+/// Refreshes `layer0_stats` (`refresh_layer0_stats()`: `REFRESH MATERIALIZED VIEW
+/// CONCURRENTLY`, so readers go on) on any connection, by the bookkeeping stored now
+/// (a [`PdfCache`]'s buffered hits count once flushed). One round trip.
+pub async fn refresh_layer0_stats<C: ConnectionTrait>(db: &C) -> Result<(), CacheError> {
+    db.execute_unprepared(REFRESH_LAYER0_STATS_SQL).await?;
+    Ok(())
+}
+
 /// Reads `layer0_stats`, a materialized view (no entity is generated for views), its
 /// numerics as float8.
 const LAYER0_STATS_SQL: &str = "SELECT total_cache_entries, total_size_mb::float8 AS total_size_mb,
@@ -545,7 +553,7 @@ impl PdfCache {
     pub async fn refresh_stats(&self) -> Result<Layer0Stats, CacheError> {
         self.core.flush().await?;
         let db = self.core.db();
-        db.execute_unprepared(REFRESH_LAYER0_STATS_SQL).await?;
+        refresh_layer0_stats(db).await?;
         Layer0Stats::find_by_statement(Statement::from_string(
             DbBackend::Postgres,
             LAYER0_STATS_SQL,

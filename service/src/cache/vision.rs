@@ -281,43 +281,63 @@ impl VisionCache {
 
     /// Deletes expired entries (`cleanup_expired_cache()`); how many went. One round trip.
     pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
-        let row = self
-            .core
-            .db()
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                CLEANUP_EXPIRED_SQL,
-            ))
-            .await?
-            .ok_or_else(|| DbError::no_row("cleanup_expired_cache"))?;
-        Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
+        cleanup_expired_entries(self.core.db()).await
     }
 
     /// Keeps the `max_entries` most recently used entries and deletes the rest
     /// (`evict_lru_cache(max_entries)`), after flushing the buffered accesses so
     /// recency is current; how many went. Two round trips.
     pub async fn evict_lru(&self, max_entries: i32) -> Result<u64, CacheError> {
-        if max_entries < 0 {
-            return Err(CacheError::InvalidField {
-                cache: NAME,
-                field: "max_entries",
-                value: max_entries.to_string(),
-                reason: "cannot be negative",
-            });
-        }
+        check_max_entries(max_entries)?;
         self.core.flush().await?;
-        let row = self
-            .core
-            .db()
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                EVICT_LRU_SQL,
-                [max_entries.into()],
-            ))
-            .await?
-            .ok_or_else(|| DbError::no_row("evict_lru_cache"))?;
-        Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
+        evict_lru_entries(self.core.db(), max_entries).await
     }
+}
+
+/// Refuses a negative maximum.
+fn check_max_entries(max_entries: i32) -> Result<(), CacheError> {
+    if max_entries < 0 {
+        return Err(CacheError::InvalidField {
+            cache: NAME,
+            field: "max_entries",
+            value: max_entries.to_string(),
+            reason: "cannot be negative",
+        });
+    }
+    Ok(())
+}
+
+/// Deletes the vision cache's expired entries (`cleanup_expired_cache()`) on any
+/// connection; how many went. One round trip.
+pub async fn cleanup_expired_entries<C: ConnectionTrait>(db: &C) -> Result<u64, CacheError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            CLEANUP_EXPIRED_SQL,
+        ))
+        .await?
+        .ok_or_else(|| DbError::no_row("cleanup_expired_cache"))?;
+    Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
+}
+
+/// Keeps the vision cache's `max_entries` most recently used entries and deletes the
+/// rest (`evict_lru_cache(max_entries)`) on any connection, by the recency stored now
+/// (a [`VisionCache`]'s buffered accesses count once flushed); how many went. One
+/// round trip.
+pub async fn evict_lru_entries<C: ConnectionTrait>(
+    db: &C,
+    max_entries: i32,
+) -> Result<u64, CacheError> {
+    check_max_entries(max_entries)?;
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            EVICT_LRU_SQL,
+            [max_entries.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbError::no_row("evict_lru_cache"))?;
+    Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
 }
 
 /// Seed 004's expiry clean-up: a call of the seed's function.

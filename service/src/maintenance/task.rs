@@ -1,0 +1,315 @@
+//! The seeds' maintenance tasks, one function each, on any connection (so a runner
+//! runs each inside the transaction that records it).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use chrono::{Duration as TimeDelta, Utc};
+use entity::{ai_cache_stats, ai_response_cache, pdf_cache};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::MaintenanceError;
+use crate::cache::{exercise, pdf, vision};
+use crate::error::InvalidInput;
+use crate::queue::{self, AI_ANNOTATION_JOBS, JOBS};
+use crate::{audit, store};
+
+/// A maintenance task of the seeds' schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Seed 000, hourly: refresh `layer0_stats` (concurrently).
+    RefreshLayer0Stats,
+    /// Seed 004, monthly: refresh `cache_performance_metrics` (concurrently).
+    RefreshCacheMetrics,
+    /// Seed 004, daily: `cleanup_expired_cache()` of the vision cache.
+    CleanupExpiredVisionCache,
+    /// Daily: delete expired cached exercises.
+    CleanupExpiredExercises,
+    /// Seed 004: LRU eviction of the vision cache to `max_entries` (10,000).
+    EvictVisionCache,
+    /// Seed 000, monthly: delete `pdf_cache` entries not accessed for `days` (90).
+    PdfCacheRetention,
+    /// Seed 001, weekly: delete `ai_response_cache` entries older than `days` (30).
+    AiResponseCacheRetention,
+    /// Seed 001, monthly: delete `ai_cache_stats` days older than `days` (90).
+    AiCacheStatsRetention,
+    /// Daily: delete both queues' jobs finished more than `days` (7) ago.
+    JobRetention,
+    /// Every five minutes: return both queues' jobs whose lease expired.
+    RescueExpiredLeases,
+    /// Seed 003, daily: delete audit events older than `days` (90).
+    AuditLogRetention,
+    /// Seeds 001, 003, 004, weekly: `ANALYZE` of the seeds' tables.
+    AnalyzeTables,
+    /// Seed 003, daily: the vector index's health (no change; the report says what to
+    /// do).
+    VectorIndexHealth,
+}
+
+impl Task {
+    /// Every task.
+    pub const ALL: [Task; 13] = [
+        Task::RefreshLayer0Stats,
+        Task::RefreshCacheMetrics,
+        Task::CleanupExpiredVisionCache,
+        Task::CleanupExpiredExercises,
+        Task::EvictVisionCache,
+        Task::PdfCacheRetention,
+        Task::AiResponseCacheRetention,
+        Task::AiCacheStatsRetention,
+        Task::JobRetention,
+        Task::RescueExpiredLeases,
+        Task::AuditLogRetention,
+        Task::AnalyzeTables,
+        Task::VectorIndexHealth,
+    ];
+
+    /// The task's name in `maintenance_tasks`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::RefreshLayer0Stats => "refresh_layer0_stats",
+            Task::RefreshCacheMetrics => "refresh_cache_metrics",
+            Task::CleanupExpiredVisionCache => "cleanup_expired_vision_cache",
+            Task::CleanupExpiredExercises => "cleanup_expired_exercises",
+            Task::EvictVisionCache => "evict_vision_cache",
+            Task::PdfCacheRetention => "pdf_cache_retention",
+            Task::AiResponseCacheRetention => "ai_response_cache_retention",
+            Task::AiCacheStatsRetention => "ai_cache_stats_retention",
+            Task::JobRetention => "job_retention",
+            Task::RescueExpiredLeases => "rescue_expired_leases",
+            Task::AuditLogRetention => "audit_log_retention",
+            Task::AnalyzeTables => "analyze_tables",
+            Task::VectorIndexHealth => "vector_index_health",
+        }
+    }
+
+    /// Runs the task on `db` with its `parameters` (a JSON object; absent keys take
+    /// the defaults above), timing it. A parameter of the wrong type or range is
+    /// [`MaintenanceError::Invalid`].
+    pub async fn run<C: ConnectionTrait>(
+        self,
+        db: &C,
+        parameters: &Value,
+    ) -> Result<TaskReport, MaintenanceError> {
+        let started = Instant::now();
+        let (rows_affected, details) = match self {
+            Task::RefreshLayer0Stats => {
+                pdf::refresh_layer0_stats(db).await?;
+                (0, json!({}))
+            }
+            Task::RefreshCacheMetrics => {
+                db.execute_unprepared(REFRESH_CACHE_METRICS_SQL).await?;
+                (0, json!({}))
+            }
+            Task::CleanupExpiredVisionCache => {
+                (vision::cleanup_expired_entries(db).await?, json!({}))
+            }
+            Task::CleanupExpiredExercises => {
+                (exercise::cleanup_expired_exercises(db).await?, json!({}))
+            }
+            Task::EvictVisionCache => {
+                let max = parameter(parameters, "max_entries", 10_000)?;
+                let max = i32::try_from(max)
+                    .map_err(|_| InvalidInput::new("max_entries", max, "at most 2147483647"))?;
+                (
+                    vision::evict_lru_entries(db, max).await?,
+                    json!({"max_entries": max}),
+                )
+            }
+            Task::PdfCacheRetention => {
+                let days = days(parameters, 90)?;
+                let done = pdf_cache::Entity::delete_many()
+                    .filter(pdf_cache::Column::LastAccessed.lt(Utc::now() - TimeDelta::days(days)))
+                    .exec(db)
+                    .await?;
+                (done.rows_affected, json!({"days": days}))
+            }
+            Task::AiResponseCacheRetention => {
+                let days = days(parameters, 30)?;
+                let done = ai_response_cache::Entity::delete_many()
+                    .filter(
+                        ai_response_cache::Column::CreatedAt.lt(Utc::now() - TimeDelta::days(days)),
+                    )
+                    .exec(db)
+                    .await?;
+                (done.rows_affected, json!({"days": days}))
+            }
+            Task::AiCacheStatsRetention => {
+                let days = days(parameters, 90)?;
+                let done = ai_cache_stats::Entity::delete_many()
+                    .filter(
+                        ai_cache_stats::Column::Date
+                            .lt(Utc::now().date_naive() - TimeDelta::days(days)),
+                    )
+                    .exec(db)
+                    .await?;
+                (done.rows_affected, json!({"days": days}))
+            }
+            Task::JobRetention => {
+                let days = days(parameters, 7)?;
+                let retention = Duration::from_secs(days as u64 * 86_400);
+                let jobs = queue::delete_finished(db, JOBS, retention, RETENTION_BATCH).await?;
+                let ai = queue::delete_finished(db, AI_ANNOTATION_JOBS, retention, RETENTION_BATCH)
+                    .await?;
+                (
+                    jobs + ai,
+                    json!({"days": days, "jobs": jobs, "ai_annotation_jobs": ai}),
+                )
+            }
+            Task::RescueExpiredLeases => {
+                let base = Duration::from_secs(parameter(parameters, "retry_base_seconds", 1)?);
+                let max = Duration::from_secs(parameter(parameters, "retry_max_seconds", 3600)?);
+                let jobs = queue::rescue_expired(db, JOBS, base, max).await?;
+                let ai = queue::rescue_expired(db, AI_ANNOTATION_JOBS, base, max).await?;
+                (jobs + ai, json!({"jobs": jobs, "ai_annotation_jobs": ai}))
+            }
+            Task::AuditLogRetention => {
+                let days = days(parameters, 90)?;
+                let gone = audit::cleanup_old_logs(db, days as u32).await?;
+                (gone, json!({"days": days}))
+            }
+            Task::AnalyzeTables => {
+                db.execute_unprepared(ANALYZE_SQL).await?;
+                (0, json!({"tables": ANALYZED_TABLES}))
+            }
+            Task::VectorIndexHealth => {
+                let health = store::index_health(db).await?;
+                let details = serde_json::to_value(&health)
+                    .unwrap_or_else(|e| json!({"error": e.to_string()}));
+                (0, details)
+            }
+        };
+        Ok(TaskReport {
+            task: self,
+            rows_affected,
+            duration: started.elapsed(),
+            details,
+        })
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Task {
+    type Err = MaintenanceError;
+
+    /// The task of this name; [`MaintenanceError::UnknownTask`] otherwise.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == s.trim())
+            .ok_or_else(|| MaintenanceError::UnknownTask(s.to_owned()))
+    }
+}
+
+/// What a task did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskReport {
+    /// The task.
+    pub task: Task,
+    /// Rows it deleted or changed (0 for refreshes, `ANALYZE` and checks).
+    pub rows_affected: u64,
+    /// How long it took.
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+    /// What else it says (its parameters, per-queue counts, the index's health).
+    pub details: Value,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Rows per statement of the job retention's deletes.
+const RETENTION_BATCH: i64 = 1000;
+
+/// Seed 004's `refresh_cache_metrics()`: `REFRESH MATERIALIZED VIEW CONCURRENTLY
+/// cache_performance_metrics`.
+const REFRESH_CACHE_METRICS_SQL: &str = "SELECT refresh_cache_metrics()";
+
+/// The seeds' tables that `ANALYZE` refreshes.
+const ANALYZED_TABLES: [&str; 18] = [
+    "pdf_cache",
+    "layer0_cost_tracking",
+    "ai_response_cache",
+    "lecture_content_hashes",
+    "ai_cache_stats",
+    "documents",
+    "document_chunks",
+    "jobs",
+    "audit_logs",
+    "search_logs",
+    "users",
+    "images",
+    "annotations",
+    "ai_annotation_jobs",
+    "vision_api_cache",
+    "batch_jobs",
+    "batch_job_errors",
+    "exercise_cache",
+];
+
+/// `ANALYZE` of [`ANALYZED_TABLES`] in one statement: a utility command SeaORM cannot
+/// say.
+const ANALYZE_SQL: &str = "ANALYZE pdf_cache, layer0_cost_tracking, ai_response_cache,
+    lecture_content_hashes, ai_cache_stats, documents, document_chunks, jobs, audit_logs,
+    search_logs, users, images, annotations, ai_annotation_jobs, vision_api_cache, batch_jobs,
+    batch_job_errors, exercise_cache";
+
+/// A non-negative integer parameter, or `default` when absent.
+fn parameter(parameters: &Value, key: &'static str, default: u64) -> Result<u64, MaintenanceError> {
+    match parameters.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| InvalidInput::new(key, v, "a whole number, 0 or more").into()),
+    }
+}
+
+/// The `days` parameter: 1 to 36,500, or `default`.
+fn days(parameters: &Value, default: u64) -> Result<i64, MaintenanceError> {
+    let days = parameter(parameters, "days", default)?;
+    if !(1..=36_500).contains(&days) {
+        return Err(InvalidInput::new("days", days, "1 to 36500 days").into());
+    }
+    Ok(days as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_round_trip_and_the_analyze_list_matches_its_statement() {
+        for task in Task::ALL {
+            assert_eq!(task.name().parse::<Task>().expect("known"), task);
+        }
+        assert!(matches!(
+            "vacuum".parse::<Task>(),
+            Err(MaintenanceError::UnknownTask(_))
+        ));
+        let listed: Vec<&str> = ANALYZE_SQL
+            .trim_start_matches("ANALYZE")
+            .split(',')
+            .map(str::trim)
+            .collect();
+        assert_eq!(listed, ANALYZED_TABLES);
+    }
+
+    #[test]
+    fn parameters_take_defaults_and_refuse_bad_values() {
+        assert_eq!(days(&json!({}), 90).expect("default"), 90);
+        assert_eq!(days(&json!({"days": 3}), 90).expect("given"), 3);
+        assert!(days(&json!({"days": 0}), 90).is_err());
+        assert!(days(&json!({"days": "ten"}), 90).is_err());
+        assert!(parameter(&json!({"max_entries": -1}), "max_entries", 1).is_err());
+    }
+}
