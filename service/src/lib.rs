@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cache;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod lectures;
 pub mod maintenance;
 pub mod page;

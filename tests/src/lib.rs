@@ -13,6 +13,7 @@
 //!
 //! The harness panics on failure: it runs only in tests, where a panic is the report.
 
+pub mod local_api;
 pub mod queue;
 pub mod vectors;
 

@@ -83,12 +83,7 @@ async fn start(fail_first: usize, dimension: usize) -> (String, Server) {
     let app = Router::new()
         .route("/v1/embeddings", post(embeddings))
         .with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    (format!("http://{addr}/v1"), server)
+    (tests::local_api::serve(app).await, server)
 }
 
 fn config(url: &str) -> HttpEmbedderConfig {

@@ -166,6 +166,36 @@ pub async fn complete_ai_job<C: ConnectionTrait>(
     Ok(Some(ids))
 }
 
+/// Fails the AI job of `lease` for good with `error` — no retry, whatever attempts
+/// remain: for an answer that asking again will not change. `false` if the lease no
+/// longer holds the job. One round trip (an UPDATE through the entity), on any
+/// connection: inside the handler's transaction, with its other writes.
+pub async fn fail_ai_job<C: ConnectionTrait>(
+    db: &C,
+    lease: Lease,
+    error: &str,
+) -> Result<bool, QueueError> {
+    use entity::ai_annotation_jobs::{Column, Entity};
+    use entity::sea_orm_active_enums::AiJobStatus;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter};
+    let done = Entity::update_many()
+        .col_expr(Column::Status, AiJobStatus::Failed.as_enum())
+        .col_expr(Column::ErrorMessage, Expr::value(error))
+        .col_expr(Column::LockedBy, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LockedUntil,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+        .filter(Column::Id.eq(lease.job))
+        .filter(Column::Status.eq(AiJobStatus::Processing))
+        .filter(Column::ClaimToken.eq(lease.token))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
 /// Completes an AI job and inserts its annotations in one statement (a
 /// data-modifying CTE, which SeaORM's builder cannot say): the first row is the job
 /// (a NULL id; no row when the claim no longer holds it), the others the new

@@ -56,6 +56,26 @@ pub enum EmbedError {
     Config(String),
 }
 
+impl From<crate::http::HttpError> for EmbedError {
+    fn from(e: crate::http::HttpError) -> Self {
+        use crate::http::HttpError;
+        match e {
+            HttpError::Config(m) => Self::Config(m),
+            HttpError::Transport { endpoint, message } => Self::Transport { endpoint, message },
+            HttpError::Status {
+                endpoint,
+                status,
+                body,
+            } => Self::Status {
+                endpoint,
+                status,
+                body,
+            },
+            HttpError::BadAnswer(m) => Self::BadAnswer(m),
+        }
+    }
+}
+
 /// Turns texts into vectors of one model.
 pub trait Embedder: Send + Sync {
     /// The model (its name, as chunks record it, and its dimension).

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::http::JsonEndpoint;
+
 use serde::{Deserialize, Serialize};
 
 use super::embed::{EmbedError, Embedder};
@@ -71,8 +73,7 @@ impl HttpEmbedderConfig {
 /// backoff (honouring `Retry-After` in seconds).
 #[derive(Debug, Clone)]
 pub struct HttpEmbedder {
-    client: reqwest::Client,
-    endpoint: String,
+    endpoint: JsonEndpoint,
     config: HttpEmbedderConfig,
     model: EmbeddingModel,
 }
@@ -98,86 +99,20 @@ struct Datum {
 impl HttpEmbedder {
     /// A client for `config`; refuses a base URL that is not http(s).
     pub fn new(config: HttpEmbedderConfig) -> Result<Self, EmbedError> {
-        let base = url::Url::parse(&config.base_url)
-            .map_err(|e| EmbedError::Config(format!("base URL {:?}: {e}", config.base_url)))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(EmbedError::Config(format!(
-                "base URL {:?} is not http or https",
-                config.base_url
-            )));
-        }
         let model = EmbeddingModel::new(config.model.clone(), config.dimension)
             .map_err(|e| EmbedError::Config(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| EmbedError::Config(e.to_string()))?;
+        let endpoint = JsonEndpoint::new(
+            &config.base_url,
+            "/embeddings",
+            config.api_key.clone(),
+            config.timeout,
+            config.attempts,
+        )?;
         Ok(Self {
-            client,
-            endpoint: format!("{}/embeddings", config.base_url.trim_end_matches('/')),
+            endpoint,
             config,
             model,
         })
-    }
-
-    /// One request; `Ok(Err((what, delay)))` when it may be retried (after `delay`,
-    /// when the service said).
-    #[allow(clippy::type_complexity)]
-    async fn attempt(
-        &self,
-        texts: &[String],
-    ) -> Result<Result<Vec<Vec<f32>>, (String, Option<Duration>)>, EmbedError> {
-        let mut request = self.client.post(&self.endpoint).json(&Request {
-            model: &self.config.model,
-            input: texts,
-            encoding_format: "float",
-        });
-        if let Some(key) = &self.config.api_key {
-            request = request.bearer_auth(key);
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) if e.is_timeout() || e.is_connect() => return Ok(Err((e.to_string(), None))),
-            Err(e) => {
-                return Err(EmbedError::Transport {
-                    endpoint: self.endpoint.clone(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        let status = response.status();
-        if status.as_u16() == 429 || status.is_server_error() {
-            let after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return Ok(Err((format!("answered {status}"), after)));
-        }
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(EmbedError::Status {
-                endpoint: self.endpoint.clone(),
-                status: status.as_u16(),
-                body: body.chars().take(500).collect(),
-            });
-        }
-        let mut answer: Response = response
-            .json()
-            .await
-            .map_err(|e| EmbedError::BadAnswer(e.to_string()))?;
-        answer.data.sort_by_key(|d| d.index);
-        if answer.data.iter().enumerate().any(|(i, d)| d.index != i)
-            || answer.data.len() != texts.len()
-        {
-            return Err(EmbedError::BadAnswer(format!(
-                "indexes {:?} for {} texts",
-                answer.data.iter().map(|d| d.index).collect::<Vec<_>>(),
-                texts.len()
-            )));
-        }
-        Ok(Ok(answer.data.into_iter().map(|d| d.embedding).collect()))
     }
 }
 
@@ -191,24 +126,24 @@ impl Embedder for HttpEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let attempts = self.config.attempts.max(1);
-        let mut backoff = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match self.attempt(texts).await? {
-                Ok(vectors) => return Ok(vectors),
-                Err((what, after)) => {
-                    last = what;
-                    if attempt < attempts {
-                        tokio::time::sleep(after.unwrap_or(backoff)).await;
-                        backoff *= 2;
-                    }
-                }
-            }
+        let mut answer: Response = self
+            .endpoint
+            .post(&Request {
+                model: &self.config.model,
+                input: texts,
+                encoding_format: "float",
+            })
+            .await?;
+        answer.data.sort_by_key(|d| d.index);
+        if answer.data.iter().enumerate().any(|(i, d)| d.index != i)
+            || answer.data.len() != texts.len()
+        {
+            return Err(EmbedError::BadAnswer(format!(
+                "indexes {:?} for {} texts",
+                answer.data.iter().map(|d| d.index).collect::<Vec<_>>(),
+                texts.len()
+            )));
         }
-        Err(EmbedError::Transport {
-            endpoint: self.endpoint.clone(),
-            message: format!("{attempts} attempts; the last {last}"),
-        })
+        Ok(answer.data.into_iter().map(|d| d.embedding).collect())
     }
 }
