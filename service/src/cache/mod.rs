@@ -32,11 +32,13 @@ pub mod ai_response;
 mod core;
 pub mod exercise;
 pub mod pdf;
+pub mod purge;
 mod row_id;
 mod store;
 pub mod vision;
 
 pub use self::core::CacheCore;
+pub use self::purge::{CacheKind, Purge, purge};
 pub use self::row_id::RowId;
 pub use self::store::{Found, Store};
 
@@ -165,6 +167,9 @@ pub enum CacheError {
         /// The compute's error.
         source: BoxError,
     },
+    /// An operator's action could not be audited (it was rolled back).
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// The database failed; the variant says how (see [`DbError`]).
     #[error("database: {0}")]
     Database(#[from] DbError),
