@@ -1,5 +1,5 @@
 //! Seed 003's `audit_logs` gains `outcome`: whether the recorded action succeeded, was
-//! refused (`denied`), or failed — what an audit query filters on first. Existing rows
+//! refused (`denied`), or failed — so a query can ask for the refusals. Existing rows
 //! count as successes. `down` drops it.
 
 use sea_orm_migration::prelude::*;

@@ -5,10 +5,11 @@
 //!   `parameters` (retention days, the vision cache's maximum), `enabled`, when it is
 //!   next due (`next_run_at`; a new task is due at once) and how its last run went.
 //!   The defaults follow the seeds: layer-0 statistics hourly; expired vision and
-//!   exercise entries, the vision cache's LRU eviction, finished jobs and the audit
-//!   log daily; the AI response cache's 30-day clean-up and `ANALYZE` weekly; the
-//!   90-day `pdf_cache` and `ai_cache_stats` clean-ups and the cache metrics monthly;
-//!   expired leases every five minutes; the vector index's health daily.
+//!   exercise entries, the vision cache's LRU eviction, finished jobs, the audit
+//!   log and old runs daily; the AI response cache's 30-day clean-up and `ANALYZE`
+//!   weekly; the 90-day `pdf_cache` and `ai_cache_stats` clean-ups and the cache
+//!   metrics monthly; expired leases every five minutes; the vector index's health
+//!   daily.
 //! - `maintenance_runs`: each run — task, the time it was scheduled for, runner,
 //!   status, rows affected, duration, details or error. `UNIQUE (task,
 //!   scheduled_for)` is the exactly-once key: however many runners race for a due
@@ -63,6 +64,7 @@ INSERT INTO maintenance_tasks (task, schedule, parameters) VALUES
     ('evict_vision_cache', '25 3 * * *', '{"max_entries": 10000}'),
     ('job_retention', '40 3 * * *', '{"days": 7}'),
     ('audit_log_retention', '50 3 * * *', '{"days": 90}'),
+    ('maintenance_run_retention', '55 3 * * *', '{"days": 90}'),
     ('vector_index_health', '0 6 * * *', '{}'),
     ('ai_response_cache_retention', '0 4 * * 0', '{"days": 30}'),
     ('analyze_tables', '0 5 * * 0', '{}'),

@@ -215,8 +215,9 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// A page of the events `filter` selects, newest first. One round trip (on the
-/// `idx_audit_logs_*` index of the narrowest field given).
+/// A page of the events `filter` selects, newest first. One round trip (actor, type,
+/// resource and time have `idx_audit_logs_*` indexes; outcome and resource id narrow
+/// what those find).
 pub async fn query<C: ConnectionTrait>(
     db: &C,
     filter: &AuditQuery,

@@ -35,9 +35,13 @@ pub enum HttpError {
     BadAnswer(String),
 }
 
+/// The longest wait between attempts, whatever `Retry-After` says.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// An endpoint of a JSON API: `POST {base_url}{path}`, with a bearer key when given, a
 /// timeout per request, and `attempts` tries for a request answered 429 or 5xx or not
-/// answered (exponential backoff from 200 ms, honouring `Retry-After` in seconds).
+/// answered (exponential backoff from 200 ms, honouring `Retry-After` in seconds up
+/// to a minute). When the tries run out, a last 429 or 5xx is [`HttpError::Status`].
 #[derive(Debug, Clone)]
 pub(crate) struct JsonEndpoint {
     client: reqwest::Client,
@@ -81,39 +85,45 @@ impl JsonEndpoint {
         body: &B,
     ) -> Result<R, HttpError> {
         let mut backoff = Duration::from_millis(200);
-        let mut last = String::new();
+        let mut last = HttpError::Transport {
+            endpoint: self.url.clone(),
+            message: "not tried".into(),
+        };
         for attempt in 1..=self.attempts {
             match self.attempt(body).await? {
                 Ok(answer) => return Ok(answer),
-                Err((what, after)) => {
-                    last = what;
+                Err((error, after)) => {
+                    last = error;
                     if attempt < self.attempts {
-                        tokio::time::sleep(after.unwrap_or(backoff)).await;
-                        backoff *= 2;
+                        tokio::time::sleep(after.unwrap_or(backoff).min(MAX_WAIT)).await;
+                        backoff = (backoff * 2).min(MAX_WAIT);
                     }
                 }
             }
         }
-        Err(HttpError::Transport {
-            endpoint: self.url.clone(),
-            message: format!("{} attempts; the last {last}", self.attempts),
-        })
+        Err(last)
     }
 
-    /// One request; `Ok(Err((what, delay)))` when it may be retried (after `delay`,
+    /// One request; `Ok(Err((error, delay)))` when it may be retried (after `delay`,
     /// when the service said).
     #[allow(clippy::type_complexity)]
     async fn attempt<B: Serialize, R: DeserializeOwned>(
         &self,
         body: &B,
-    ) -> Result<Result<R, (String, Option<Duration>)>, HttpError> {
+    ) -> Result<Result<R, (HttpError, Option<Duration>)>, HttpError> {
         let mut request = self.client.post(&self.url).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) if e.is_timeout() || e.is_connect() => return Ok(Err((e.to_string(), None))),
+            Err(e) if e.is_timeout() || e.is_connect() => {
+                let error = HttpError::Transport {
+                    endpoint: self.url.clone(),
+                    message: e.to_string(),
+                };
+                return Ok(Err((error, None)));
+            }
             Err(e) => {
                 return Err(HttpError::Transport {
                     endpoint: self.url.clone(),
@@ -129,7 +139,13 @@ impl JsonEndpoint {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            return Ok(Err((format!("answered {status}"), after)));
+            let body = response.text().await.unwrap_or_default();
+            let error = HttpError::Status {
+                endpoint: self.url.clone(),
+                status: status.as_u16(),
+                body: body.chars().take(500).collect(),
+            };
+            return Ok(Err((error, after)));
         }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -139,10 +155,17 @@ impl JsonEndpoint {
                 body: body.chars().take(500).collect(),
             });
         }
-        let answer = response
-            .json()
-            .await
-            .map_err(|e| HttpError::BadAnswer(e.to_string()))?;
-        Ok(Ok(answer))
+        match response.json().await {
+            Ok(answer) => Ok(Ok(answer)),
+            // The body stopped coming: as retryable as no answer.
+            Err(e) if e.is_timeout() => Ok(Err((
+                HttpError::Transport {
+                    endpoint: self.url.clone(),
+                    message: e.to_string(),
+                },
+                None,
+            ))),
+            Err(e) => Err(HttpError::BadAnswer(e.to_string())),
+        }
     }
 }

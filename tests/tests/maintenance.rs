@@ -139,6 +139,21 @@ async fn queue_audit_and_catalogue_tasks_do_their_part() {
         ["x.new"]
     );
 
+    t.sql(
+        "INSERT INTO maintenance_runs (task, scheduled_for, runner, status, started_at) VALUES
+           ('analyze_tables', now() - interval '100 days', 'r', 'success', now() - interval '100 days'),
+           ('analyze_tables', now() - interval '101 days', 'r', 'running', now() - interval '101 days'),
+           ('analyze_tables', now() - interval '1 day', 'r', 'success', now() - interval '1 day')",
+    )
+    .await;
+    assert_eq!(run(&t, Task::MaintenanceRunRetention, json!({})).await, 1);
+    assert_eq!(
+        t.column("SELECT status FROM maintenance_runs ORDER BY started_at")
+            .await,
+        ["running", "success"],
+        "a run still marked running is left to the stale-run check"
+    );
+
     run(&t, Task::AnalyzeTables, json!({})).await;
     assert_eq!(
         t.scalar("SELECT (last_analyze IS NOT NULL)::text FROM pg_stat_user_tables WHERE relname = 'audit_logs'")
@@ -251,12 +266,28 @@ async fn run_due_runs_what_is_due_once_records_it_and_skips_the_rest() {
         "each next run is in the future"
     );
 
+    // A run whose runner died long ago is ended as failed, not repeated.
+    t.sql(
+        "INSERT INTO maintenance_runs (task, scheduled_for, runner, started_at)
+         VALUES ('analyze_tables', now() - interval '7 hours', 'gone', now() - interval '7 hours')",
+    )
+    .await;
+
     // Nothing is due now: nothing runs.
     assert!(
         maintenance::run_due(&t.db, "test-runner")
             .await
             .expect("run_due")
             .is_empty()
+    );
+
+    assert_eq!(
+        t.sql("SELECT status, error FROM maintenance_runs WHERE runner = 'gone'")
+            .await,
+        [[
+            "failure",
+            "abandoned: its runner stopped before recording it"
+        ]]
     );
 
     // An hourly task last due three days ago runs once, not 72 times.

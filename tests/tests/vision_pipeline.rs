@@ -106,13 +106,18 @@ async fn image(t: &TestDb, url: &str) -> Uuid {
     .expect("uuid")
 }
 
-/// A worker of `ai_annotation_jobs` with the pipeline registered.
-fn worker(t: &TestDb, url: &str) -> Worker {
+/// A worker of `ai_annotation_jobs` with the pipeline registered, over `provider`.
+fn worker_with(t: &TestDb, provider: OpenAiVision) -> Worker {
     let cache =
         VisionCache::new(t.db.clone(), CacheConfig::default(), TimeDelta::days(30)).expect("cache");
-    let pipeline = AnnotationPipeline::new(t.db.clone(), Arc::new(cache), provider(url));
+    let pipeline = AnnotationPipeline::new(t.db.clone(), Arc::new(cache), provider);
     let worker = Worker::new(t.db.clone(), AI_ANNOTATION_JOBS, fast()).expect("worker");
     pipeline.register(worker).expect("register")
+}
+
+/// [`worker_with`] the test provider of the server at `url`.
+fn worker(t: &TestDb, url: &str) -> Worker {
+    worker_with(t, provider(url))
 }
 
 const UNFINISHED: &str = "SELECT count(*)::text FROM ai_annotation_jobs
@@ -229,6 +234,33 @@ async fn a_malformed_box_fails_the_job_for_good_and_writes_no_annotation() {
         answer.checked(),
         Err(VisionError::InvalidAnnotation { index: 0, .. })
     ));
+}
+
+#[tokio::test]
+async fn a_refusal_that_will_not_change_is_not_retried() {
+    let t = TestDb::new().await;
+    let (url, server) = start().await;
+    let raven = image(&t, "https://img.example/raven.jpg").await;
+    let job = vision::request_annotations(&t.db, raven, AiProvider::Openai, None)
+        .await
+        .expect("request");
+    // A wrong key: the server answers 401.
+    let wrong_key = OpenAiVision::new(OpenAiVisionConfig {
+        api_key: Some("wrong".into()),
+        ..OpenAiVisionConfig::new(&url, "test-vision")
+    })
+    .expect("provider");
+    let worker = worker_with(&t, wrong_key);
+    run_until(worker, &t, UNFINISHED, "0").await;
+    assert_eq!(
+        t.sql(&format!(
+            "SELECT status::text, attempts::text, (error_message LIKE '%401%')::text
+             FROM ai_annotation_jobs WHERE id = '{job}'"
+        ))
+        .await,
+        [["failed", "1", "true"]]
+    );
+    assert_eq!(server.total.load(Ordering::SeqCst), 1, "asked once");
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! as tasks — refreshes, expiries, retention, eviction, lease rescue, `ANALYZE`, the
 //! vector index's health — each a function returning a [`TaskReport`], scheduled in
 //! `maintenance_tasks` by cron expressions, and run by [`run_due`] from any number of
-//! runners (threads or processes), each due run exactly once.
+//! runners (threads or processes), each due run once (a run whose runner dies is
+//! marked failed, not repeated).
 //!
 //! The files: `task` (the tasks), `schedule` (cron expressions and the schedule's
 //! rows), `runner` (claiming and running what is due).
@@ -17,7 +18,7 @@ pub mod runner;
 pub mod schedule;
 pub mod task;
 
-pub use runner::{RunOutcome, RunRecord, run, run_due, runner_name};
+pub use runner::{RunOutcome, RunRecord, STALE_RUN, run, run_due, runner_name};
 pub use schedule::{Schedule, list, set_enabled, set_parameters, set_schedule};
 pub use task::{Task, TaskReport};
 

@@ -76,13 +76,17 @@ struct Claimed {
 /// schedule's first time after now — so runs missed while nothing ran happen once,
 /// not once per missed tick — then run in its own transaction with its record and
 /// audit row. A failing task is recorded as failed (its changes rolled back) and the
-/// others still run. Returns the runs this runner made, in due order. Round trips:
-/// one read, then per due task a claim, and begin, the task, two record writes, the
-/// audit row, commit.
+/// others still run. A claimed run is not repeated: if its runner dies before
+/// recording it, a later `run_due` marks it failed after [`STALE_RUN`] and the task
+/// runs at its next time (at most once per scheduled time, never twice). Returns the
+/// runs this runner made, in due order. Round trips: the stale-run update, one read,
+/// then per due task a claim, and begin, the task, two record writes, the audit row,
+/// commit.
 pub async fn run_due<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     runner: &str,
 ) -> Result<Vec<RunRecord>, MaintenanceError> {
+    abandon_stale_runs(db).await?;
     let due = maintenance_tasks::Entity::find()
         .filter(maintenance_tasks::Column::Enabled.eq(true))
         .filter(Expr::col(maintenance_tasks::Column::NextRunAt).lte(Expr::current_timestamp()))
@@ -94,11 +98,14 @@ pub async fn run_due<C: ConnectionTrait + TransactionTrait>(
         let scheduled_for = row.next_run_at.with_timezone(&Utc);
         let schedule = Schedule::parse(&row.schedule);
         // A schedule that cannot be read is retried daily, its runs failing.
+        // After now and after the time it was due, so a clock behind the database's
+        // cannot make the next run the same one.
+        let after = std::cmp::max(Utc::now(), scheduled_for);
         let next = schedule
             .as_ref()
             .ok()
-            .and_then(|s| s.next_after(Utc::now()).ok())
-            .unwrap_or_else(|| Utc::now() + TimeDelta::days(1));
+            .and_then(|s| s.next_after(after).ok())
+            .unwrap_or_else(|| after + TimeDelta::days(1));
         let claimed = Claimed::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
             CLAIM_SQL,
@@ -120,13 +127,19 @@ pub async fn run_due<C: ConnectionTrait + TransactionTrait>(
             _ => None,
         };
         let outcome = match (&task, refused) {
-            (Ok(task), None) => execute(db, id, *task, &row.parameters, runner).await?,
+            (Ok(task), None) => execute(db, id, *task, &row.parameters, runner).await,
             (_, error) => {
                 let error = error.unwrap_or_default();
-                record_failure(db, id, &row.task, &error, runner).await?;
-                RunOutcome::Failure { error }
+                record_failure(db, id, &row.task, &error, runner)
+                    .await
+                    .map(|()| RunOutcome::Failure { error })
             }
         };
+        // A run whose record could not be written stays `running` until
+        // `abandon_stale_runs` ends it; the other due tasks still run.
+        let outcome = outcome.unwrap_or_else(|e| RunOutcome::Failure {
+            error: format!("recording the run failed: {e}"),
+        });
         if let Ok(task) = task {
             runs.push(RunRecord {
                 id,
@@ -137,6 +150,30 @@ pub async fn run_due<C: ConnectionTrait + TransactionTrait>(
         }
     }
     Ok(runs)
+}
+
+/// How long a run may stay `running` before [`run_due`] counts its runner as gone.
+pub const STALE_RUN: TimeDelta = TimeDelta::hours(6);
+
+/// Ends as failed the runs still `running` after [`STALE_RUN`]: their runner crashed
+/// or lost the database before recording them (the schedule already moved on, so
+/// the task runs at its next time). One UPDATE through the entity.
+async fn abandon_stale_runs<C: ConnectionTrait>(db: &C) -> Result<u64, MaintenanceError> {
+    let done = maintenance_runs::Entity::update_many()
+        .col_expr(maintenance_runs::Column::Status, Expr::value("failure"))
+        .col_expr(
+            maintenance_runs::Column::FinishedAt,
+            Expr::current_timestamp(),
+        )
+        .col_expr(
+            maintenance_runs::Column::Error,
+            Expr::value("abandoned: its runner stopped before recording it"),
+        )
+        .filter(maintenance_runs::Column::Status.eq("running"))
+        .filter(maintenance_runs::Column::StartedAt.lt(Utc::now() - STALE_RUN))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
 }
 
 /// Runs `task` now, whatever its schedule (which it leaves alone), recorded and
@@ -194,10 +231,14 @@ async fn execute<C: ConnectionTrait + TransactionTrait>(
             set_last(&txn, task.name(), "success", &result).await?;
             audit::record(
                 &txn,
-                &event(task.name(), runner).details(json!({
-                    "rows_affected": report.rows_affected,
-                    "duration_ms": report.duration.as_millis() as u64,
-                })),
+                &event(
+                    task.name(),
+                    runner,
+                    json!({
+                        "rows_affected": report.rows_affected,
+                        "duration_ms": report.duration.as_millis() as u64,
+                    }),
+                ),
             )
             .await?;
             txn.commit().await?;
@@ -234,9 +275,7 @@ async fn record_failure<C: ConnectionTrait + TransactionTrait>(
     set_last(&txn, task, "failure", &json!({"error": error})).await?;
     audit::record(
         &txn,
-        &event(task, runner)
-            .outcome(Outcome::Failure)
-            .details(json!({"error": error})),
+        &event(task, runner, json!({"error": error})).outcome(Outcome::Failure),
     )
     .await?;
     txn.commit().await?;
@@ -266,11 +305,11 @@ async fn set_last<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The audit event of a maintenance run.
-fn event(task: &str, runner: &str) -> AuditEvent {
+/// The audit event of a maintenance run: `details` with the runner's name added.
+fn event(task: &str, runner: &str, mut details: Value) -> AuditEvent {
+    details["runner"] = json!(runner);
     AuditEvent::new("maintenance.run")
         .resource("maintenance_tasks", task)
         .action("run")
-        .details(json!({"runner": runner}))
-        .client(None, Some(runner.to_owned()))
+        .details(details)
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as TimeDelta, Utc};
-use entity::{ai_cache_stats, ai_response_cache, pdf_cache};
+use entity::{ai_cache_stats, ai_response_cache, maintenance_runs, pdf_cache};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -43,6 +43,8 @@ pub enum Task {
     RescueExpiredLeases,
     /// Seed 003, daily: delete audit events older than `days` (90).
     AuditLogRetention,
+    /// Daily: delete finished runs of these tasks older than `days` (90).
+    MaintenanceRunRetention,
     /// Seeds 001, 003, 004, weekly: `ANALYZE` of the seeds' tables.
     AnalyzeTables,
     /// Seed 003, daily: the vector index's health (no change; the report says what to
@@ -52,7 +54,7 @@ pub enum Task {
 
 impl Task {
     /// Every task.
-    pub const ALL: [Task; 13] = [
+    pub const ALL: [Task; 14] = [
         Task::RefreshLayer0Stats,
         Task::RefreshCacheMetrics,
         Task::CleanupExpiredVisionCache,
@@ -64,6 +66,7 @@ impl Task {
         Task::JobRetention,
         Task::RescueExpiredLeases,
         Task::AuditLogRetention,
+        Task::MaintenanceRunRetention,
         Task::AnalyzeTables,
         Task::VectorIndexHealth,
     ];
@@ -82,6 +85,7 @@ impl Task {
             Task::JobRetention => "job_retention",
             Task::RescueExpiredLeases => "rescue_expired_leases",
             Task::AuditLogRetention => "audit_log_retention",
+            Task::MaintenanceRunRetention => "maintenance_run_retention",
             Task::AnalyzeTables => "analyze_tables",
             Task::VectorIndexHealth => "vector_index_health",
         }
@@ -171,6 +175,17 @@ impl Task {
                 let days = days(parameters, 90)?;
                 let gone = audit::cleanup_old_logs(db, days as u32).await?;
                 (gone, json!({"days": days}))
+            }
+            Task::MaintenanceRunRetention => {
+                let days = days(parameters, 90)?;
+                let done = maintenance_runs::Entity::delete_many()
+                    .filter(maintenance_runs::Column::Status.ne("running"))
+                    .filter(
+                        maintenance_runs::Column::StartedAt.lt(Utc::now() - TimeDelta::days(days)),
+                    )
+                    .exec(db)
+                    .await?;
+                (done.rows_affected, json!({"days": days}))
             }
             Task::AnalyzeTables => {
                 db.execute_unprepared(ANALYZE_SQL).await?;

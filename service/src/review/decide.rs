@@ -4,7 +4,7 @@
 
 use entity::annotations::{self, Column};
 use entity::sea_orm_active_enums::{AiProvider, ReviewStatus};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
     TransactionTrait, UpdateMany,
@@ -163,7 +163,7 @@ pub async fn review<C: ConnectionTrait + TransactionTrait>(
 /// pending (the caller narrows it further).
 fn decide_pending(status: ReviewStatus, reviewer: Uuid) -> UpdateMany<annotations::Entity> {
     annotations::Entity::update_many()
-        .col_expr(Column::ReviewStatus, status.as_enum())
+        .col_expr(Column::ReviewStatus, ActiveEnum::as_enum(&status))
         .col_expr(Column::ReviewedBy, Expr::value(reviewer))
         .col_expr(Column::ReviewedAt, Expr::current_timestamp())
         .filter(Column::VisionGenerated.eq(true))
@@ -245,7 +245,11 @@ pub async fn bulk_approve<C: ConnectionTrait + TransactionTrait>(
         return Err(ReviewError::NotPermitted(reviewer));
     };
     let mut update = decide_pending(ReviewStatus::Approved, reviewer)
-        .filter(Column::VisionConfidence.gte(min_confidence));
+        // Compared as `numeric`, the column's type (a float8 bound would cast every
+        // row's confidence instead).
+        .filter(
+            Expr::col(Column::VisionConfidence).gte(Expr::val(min_confidence).cast_as("numeric")),
+        );
     if let Some(p) = provider {
         update = update.filter(Column::VisionProvider.eq(p));
     }

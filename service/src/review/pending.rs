@@ -53,15 +53,17 @@ pub struct PendingFilter {
 }
 
 /// Reads the view `pending_ai_annotations` (no entity) with the optional filters as
-/// nullable parameters, in its order with the id as the tie-break, a page at a time.
+/// nullable parameters (the bounds compared as `numeric`, the column's type, so the
+/// partial review index serves them), in its order with the id as the tie-break, a
+/// page at a time.
 const PENDING_SQL: &str = "SELECT id, image_id, image_url, species, label, annotation_type,
             bounding_box, vision_confidence::float8 AS confidence,
             vision_provider::text AS provider, ai_job_id, job_status::text AS job_status,
             created_at
      FROM pending_ai_annotations
      WHERE ($1::text IS NULL OR vision_provider = $1::text::ai_provider)
-       AND ($2::float8 IS NULL OR vision_confidence >= $2)
-       AND ($3::float8 IS NULL OR vision_confidence <= $3)
+       AND ($2::float8 IS NULL OR vision_confidence >= $2::float8::numeric)
+       AND ($3::float8 IS NULL OR vision_confidence <= $3::float8::numeric)
      ORDER BY vision_confidence, created_at, id
      LIMIT $4 OFFSET $5";
 

@@ -23,6 +23,7 @@ use super::provider::{VisionAnswer, VisionProvider};
 use crate::cache::CacheError;
 use crate::cache::vision::{VisionCache, VisionKey, VisionResponse};
 use crate::error::{BoxError, InvalidInput};
+use crate::http::HttpError;
 use crate::provider;
 use crate::queue::ai::{
     ItemError, NewAiJob, complete_ai_job, create_batch, enqueue_ai_jobs, fail_ai_job,
@@ -198,12 +199,18 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
     /// transaction; other failures return for the worker to retry. A run that lost
     /// its lease writes nothing.
     pub async fn handle(&self, ctx: JobContext) -> Result<Value, VisionError> {
-        let job: JobPayload = serde_json::from_value(ctx.payload.clone())
-            .map_err(|e| VisionError::BadJob(e.to_string()))?;
+        let job = match serde_json::from_value::<JobPayload>(ctx.payload.clone()) {
+            Ok(job) => job,
+            Err(e) => {
+                let error = VisionError::BadJob(e.to_string());
+                self.give_up(&ctx, None, &error).await;
+                return Err(error);
+            }
+        };
         match self.annotate(&ctx, &job).await {
             Ok(done) => Ok(done),
             Err(error) if error.is_permanent() || ctx.attempt >= ctx.max_attempts => {
-                self.give_up(&ctx, &job, &error).await?;
+                self.give_up(&ctx, Some(&job), &error).await;
                 Err(error)
             }
             Err(error) => Err(error),
@@ -255,22 +262,29 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
     }
 
     /// Fails the job for good with `error` and records its batch item's error, in one
-    /// transaction (nothing when the lease was lost).
-    async fn give_up(
+    /// transaction (nothing when the lease was lost). If that cannot be written, it is
+    /// logged, and the worker records the attempt's failure as for any error.
+    async fn give_up(&self, ctx: &JobContext, job: Option<&JobPayload>, error: &VisionError) {
+        if let Err(e) = self.fail_for_good(ctx, job, &error.to_string()).await {
+            tracing::warn!(job = %ctx.id, error = %e, "could not fail the vision job for good");
+        }
+    }
+
+    async fn fail_for_good(
         &self,
         ctx: &JobContext,
-        job: &JobPayload,
-        error: &VisionError,
+        job: Option<&JobPayload>,
+        message: &str,
     ) -> Result<(), VisionError> {
-        let message = error.to_string();
         let txn = self.db.begin().await?;
-        if fail_ai_job(&txn, ctx.lease(), &message).await?
+        if fail_ai_job(&txn, ctx.lease(), message).await?
+            && let Some(job) = job
             && let (Some(batch), Some(index)) = (job.batch_id, job.item_index)
         {
             let item = ItemError {
                 item_index: index,
                 item_ref: Some(job.image_id.to_string()),
-                error: message,
+                error: message.to_owned(),
             };
             record_batch_progress(&txn, batch, 0, &[item]).await?;
         }
@@ -331,17 +345,24 @@ pub async fn cost_by_provider<C: ConnectionTrait>(
 }
 
 impl VisionError {
-    /// Whether asking again cannot help: a bad annotation in the answer, a job or key
-    /// that cannot be used.
+    /// Whether asking again cannot help: a bad annotation in the answer, a job, key,
+    /// image or configuration that cannot be used, a 4xx refusal other than 408 and
+    /// 429.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
+        match self {
             VisionError::InvalidAnnotation { .. }
-                | VisionError::BadJob(_)
-                | VisionError::Cache(
-                    CacheError::InvalidKey { .. } | CacheError::UnknownProvider(_)
-                )
-        )
+            | VisionError::BadJob(_)
+            | VisionError::Config(_)
+            | VisionError::UnknownImage(_)
+            | VisionError::Cache(CacheError::InvalidKey { .. } | CacheError::UnknownProvider(_)) => {
+                true
+            }
+            // A refusal other than a timeout or a rate limit will be refused again.
+            VisionError::Http(HttpError::Status { status, .. }) => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            _ => false,
+        }
     }
 
     /// A cache error, with the provider's own error taken back out of a failed compute.
