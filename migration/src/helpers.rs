@@ -115,3 +115,21 @@ pub fn queue_indexes(
             .take(),
     ]
 }
+
+/// Implements `MigrationTrait` for the file's `Migration` with `up` and `down` as SQL
+/// texts, each run as one batch of statements by [`exec`].
+macro_rules! sql_migration {
+    ($up:expr, $down:expr) => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                $crate::helpers::exec(manager, $up).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                $crate::helpers::exec(manager, $down).await
+            }
+        }
+    };
+}
+pub(crate) use sql_migration;

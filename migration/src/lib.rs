@@ -35,6 +35,7 @@ mod m20250601_000003_lecture_hash_sync;
 mod m20250701_000001_vector_store;
 mod m20250801_000001_audit_outcome;
 mod m20250801_000002_maintenance_schedule;
+mod m20250801_000003_batch_item_progress;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250701_000001_vector_store::Migration),
             Box::new(m20250801_000001_audit_outcome::Migration),
             Box::new(m20250801_000002_maintenance_schedule::Migration),
+            Box::new(m20250801_000003_batch_item_progress::Migration),
         ]
     }
 }

@@ -24,7 +24,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::helpers::exec;
+use crate::helpers::sql_migration;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -81,13 +81,4 @@ ALTER TABLE documents DROP COLUMN external_key;
 DROP TABLE embedding_model;
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec(manager, DOWN).await
-    }
-}
+sql_migration!(UP, DOWN);

@@ -4,7 +4,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::helpers::exec;
+use crate::helpers::sql_migration;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -16,13 +16,4 @@ ALTER TABLE audit_logs ADD COLUMN outcome text NOT NULL DEFAULT 'success'
 
 const DOWN: &str = "ALTER TABLE audit_logs DROP COLUMN outcome;";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec(manager, DOWN).await
-    }
-}
+sql_migration!(UP, DOWN);

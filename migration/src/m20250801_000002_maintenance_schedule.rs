@@ -19,7 +19,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::helpers::exec;
+use crate::helpers::sql_migration;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -76,13 +76,4 @@ INSERT INTO maintenance_tasks (task, schedule, parameters) VALUES
 
 const DOWN: &str = "DROP TABLE maintenance_runs; DROP TABLE maintenance_tasks;";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        exec(manager, DOWN).await
-    }
-}
+sql_migration!(UP, DOWN);

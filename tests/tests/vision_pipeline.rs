@@ -2,7 +2,8 @@
 //! test starts: request → worker → provider through the vision cache → annotations
 //! pending review; a second request for the same image is a cache hit with no HTTP
 //! call; a malformed box fails the job for good with nothing written; a batch records
-//! its progress and per-item errors; cost by provider and day.
+//! its progress and per-item errors, however its jobs end (a lease rescued after the
+//! last attempt, a cancellation); cost by provider and day.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use entity::sea_orm_active_enums::AiProvider;
 use serde_json::{Value, json};
 use service::cache::CacheConfig;
 use service::cache::vision::VisionCache;
+use service::maintenance::Task;
 use service::page::Page;
 use service::queue::AI_ANNOTATION_JOBS;
 use service::queue::worker::Worker;
@@ -314,4 +316,46 @@ async fn a_batch_records_progress_and_each_failed_item() {
         "4"
     );
     assert_eq!(server.total.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_batch_item_whose_last_lease_expires_is_counted_as_failed() {
+    let t = TestDb::new().await;
+    let images = [
+        image(&t, "https://img.example/a.jpg").await,
+        image(&t, "https://img.example/b.jpg").await,
+    ];
+    let batch = vision::request_batch(&t.db, &images, AiProvider::Openai, None)
+        .await
+        .expect("batch");
+    // The first item's worker took it on its last attempt and vanished; the second
+    // was cancelled.
+    t.sql(&format!(
+        "UPDATE ai_annotation_jobs SET status = 'processing', attempts = max_attempts,
+                locked_by = 'gone', locked_until = now() - interval '1 minute',
+                claim_token = gen_random_uuid()
+         WHERE id = '{}';
+         UPDATE ai_annotation_jobs SET status = 'cancelled' WHERE id = '{}'",
+        batch.jobs[0], batch.jobs[1]
+    ))
+    .await;
+    let rescued = Task::RescueExpiredLeases
+        .run(&t.db, &json!({}))
+        .await
+        .expect("rescue");
+    assert_eq!(rescued.rows_affected, 1);
+    let (row, errors) = vision::batch_progress(&t.db, batch.batch_id)
+        .await
+        .expect("progress")
+        .expect("batch");
+    assert_eq!(
+        (row.processed_items, row.failed_items, row.status.as_str()),
+        (0, 2, "completed")
+    );
+    let reasons: Vec<(Option<i32>, bool)> = errors
+        .iter()
+        .map(|e| (e.item_index, e.error_message.contains("lease expired")))
+        .collect();
+    assert_eq!(reasons, [(Some(0), true), (Some(1), false)]);
+    assert_eq!(errors[1].error_message, "cancelled");
 }

@@ -25,10 +25,7 @@ use crate::cache::vision::{VisionCache, VisionKey, VisionResponse};
 use crate::error::{BoxError, InvalidInput};
 use crate::http::HttpError;
 use crate::provider;
-use crate::queue::ai::{
-    ItemError, NewAiJob, complete_ai_job, create_batch, enqueue_ai_jobs, fail_ai_job,
-    record_batch_progress,
-};
+use crate::queue::ai::{NewAiJob, complete_ai_job, create_batch, enqueue_ai_jobs, fail_ai_job};
 use crate::queue::worker::{JobContext, Worker};
 use crate::queue::{DEFAULT_MAX_PAYLOAD_BYTES, QueueError};
 
@@ -89,8 +86,10 @@ pub struct BatchRequest {
 }
 
 /// Asks for `provider`'s annotations of every image in `images` as one batch
-/// (`batch_jobs`, type `vision_annotation`): each item's job records the batch's
-/// progress — or the item's error in `batch_job_errors` — when it finishes. A
+/// (`batch_jobs`, type `vision_annotation`): when an item's job ends — however it
+/// ends: completed, failed by its handler or its last attempt, rescued after its
+/// last attempt's lease expired, cancelled — the database counts it in the batch, or
+/// records its error in `batch_job_errors` (a trigger, in the same transaction). A
 /// repeated or unknown image refuses the whole request, with nothing written. In one
 /// transaction (a savepoint inside the caller's): begin, the images, the batch, the
 /// jobs, commit.
@@ -194,7 +193,7 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
     /// Handles one job: the provider's answer through the cache (no transaction is
     /// open during the call), checked whole, then in one transaction the job
     /// completed with its annotations (`vision_generated`, pending review) and the
-    /// batch's progress. An answer with a bad annotation, or any failure on the last
+    /// batch's progress (the trigger's). An answer with a bad annotation, or any failure on the last
     /// attempt, fails the job for good and records the batch item's error, in one
     /// transaction; other failures return for the worker to retry. A run that lost
     /// its lease writes nothing.
@@ -203,14 +202,14 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
             Ok(job) => job,
             Err(e) => {
                 let error = VisionError::BadJob(e.to_string());
-                self.give_up(&ctx, None, &error).await;
+                self.give_up(&ctx, &error).await;
                 return Err(error);
             }
         };
         match self.annotate(&ctx, &job).await {
             Ok(done) => Ok(done),
             Err(error) if error.is_permanent() || ctx.attempt >= ctx.max_attempts => {
-                self.give_up(&ctx, Some(&job), &error).await;
+                self.give_up(&ctx, &error).await;
                 Err(error)
             }
             Err(error) => Err(error),
@@ -254,41 +253,25 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
             // The lease was lost: another run owns the job now.
             return Ok(json!({"stale": true}));
         };
-        if let Some(batch) = job.batch_id {
-            record_batch_progress(&txn, batch, 1, &[]).await?;
-        }
+        // The batch counts the item (a trigger on the job's status).
         txn.commit().await?;
         Ok(json!({"annotations": ids.len(), "cache_hit": hit}))
     }
 
-    /// Fails the job for good with `error` and records its batch item's error, in one
-    /// transaction (nothing when the lease was lost). If that cannot be written, it is
-    /// logged, and the worker records the attempt's failure as for any error.
-    async fn give_up(&self, ctx: &JobContext, job: Option<&JobPayload>, error: &VisionError) {
-        if let Err(e) = self.fail_for_good(ctx, job, &error.to_string()).await {
+    /// Fails the job for good with `error` (nothing when the lease was lost); its batch,
+    /// if any, records the item's error in the same statement's transaction. If that
+    /// cannot be written, it is logged, and the worker records the attempt's failure
+    /// as for any error.
+    async fn give_up(&self, ctx: &JobContext, error: &VisionError) {
+        if let Err(e) = self.fail_for_good(ctx, &error.to_string()).await {
             tracing::warn!(job = %ctx.id, error = %e, "could not fail the vision job for good");
         }
     }
 
-    async fn fail_for_good(
-        &self,
-        ctx: &JobContext,
-        job: Option<&JobPayload>,
-        message: &str,
-    ) -> Result<(), VisionError> {
-        let txn = self.db.begin().await?;
-        if fail_ai_job(&txn, ctx.lease(), message).await?
-            && let Some(job) = job
-            && let (Some(batch), Some(index)) = (job.batch_id, job.item_index)
-        {
-            let item = ItemError {
-                item_index: index,
-                item_ref: Some(job.image_id.to_string()),
-                error: message.to_owned(),
-            };
-            record_batch_progress(&txn, batch, 0, &[item]).await?;
-        }
-        txn.commit().await?;
+    async fn fail_for_good(&self, ctx: &JobContext, message: &str) -> Result<(), VisionError> {
+        // The batch records the failed item with its error (a trigger on the job's
+        // status); a lost lease changes nothing.
+        fail_ai_job(&self.db, ctx.lease(), message).await?;
         Ok(())
     }
 }
