@@ -386,3 +386,39 @@ async fn ai_job_stats_are_read_by_provider_and_status() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_decision_holds_the_reviewers_role_until_it_commits() {
+    use sea_orm::TransactionTrait;
+    use service::accounts::change_user_role;
+    let f = Arc::new(fixture().await);
+    let a = f.ai("raven", 0.4, "openai").await;
+    let b = f.ai("crow", 0.5, "openai").await;
+
+    // A decision inside the caller's transaction, still open.
+    let txn = f.t.db.begin().await.expect("begin");
+    review::approve(&txn, a, f.moderator)
+        .await
+        .expect("approve");
+    // Demoting the reviewer meanwhile waits for that transaction.
+    let demotion = {
+        let f = f.clone();
+        tokio::spawn(
+            async move { change_user_role(&f.t.db, f.moderator, Role::User, f.admin).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !demotion.is_finished(),
+        "the role change waits for the decision"
+    );
+    txn.commit().await.expect("commit");
+    demotion.await.expect("join").expect("demote");
+
+    // Demoted, the same user may no longer review.
+    assert!(matches!(
+        review::approve(&f.t.db, b, f.moderator).await,
+        Err(ReviewError::NotPermitted(_))
+    ));
+    assert_eq!(f.status(a).await[0][0], "approved");
+}

@@ -205,7 +205,8 @@ pub async fn run<C: ConnectionTrait + TransactionTrait>(
 }
 
 /// Runs `task` in a transaction that also records the run and its audit row; on
-/// failure rolls it back and records the failure in another.
+/// failure rolls it back and records the failure in another. A task that commits as
+/// it goes ([`Task::commits_as_it_goes`]) runs outside it, and its record follows.
 async fn execute<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     run: Uuid,
@@ -213,44 +214,71 @@ async fn execute<C: ConnectionTrait + TransactionTrait>(
     parameters: &Value,
     runner: &str,
 ) -> Result<RunOutcome, MaintenanceError> {
-    let txn = db.begin().await?;
-    match task.run(&txn, parameters).await {
-        Ok(report) => {
-            let result = serde_json::to_value(&report).unwrap_or(Value::Null);
-            maintenance_runs::ActiveModel {
-                id: Unchanged(run),
-                status: Set("success".to_owned()),
-                finished_at: Set(Some(Utc::now().into())),
-                rows_affected: Set(Some(report.rows_affected as i64)),
-                duration_ms: Set(Some(report.duration.as_millis() as i64)),
-                details: Set(report.details.clone()),
-                ..Default::default()
+    let ran = if task.commits_as_it_goes() {
+        task.run(db, parameters).await.map(|report| (report, None))
+    } else {
+        let txn = db.begin().await?;
+        match task.run(&txn, parameters).await {
+            Ok(report) => Ok((report, Some(txn))),
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
             }
-            .update(&txn)
-            .await?;
-            set_last(&txn, task.name(), "success", &result).await?;
-            audit::record(
-                &txn,
-                &event(
-                    task.name(),
-                    runner,
-                    json!({
-                        "rows_affected": report.rows_affected,
-                        "duration_ms": report.duration.as_millis() as u64,
-                    }),
-                ),
-            )
-            .await?;
+        }
+    };
+    match ran {
+        Ok((report, txn)) => {
+            let txn = match txn {
+                Some(txn) => txn,
+                None => db.begin().await?,
+            };
+            record_success(&txn, run, task, &report, runner).await?;
             txn.commit().await?;
             Ok(RunOutcome::Success(report))
         }
         Err(e) => {
-            txn.rollback().await?;
             let error = e.to_string();
             record_failure(db, run, task.name(), &error, runner).await?;
             Ok(RunOutcome::Failure { error })
         }
     }
+}
+
+/// Records run `run` of `task` as a success with `report`, and its audit row, on
+/// `txn`.
+async fn record_success<C: ConnectionTrait>(
+    txn: &C,
+    run: Uuid,
+    task: Task,
+    report: &TaskReport,
+    runner: &str,
+) -> Result<(), MaintenanceError> {
+    let result = serde_json::to_value(report).unwrap_or(Value::Null);
+    maintenance_runs::ActiveModel {
+        id: Unchanged(run),
+        status: Set("success".to_owned()),
+        finished_at: Set(Some(Utc::now().into())),
+        rows_affected: Set(Some(report.rows_affected as i64)),
+        duration_ms: Set(Some(report.duration.as_millis() as i64)),
+        details: Set(report.details.clone()),
+        ..Default::default()
+    }
+    .update(txn)
+    .await?;
+    set_last(txn, task.name(), "success", &result).await?;
+    audit::record(
+        txn,
+        &event(
+            task.name(),
+            runner,
+            json!({
+                "rows_affected": report.rows_affected,
+                "duration_ms": report.duration.as_millis() as u64,
+            }),
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Records run `run` of `task` as failed with `error`, with its audit row, in one

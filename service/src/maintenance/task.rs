@@ -91,6 +91,13 @@ impl Task {
         }
     }
 
+    /// Whether the task commits as it goes when run on a connection (job retention's
+    /// batches of 1,000 deletes; `ANALYZE`, table by table), so the runner runs it
+    /// outside the transaction that records it: no long transaction holds its locks.
+    pub fn commits_as_it_goes(self) -> bool {
+        matches!(self, Task::JobRetention | Task::AnalyzeTables)
+    }
+
     /// Runs the task on `db` with its `parameters` (a JSON object; absent keys take
     /// the defaults above), timing it. A parameter of the wrong type or range is
     /// [`MaintenanceError::Invalid`].

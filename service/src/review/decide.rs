@@ -6,14 +6,13 @@ use entity::annotations::{self, Column};
 use entity::sea_orm_active_enums::{AiProvider, ReviewStatus};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
-    TransactionTrait, UpdateMany,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    Statement, TransactionSession, TransactionTrait, UpdateMany,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::ReviewError;
-use crate::accounts::has_permission;
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::error::InvalidInput;
 use crate::provider;
@@ -80,14 +79,36 @@ fn event(reviewer: Uuid, resource_id: impl ToString, action: &str) -> AuditEvent
         .action(action)
 }
 
-/// Whether `reviewer` may review; when not, records the refusal (outcome `denied`) on
+#[derive(FromQueryResult)]
+struct Reviewer {
+    allowed: bool,
+}
+
+/// Whether user `$1` has permission `$2`, holding a share lock on their row until the
+/// decision commits, so a concurrent role change waits for it (and one that committed
+/// first is seen: the locked row is read again). `has_permission`'s matrix, with the
+/// lock: SeaORM's builder cannot say it.
+const REVIEWER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM role_permissions() rp
+                              WHERE rp.role = u.role AND rp.permission = $2) AS allowed
+     FROM users u WHERE u.id = $1 FOR SHARE OF u";
+
+/// Whether `reviewer` may review (a share lock on their row until the transaction
+/// ends); when not, records the refusal (outcome `denied`) on
 /// `txn` and commits it, and says so.
 async fn permitted<T: ConnectionTrait + TransactionSession>(
     txn: T,
     reviewer: Uuid,
     refused: AuditEvent,
 ) -> Result<Option<T>, ReviewError> {
-    if has_permission(&txn, reviewer, REVIEW_PERMISSION).await? {
+    let allowed = Reviewer::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        REVIEWER_SQL,
+        [reviewer.into(), REVIEW_PERMISSION.into()],
+    ))
+    .one(&txn)
+    .await?
+    .is_some_and(|r| r.allowed);
+    if allowed {
         return Ok(Some(txn));
     }
     audit::record(&txn, &refused.outcome(Outcome::Denied)).await?;
