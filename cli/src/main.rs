@@ -1,96 +1,37 @@
-//! `strata`: the project's command line.
+//! `strata`: operate the Strata data layer from a terminal.
 //!
 //! - `strata migrate [up|down|status|…]`: the migration CLI (same as
 //!   `cargo run -p migration -- …`), under the migration lock.
 //! - `strata doctor`: where the database is and what it holds.
+//! - `strata maintain [--every 1m] [run TASK | list]`: the maintenance schedule.
+//! - `strata users create|role|list`, `strata review list|approve|reject|stats`,
+//!   `strata audit list`.
 //!
-//! Without `--database-url`/`DATABASE_URL`, every command uses the embedded default
-//! cluster under `target/`.
+//! One global `--database-url` (env `DATABASE_URL`; without it, the embedded default
+//! cluster under `target/`) and `--json` on every reporting command. Errors are one
+//! line on stderr and exit status 1. The clap types are in `cli`, one file per
+//! command family in `commands/`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-#[derive(Parser)]
-#[command(
-    name = "strata",
-    version,
-    about = "Strata: PostgreSQL + pgvector data layer for AI-heavy applications"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
+mod commands;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Apply, inspect or roll back migrations (sea-orm-migration's subcommands).
-    Migrate(migration::command::Cli),
-    /// Show the server, pgvector, the migrations and every object of the schema.
-    Doctor {
-        /// Database URL; when absent, the embedded default cluster under target/.
-        #[arg(short = 'u', long, env = "DATABASE_URL")]
-        database_url: Option<String>,
-    },
-}
+use cli::{Cli, Command};
+use commands::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Migrate(args) => migration::command::run_cli(args),
-        Command::Doctor { database_url } => report(doctor(database_url.as_deref())),
+    if let Command::Migrate(args) = cli.command {
+        return migration::command::run_cli(args);
     }
-}
-
-fn doctor(url: Option<&str>) -> Result<(), String> {
-    let url = service::db::resolve_url(url).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
-        let db = service::db::connect(Some(&url), 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        let inv = service::db::inventory(&db, &migration::names())
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = db.close().await;
-        println!("database:    {}", service::db::redact(&url));
-        println!("server:      PostgreSQL {}", inv.server_version);
-        println!(
-            "pgvector:    {}",
-            inv.pgvector_version
-                .as_deref()
-                .unwrap_or("not installed in this database")
-        );
-        println!(
-            "migrations:  {} applied, {} pending",
-            inv.applied.len(),
-            inv.pending.len()
-        );
-        for name in &inv.pending {
-            println!("  pending:   {name}");
-        }
-        let list = |label: &str, items: &[String]| {
-            println!("{label:<13}{}", items.len());
-            for item in items {
-                println!("  {item}");
-            }
-        };
-        list("tables:", &inv.tables);
-        list("views:", &inv.views);
-        list("matviews:", &inv.materialized_views);
-        list("functions:", &inv.functions);
-        list("enums:", &inv.enums);
-        println!("indexes:     {}", inv.indexes);
-        println!("triggers:    {}", inv.triggers);
-        println!("policies:    {}", inv.policies);
-        Ok(())
-    })
-}
-
-fn report(result: Result<(), String>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let result = run(cli, &mut lock);
+    let _ = lock.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -98,4 +39,30 @@ fn report(result: Result<(), String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a command other than `migrate`, writing to `out`, on one runtime.
+fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let url = cli.database_url.as_deref();
+    let mut out = Output::new(out, cli.json);
+    runtime.block_on(async {
+        if let Command::Doctor = cli.command {
+            return commands::doctor::run(url, &mut out).await;
+        }
+        let db = commands::connect(url).await?;
+        let result = match cli.command {
+            Command::Maintain(args) => commands::maintain::run(&db, args, &mut out).await,
+            Command::Users(c) => commands::users::run(&db, c, &mut out).await,
+            Command::Review(c) => commands::review::run(&db, c, &mut out).await,
+            Command::Audit(c) => commands::audit::run(&db, c, &mut out).await,
+            Command::Migrate(_) | Command::Doctor => Ok(()),
+        };
+        let _ = db.close().await;
+        result
+    })
 }

@@ -1,0 +1,162 @@
+//! `strata maintain`: run what is due (once, or every interval until Ctrl-C), run one
+//! task now, list the schedule.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use service::maintenance::{self, RunOutcome, RunRecord, Task};
+
+use super::Output;
+use super::output::or_dash;
+use crate::cli::{MaintainArgs, MaintainCommand};
+
+/// Runs `strata maintain …`.
+pub async fn run(
+    db: &DatabaseConnection,
+    args: MaintainArgs,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let runner = maintenance::runner_name();
+    match args.command {
+        Some(MaintainCommand::Run { task }) => {
+            let task: Task = task
+                .parse()
+                .map_err(|e: maintenance::MaintenanceError| e.to_string())?;
+            let record = maintenance::run(db, task, &runner)
+                .await
+                .map_err(|e| e.to_string())?;
+            show_runs(out, std::slice::from_ref(&record))?;
+            failed(&[record])
+        }
+        Some(MaintainCommand::List) => list(db, out).await,
+        None => match args.every {
+            None => {
+                let runs = maintenance::run_due(db, &runner)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                show_runs(out, &runs)?;
+                failed(&runs)
+            }
+            Some(every) => every_until_interrupted(db, &runner, every, out).await,
+        },
+    }
+}
+
+/// Runs what is due every `every` until Ctrl-C (SIGINT) or SIGTERM, then returns; a
+/// run in progress finishes first.
+async fn every_until_interrupted(
+    db: &DatabaseConnection,
+    runner: &str,
+    every: Duration,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tick.tick() => {
+                let runs = maintenance::run_due(db, runner).await.map_err(|e| e.to_string())?;
+                if !runs.is_empty() {
+                    show_runs(out, &runs)?;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// An error when any run failed, so the exit status says so.
+fn failed(runs: &[RunRecord]) -> Result<(), String> {
+    let failures: Vec<String> = runs
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            RunOutcome::Failure { error } => Some(format!("{}: {error}", r.task)),
+            RunOutcome::Success(_) => None,
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} task(s) failed: {}",
+            failures.len(),
+            failures.join("; ")
+        ))
+    }
+}
+
+fn show_runs(out: &mut Output<'_>, runs: &[RunRecord]) -> Result<(), String> {
+    let rows = runs
+        .iter()
+        .map(|r| match &r.outcome {
+            RunOutcome::Success(report) => vec![
+                r.task.to_string(),
+                "success".into(),
+                report.rows_affected.to_string(),
+                format!("{:.1}", report.duration.as_secs_f64() * 1000.0),
+                String::new(),
+            ],
+            RunOutcome::Failure { error } => vec![
+                r.task.to_string(),
+                "failure".into(),
+                "-".into(),
+                "-".into(),
+                error.clone(),
+            ],
+        })
+        .collect();
+    out.show(&runs, &["task", "status", "rows", "ms", "error"], rows)
+}
+
+async fn list(db: &DatabaseConnection, out: &mut Output<'_>) -> Result<(), String> {
+    let tasks = maintenance::list(db).await.map_err(|e| e.to_string())?;
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.task.clone(),
+                t.schedule.clone(),
+                if t.enabled { "yes" } else { "no" }.into(),
+                or_dash(t.last_run_at.map(|d| d.format("%F %T").to_string())),
+                or_dash(t.last_status.clone()),
+                t.next_run_at.format("%F %T").to_string(),
+            ]
+        })
+        .collect();
+    out.show(
+        &tasks,
+        &[
+            "task",
+            "schedule",
+            "enabled",
+            "last run",
+            "last status",
+            "next run",
+        ],
+        rows,
+    )
+}

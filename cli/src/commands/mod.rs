@@ -1,0 +1,34 @@
+//! One file per command family; each writes to the [`Output`] it is given.
+
+pub mod audit;
+pub mod doctor;
+pub mod maintain;
+pub mod output;
+pub mod review;
+pub mod users;
+
+pub use output::Output;
+
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+/// Connects to `url` (or the embedded default) with a small pool.
+pub async fn connect(url: Option<&str>) -> Result<DatabaseConnection, String> {
+    service::db::connect(url, 4)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The id of the user with `email`; an error naming it when there is none.
+pub async fn user_id(db: &DatabaseConnection, email: &str) -> Result<Uuid, String> {
+    service::accounts::get_user_by_email(db, email)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|u| u.id)
+        .ok_or_else(|| format!("no user with email {email:?}"))
+}
+
+/// A page from its arguments.
+pub fn page(args: crate::cli::PageArgs) -> Result<service::page::Page, String> {
+    service::page::Page::new(args.limit, args.offset).map_err(|e| e.to_string())
+}

@@ -1,0 +1,62 @@
+//! Where a command writes: a table fitted to the terminal, or the same rows as JSON.
+
+use std::io::Write;
+
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+/// A command's output: a writer it is given (stdout, or a buffer in tests), and
+/// whether to print JSON.
+pub struct Output<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+}
+
+impl<'a> Output<'a> {
+    /// Output to `out`, as JSON when `json`.
+    pub fn new(out: &'a mut dyn Write, json: bool) -> Self {
+        Self { out, json }
+    }
+
+    /// Prints `value` as JSON, or `rows` under `headers` as a table.
+    pub fn show<T: Serialize>(
+        &mut self,
+        value: &T,
+        headers: &[&str],
+        rows: Vec<Vec<String>>,
+    ) -> Result<(), String> {
+        if self.json {
+            let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+            writeln!(self.out, "{text}").map_err(|e| e.to_string())
+        } else {
+            let mut table = Table::new();
+            table
+                .load_preset(UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_header(headers.to_vec());
+            // Fitted to the terminal; to 120 columns when the output is not one.
+            if table.width().is_none() {
+                table.set_width(120);
+            }
+            for row in rows {
+                table.add_row(row);
+            }
+            writeln!(self.out, "{table}").map_err(|e| e.to_string())
+        }
+    }
+
+    /// Prints a one-line message (or `value` as JSON).
+    pub fn done<T: Serialize>(&mut self, value: &T, message: &str) -> Result<(), String> {
+        if self.json {
+            let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+            writeln!(self.out, "{text}").map_err(|e| e.to_string())
+        } else {
+            writeln!(self.out, "{message}").map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// An optional value as text, `-` when absent.
+pub fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}

@@ -1,0 +1,106 @@
+//! `strata review list|approve|reject|stats`.
+
+use sea_orm::DatabaseConnection;
+use service::review::{self, PendingFilter};
+
+use super::Output;
+use super::output::or_dash;
+use crate::cli::ReviewCommand;
+
+/// Runs `strata review …`.
+pub async fn run(
+    db: &DatabaseConnection,
+    command: ReviewCommand,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    match command {
+        ReviewCommand::List {
+            provider,
+            min_confidence,
+            max_confidence,
+            page,
+        } => {
+            let provider = provider
+                .map(|p| service::provider::parse(&p))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let filter = PendingFilter {
+                provider,
+                min_confidence,
+                max_confidence,
+            };
+            let pending = review::pending(db, &filter, super::page(page)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows = pending
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.to_string(),
+                        p.label.clone(),
+                        format!("{:.3}", p.confidence),
+                        p.provider.clone(),
+                        or_dash(p.species.clone()),
+                        p.image_url.clone(),
+                    ]
+                })
+                .collect();
+            out.show(
+                &pending,
+                &[
+                    "annotation",
+                    "label",
+                    "confidence",
+                    "provider",
+                    "species",
+                    "image",
+                ],
+                rows,
+            )
+        }
+        ReviewCommand::Approve { id, by } => {
+            let reviewer = super::user_id(db, &by).await?;
+            let decided = review::approve(db, id, reviewer)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.done(&decided, &format!("approved {id} ({})", decided.label))
+        }
+        ReviewCommand::Reject { id, by } => {
+            let reviewer = super::user_id(db, &by).await?;
+            let decided = review::reject(db, id, reviewer)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.done(&decided, &format!("rejected {id} ({})", decided.label))
+        }
+        ReviewCommand::Stats => {
+            let reviewers = review::reviewer_stats(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            let jobs = review::ai_job_stats(db).await.map_err(|e| e.to_string())?;
+            let value = serde_json::json!({"reviewers": reviewers, "ai_jobs": jobs});
+            let mut rows: Vec<Vec<String>> = reviewers
+                .iter()
+                .map(|r| {
+                    vec![
+                        format!("reviewer {}", r.reviewer_email),
+                        format!(
+                            "{} reviews: {} approved, {} rejected",
+                            r.total_reviews, r.approved_count, r.rejected_count
+                        ),
+                    ]
+                })
+                .collect();
+            rows.extend(jobs.iter().map(|j| {
+                vec![
+                    format!("{} jobs {}", j.provider, j.status),
+                    format!(
+                        "{} jobs, {} annotations",
+                        j.job_count,
+                        j.annotations_created.unwrap_or(0)
+                    ),
+                ]
+            }));
+            out.show(&value, &["what", "count"], rows)
+        }
+    }
+}

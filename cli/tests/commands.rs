@@ -1,0 +1,183 @@
+//! The `strata` command run as a process against a per-test database: exit codes,
+//! `--json` output parsed and checked, errors as one line on stderr, and SIGINT
+//! stopping `maintain --every` cleanly with no run left running.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::TestDb;
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// Runs `strata --database-url URL ARGS…`.
+fn strata(t: &TestDb, args: &[&str]) -> Output {
+    Command::new(STRATA)
+        .arg("--database-url")
+        .arg(&t.url)
+        .args(args)
+        .output()
+        .expect("run strata")
+}
+
+/// Runs it with `--json`, expects success, and parses stdout.
+fn json(t: &TestDb, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = strata(t, &all);
+    assert!(
+        out.status.success(),
+        "strata {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Expects failure with one line on stderr containing `needle`.
+fn fails(t: &TestDb, args: &[&str], needle: &str) {
+    let out = strata(t, args);
+    assert_eq!(out.status.code(), Some(1), "strata {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+}
+
+#[tokio::test]
+async fn users_review_and_audit_commands() {
+    let t = TestDb::new().await;
+    let admin = json(
+        &t,
+        &["users", "create", "Admin@Example.org", "--role", "admin"],
+    );
+    assert_eq!(
+        (admin["email"].as_str(), admin["role"].as_str()),
+        (Some("admin@example.org"), Some("admin"))
+    );
+    fails(&t, &["users", "create", "admin@example.org"], "exists");
+    fails(&t, &["users", "create", "not-an-email"], "invalid email");
+    json(&t, &["users", "create", "mod@example.org"]);
+    let change = json(
+        &t,
+        &[
+            "users",
+            "role",
+            "mod@example.org",
+            "moderator",
+            "--by",
+            "admin@example.org",
+        ],
+    );
+    assert_eq!(
+        (change["old"].as_str(), change["new"].as_str()),
+        (Some("user"), Some("moderator"))
+    );
+    fails(
+        &t,
+        &[
+            "users",
+            "role",
+            "admin@example.org",
+            "user",
+            "--by",
+            "admin@example.org",
+        ],
+        "last admin",
+    );
+    let users = json(&t, &["users", "list"]);
+    assert_eq!(users.as_array().map(Vec::len), Some(2));
+    assert!(users[0].get("password_hash").is_none(), "no hashes listed");
+    let table = strata(&t, &["users", "list", "--role", "moderator"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("mod@example.org"));
+
+    let image = t
+        .scalar("INSERT INTO images (url) VALUES ('https://img.example/1.jpg') RETURNING id::text")
+        .await;
+    let annotation = t
+        .scalar(&format!(
+            "INSERT INTO annotations (image_id, label, bounding_box, vision_generated,
+                                      vision_confidence, vision_provider)
+             VALUES ('{image}', 'raven',
+                     '{{\"topLeft\": {{\"x\": 0.1, \"y\": 0.1}}, \"bottomRight\": {{\"x\": 0.5, \"y\": 0.5}},
+                        \"width\": 0.4, \"height\": 0.4}}', true, 0.7, 'openai')
+             RETURNING id::text"
+        ))
+        .await;
+    let pending = json(&t, &["review", "list"]);
+    assert_eq!(pending[0]["id"].as_str(), Some(annotation.as_str()));
+    let approved = json(
+        &t,
+        &["review", "approve", &annotation, "--by", "mod@example.org"],
+    );
+    assert_eq!(approved["review_status"], "Approved");
+    fails(
+        &t,
+        &["review", "reject", &annotation, "--by", "admin@example.org"],
+        "already approved",
+    );
+    let stats = json(&t, &["review", "stats"]);
+    assert_eq!(stats["reviewers"][0]["approved_count"], 1);
+
+    let events = json(&t, &["audit", "list", "--type", "user.role_changed"]);
+    assert_eq!(events.as_array().map(Vec::len), Some(1));
+    let by_actor = json(&t, &["audit", "list", "--actor", "mod@example.org"]);
+    assert_eq!(by_actor[0]["event_type"], "annotation.reviewed");
+}
+
+#[tokio::test]
+async fn maintain_runs_what_is_due_once_and_lists_the_schedule() {
+    let t = TestDb::new().await;
+    let runs = json(&t, &["maintain"]);
+    let runs = runs.as_array().expect("runs");
+    assert_eq!(runs.len(), 14);
+    assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+    assert_eq!(json(&t, &["maintain"]), Value::Array(vec![]), "nothing due");
+    let schedule = json(&t, &["maintain", "list"]);
+    assert_eq!(schedule.as_array().map(Vec::len), Some(14));
+    let now = json(&t, &["maintain", "run", "analyze_tables"]);
+    assert_eq!(now[0]["status"], "success");
+    fails(
+        &t,
+        &["maintain", "run", "vacuum_everything"],
+        "unknown maintenance task",
+    );
+    // A usage error is clap's: exit status 2, naming the bad value.
+    let usage = strata(&t, &["maintain", "--every", "soon"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("soon"));
+}
+
+#[tokio::test]
+async fn sigint_stops_maintain_every_cleanly() {
+    let t = TestDb::new().await;
+    let child = Command::new(STRATA)
+        .args(["--database-url", &t.url, "maintain", "--every", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until its first pass has run everything that was due.
+    tests::queue::wait_for(
+        &t,
+        "SELECT count(*)::text FROM maintenance_runs WHERE status = 'success'",
+        "14",
+        Duration::from_secs(60),
+    )
+    .await;
+    // SAFETY: sending a signal to our own child process.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        t.scalar("SELECT count(*)::text FROM maintenance_runs WHERE status = 'running'")
+            .await,
+        "0"
+    );
+}
