@@ -122,6 +122,13 @@ fn worker(t: &TestDb, url: &str) -> Worker {
     worker_with(t, provider(url))
 }
 
+/// Asks for the openai annotations of `image`; the job's id.
+async fn request(t: &TestDb, image: Uuid) -> Uuid {
+    vision::request_annotations(&t.db, image, AiProvider::Openai, None)
+        .await
+        .expect("request")
+}
+
 const UNFINISHED: &str = "SELECT count(*)::text FROM ai_annotation_jobs
                           WHERE status NOT IN ('completed', 'failed')";
 
@@ -131,13 +138,9 @@ async fn a_request_becomes_annotations_pending_review_and_a_repeat_is_a_cache_hi
     let (url, server) = start().await;
     let raven = image(&t, "https://img.example/raven.jpg").await;
 
-    let job = vision::request_annotations(&t.db, raven, AiProvider::Openai, None)
-        .await
-        .expect("request");
+    let job = request(&t, raven).await;
     // One live job per image and provider.
-    let again = vision::request_annotations(&t.db, raven, AiProvider::Openai, None)
-        .await
-        .expect("request");
+    let again = request(&t, raven).await;
     assert_eq!(job, again);
     run_until(worker(&t, &url), &t, UNFINISHED, "0").await;
     assert_eq!(server.total.load(Ordering::SeqCst), 1);
@@ -167,9 +170,7 @@ async fn a_request_becomes_annotations_pending_review_and_a_repeat_is_a_cache_hi
     );
 
     // The same image again: a new job, answered by the cache, no HTTP call.
-    let second = vision::request_annotations(&t.db, raven, AiProvider::Openai, None)
-        .await
-        .expect("request");
+    let second = request(&t, raven).await;
     assert_ne!(second, job);
     run_until(worker(&t, &url), &t, UNFINISHED, "0").await;
     assert_eq!(server.total.load(Ordering::SeqCst), 1, "no second call");
@@ -202,9 +203,7 @@ async fn a_malformed_box_fails_the_job_for_good_and_writes_no_annotation() {
     let t = TestDb::new().await;
     let (url, server) = start().await;
     let bad = image(&t, "https://img.example/bad-box.jpg").await;
-    let job = vision::request_annotations(&t.db, bad, AiProvider::Openai, None)
-        .await
-        .expect("request");
+    let job = request(&t, bad).await;
     run_until(worker(&t, &url), &t, UNFINISHED, "0").await;
     assert_eq!(
         t.sql(&format!(
@@ -243,9 +242,7 @@ async fn a_refusal_that_will_not_change_is_not_retried() {
     let t = TestDb::new().await;
     let (url, server) = start().await;
     let raven = image(&t, "https://img.example/raven.jpg").await;
-    let job = vision::request_annotations(&t.db, raven, AiProvider::Openai, None)
-        .await
-        .expect("request");
+    let job = request(&t, raven).await;
     // A wrong key: the server answers 401.
     let wrong_key = OpenAiVision::new(OpenAiVisionConfig {
         api_key: Some("wrong".into()),

@@ -127,7 +127,7 @@ pub fn redact(url: &str) -> String {
 
 /// What a database holds: server and extension versions, migrations, and the
 /// project's objects in schema `public`, counted by kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Inventory {
     /// `server_version` of the server.
     pub server_version: String,
