@@ -24,8 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Apply, inspect or roll back migrations (sea-orm-migration's subcommands).
     Migrate(migration::command::Cli),
-    /// Show the server, pgvector, the migrations and every object of the schema.
-    Doctor,
+    /// Check the database: required objects, indexes, vacuum, sessions, queues,
+    /// caches, maintenance (ok / warn / fail; exit status 1 on any fail).
+    Doctor(DoctorArgs),
     /// Run the maintenance that is due (once, or `--every` interval until Ctrl-C),
     /// run one task now, or list the schedule.
     Maintain(MaintainArgs),
@@ -38,6 +39,277 @@ pub enum Command {
     /// Query the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The four caches: statistics, clean-up, LRU eviction, purges.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Both job queues: list, show, enqueue, statistics, retry, cancel.
+    Jobs(JobsArgs),
+    /// Run the built-in job handlers and the maintenance schedule until Ctrl-C.
+    Worker(WorkerArgs),
+    /// The vector document store: ingest JSONL, search, reindex, index health.
+    #[command(subcommand)]
+    Docs(DocsCommand),
+    /// The embedded development cluster under target/: start, stop, status, URL.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Which cache (`pdf`, `ai`, `vision`, `exercise`).
+pub type CacheKindArg = service::cache::CacheKind;
+
+/// `strata cache`.
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Entries, size, hits, hit rate and expired entries of each cache.
+    Stats,
+    /// The seeds' clean-ups: the 90-day PDF and 30-day AI-response retention, expired
+    /// vision and exercise entries.
+    Cleanup {
+        /// Only this cache (default: all four).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<CacheKindArg>,
+        /// Count what would go, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep the N most recently used vision-cache entries, delete the rest.
+    Evict {
+        /// Entries to keep.
+        #[arg(long)]
+        max: i32,
+        /// The cache (only `vision` has LRU eviction).
+        #[arg(long, value_parser = parse_kind, default_value = "vision")]
+        kind: CacheKindArg,
+        /// Count what would go, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who asks (an email), for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Delete a cache's expired entries, or all of them (audited).
+    Purge {
+        /// The cache.
+        #[arg(long, value_parser = parse_kind)]
+        kind: CacheKindArg,
+        /// Only entries past their expiry (vision, exercise).
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        expired: bool,
+        /// Every entry.
+        #[arg(long)]
+        all: bool,
+        /// Count what would go, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who asks (an email), for the audit log.
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+/// `pdf`, `ai`, `vision` or `exercise`.
+fn parse_kind(text: &str) -> Result<CacheKindArg, String> {
+    text.parse()
+        .map_err(|e: service::cache::CacheError| e.to_string())
+}
+
+/// `strata jobs`.
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    /// The queue: `jobs` (seed 003) or `ai` (seed 004's `ai_annotation_jobs`).
+    #[arg(long, value_enum, default_value = "jobs", global = true)]
+    pub queue: QueueArg,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+/// The two queues.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueArg {
+    /// `jobs`.
+    Jobs,
+    /// `ai_annotation_jobs`.
+    Ai,
+}
+
+/// Which jobs.
+#[derive(Args, Debug, Clone)]
+pub struct JobFilterArgs {
+    /// Only this status (`pending`, `running`/`processing`, `completed`, `failed`,
+    /// `cancelled`).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this job type (the provider, for `--queue ai`).
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+}
+
+/// `strata jobs …`.
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs, newest first.
+    List {
+        #[command(flatten)]
+        filter: JobFilterArgs,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One job with its payload and result.
+    Show {
+        /// The job's id.
+        id: Uuid,
+    },
+    /// Enqueue a job (`--queue ai`: TYPE is the provider, PAYLOAD `{"image_id": …}`).
+    Enqueue {
+        /// The job type (`maintenance` has a built-in handler in `strata worker`).
+        job_type: String,
+        /// The JSON payload.
+        #[arg(default_value = "{}")]
+        payload: String,
+        /// Higher runs first (-32768 to 32767).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Run no sooner than this from now (`30s`, `5m`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        delay: Option<std::time::Duration>,
+        /// Attempts before it stays failed.
+        #[arg(long)]
+        max_attempts: Option<i32>,
+        /// While a job with this key is pending or running, return it instead.
+        #[arg(long)]
+        dedup_key: Option<String>,
+    },
+    /// Jobs by status and type, and the oldest runnable job's wait.
+    Stats,
+    /// Send failed jobs back to pending: one by id, or every one matching the filter.
+    Retry(BulkArgs),
+    /// Cancel pending or running jobs: one by id, or every one matching the filter.
+    Cancel(BulkArgs),
+}
+
+/// A change of one job, or of every job matching a filter.
+#[derive(Args, Debug)]
+pub struct BulkArgs {
+    /// The job; without it, every job matching the filter.
+    pub id: Option<Uuid>,
+    #[command(flatten)]
+    pub filter: JobFilterArgs,
+    /// Go on with a change of more than one job (without it, the count is shown and
+    /// nothing changes).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `strata worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Jobs run at once per queue.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Run the maintenance that is due at this interval (`0s`: never).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub maintain_every: std::time::Duration,
+    /// How long Ctrl-C waits for running jobs before giving them back.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// Where embeddings come from.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedArg {
+    /// all-MiniLM-L6-v2 in-process (`scripts/setup-model.sh` fetches it).
+    Local,
+    /// An OpenAI-compatible endpoint (`STRATA_EMBED_URL`, `STRATA_EMBED_MODEL`,
+    /// `STRATA_EMBED_DIMENSION`, `STRATA_EMBED_API_KEY`).
+    Http,
+}
+
+/// `strata docs`.
+#[derive(Subcommand, Debug)]
+pub enum DocsCommand {
+    /// Ingest a JSONL file: one document per line, `{"source", "key", "title",
+    /// "content", "metadata", "chunks": [{"content", "metadata", "embedding"}]}`.
+    /// All or nothing: a bad line is reported by number and nothing is written.
+    Ingest {
+        /// The file (`-` for stdin).
+        file: std::path::PathBuf,
+        /// Embed chunks without an `embedding` with this embedder.
+        #[arg(long, value_enum)]
+        embed: Option<EmbedArg>,
+        /// The model of the embeddings in the file (without `--embed`).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Search: `--text` (hybrid full-text and vector), `--embedding` (a JSON array) or
+    /// `--like DOC_ID:CHUNK` (a stored chunk's vector).
+    Search {
+        /// The words to search for (hybrid search; embedded with `--embed`).
+        #[arg(long, group = "query")]
+        text: Option<String>,
+        /// A query vector as a JSON array.
+        #[arg(long, group = "query")]
+        embedding: Option<String>,
+        /// Chunks like this stored one: `DOCUMENT_ID:CHUNK_INDEX`.
+        #[arg(long, group = "query")]
+        like: Option<String>,
+        /// How many results.
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
+        /// Only documents from this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// The embedder for `--text`.
+        #[arg(long, value_enum, default_value = "local")]
+        embed: EmbedArg,
+    },
+    /// Rebuild the vector index concurrently (searches go on), with progress.
+    Reindex {
+        /// `ivfflat` (lists fitted to the rows) or `hnsw`.
+        #[arg(long, default_value = "ivfflat")]
+        method: String,
+        /// IVFFlat lists (default: rows / 1000, at least 1).
+        #[arg(long)]
+        lists: Option<u32>,
+        /// HNSW neighbours per node.
+        #[arg(long, default_value_t = 16)]
+        m: u32,
+        /// HNSW build candidate list.
+        #[arg(long, default_value_t = 64)]
+        ef_construction: u32,
+        /// `maintenance_work_mem` for the build.
+        #[arg(long, default_value = "256MB")]
+        memory: String,
+    },
+    /// The vector index: kind, parameters, rows at build and now, a recommendation.
+    Health,
+}
+
+/// `strata db`.
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Start the embedded cluster (or find it running) and print its URL.
+    Start,
+    /// Stop the embedded cluster.
+    Stop,
+    /// Whether the embedded cluster runs, where, and its URL.
+    Status,
+    /// Print the URL `strata` uses (`--database-url`, `DATABASE_URL`, or the embedded
+    /// cluster's, started on demand).
+    Url,
+}
+
+/// `strata doctor`.
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Each check's statement timeout (`5s`, `500ms`).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// `strata maintain`.

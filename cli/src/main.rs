@@ -28,6 +28,11 @@ fn main() -> ExitCode {
     if let Command::Migrate(args) = cli.command {
         return migration::command::run_cli(args);
     }
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "strata", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     let result = run(cli, &mut lock);
@@ -51,8 +56,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
     let url = cli.database_url.as_deref();
     let mut out = Output::new(out, cli.json);
     runtime.block_on(async {
-        if let Command::Doctor = cli.command {
-            return commands::doctor::run(url, &mut out).await;
+        match cli.command {
+            Command::Doctor(args) => {
+                return commands::doctor::run(url, args.timeout, &mut out).await;
+            }
+            Command::Db(c) => return commands::db::run(c, url, &mut out).await,
+            _ => {}
         }
         let db = commands::connect(url).await?;
         let result = match cli.command {
@@ -60,7 +69,14 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
             Command::Users(c) => commands::users::run(&db, c, &mut out).await,
             Command::Review(c) => commands::review::run(&db, c, &mut out).await,
             Command::Audit(c) => commands::audit::run(&db, c, &mut out).await,
-            Command::Migrate(_) | Command::Doctor => Ok(()),
+            Command::Cache(c) => commands::cache::run(&db, c, &mut out).await,
+            Command::Jobs(args) => commands::jobs::run(&db, args, &mut out).await,
+            Command::Worker(args) => commands::worker::run(&db, args, &mut out).await,
+            Command::Docs(c) => commands::docs::run(&db, c, &mut out).await,
+            Command::Migrate(_)
+            | Command::Doctor(_)
+            | Command::Db(_)
+            | Command::Completions { .. } => Ok(()),
         };
         let _ = db.close().await;
         result

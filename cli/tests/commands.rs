@@ -5,6 +5,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use tests::TestDb;
 
@@ -180,4 +181,41 @@ async fn sigint_stops_maintain_every_cleanly() {
             .await,
         "0"
     );
+}
+
+#[tokio::test]
+async fn doctor_fails_naming_a_dropped_required_index() {
+    let t = TestDb::new().await;
+    let healthy = json(&t, &["doctor"]);
+    assert_ne!(healthy["status"], "fail", "{healthy}");
+    assert!(healthy["checks"].as_array().expect("checks").len() >= 20);
+
+    t.db.execute_unprepared("DROP INDEX idx_annotations_vision_review")
+        .await
+        .expect("drop");
+    let out = strata(&t, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["status"], "fail");
+    let required = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "required objects")
+        .expect("required objects check");
+    assert_eq!(required["status"], "fail");
+    assert_eq!(
+        required["details"],
+        serde_json::json!(["index idx_annotations_vision_review"])
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l == "strata: doctor: 1 failing: required objects"),
+        "{err}"
+    );
+    // The table names the index too.
+    let table = strata(&t, &["doctor"]);
+    assert_eq!(table.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&table.stdout).contains("idx_annotations_vision_review"));
 }

@@ -225,6 +225,38 @@ pub fn start_or_reuse(dir: &Path) -> Result<Cluster, EmbeddedError> {
     result
 }
 
+/// The cluster in `dir` if it is running (`pg_ctl status`), without starting it;
+/// `None` when it is stopped or was never initialised. One `pg_ctl status`.
+pub fn running(dir: &Path) -> Result<Option<Cluster>, EmbeddedError> {
+    let dir = &dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let data = dir.join("data");
+    if !data.join("PG_VERSION").exists() {
+        return Ok(None);
+    }
+    let bindir = find_bindir()?;
+    let status = pg_command(&bindir, "pg_ctl")
+        .arg("-D")
+        .arg(&data)
+        .arg("status")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(io("run pg_ctl status in", &data))?;
+    if !status.success() {
+        return Ok(None);
+    }
+    let Some(port) = read_port(dir)? else {
+        return Ok(None);
+    };
+    Ok(Some(Cluster {
+        dir: dir.to_path_buf(),
+        bindir,
+        port,
+        started: false,
+        tls: tls_requested(),
+    }))
+}
+
 fn start_locked(dir: &Path) -> Result<Cluster, EmbeddedError> {
     let bindir = find_bindir()?;
     let data = dir.join("data");

@@ -1,56 +1,53 @@
-//! `strata doctor`: where the database is and what it holds.
+//! `strata doctor`: PgHero's checks that SQL can make, plus this schema's own, each
+//! ok / warn / fail with a reason; a failing check makes the exit status non-zero.
+
+use std::time::Duration;
 
 use serde::Serialize;
+use service::doctor::{Examination, Expectations, Status};
 
 use super::Output;
 
-/// What `doctor` reports: where, and the inventory.
+/// What `doctor` reports: where, and every check.
 #[derive(Serialize)]
 struct Report<'a> {
     database: String,
     #[serde(flatten)]
-    inventory: &'a service::db::Inventory,
+    examination: &'a Examination,
 }
 
-/// Reports the server, pgvector, the migrations and the schema's objects.
-pub async fn run(url: Option<&str>, out: &mut Output<'_>) -> Result<(), String> {
+/// Examines the database (each check under `timeout`), prints the checks, and fails
+/// naming the failing checks when any did.
+pub async fn run(url: Option<&str>, timeout: Duration, out: &mut Output<'_>) -> Result<(), String> {
     let url = service::db::resolve_url(url).map_err(|e| e.to_string())?;
     let db = super::connect(Some(&url)).await?;
-    let inv = service::db::inventory(&db, &migration::names())
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut expect = Expectations::new(migration::names());
+    expect.statement_timeout = timeout;
+    let examination = service::doctor::examine(&db, &expect).await;
     let _ = db.close().await;
+    let examination = examination.map_err(|e| e.to_string())?;
     let report = Report {
         database: service::db::redact(&url),
-        inventory: &inv,
+        examination: &examination,
     };
-    let list = |items: &[String]| format!("{}: {}", items.len(), items.join(", "));
-    let rows = vec![
-        vec!["database".into(), report.database.clone()],
-        vec![
-            "server".into(),
-            format!("PostgreSQL {}", inv.server_version),
-        ],
-        vec![
-            "pgvector".into(),
-            super::output::or_dash(inv.pgvector_version.clone()),
-        ],
-        vec![
-            "migrations".into(),
-            format!(
-                "{} applied, {} pending",
-                inv.applied.len(),
-                inv.pending.len()
-            ),
-        ],
-        vec!["tables".into(), list(&inv.tables)],
-        vec!["views".into(), list(&inv.views)],
-        vec!["materialized views".into(), list(&inv.materialized_views)],
-        vec!["functions".into(), list(&inv.functions)],
-        vec!["enums".into(), list(&inv.enums)],
-        vec!["indexes".into(), inv.indexes.to_string()],
-        vec!["triggers".into(), inv.triggers.to_string()],
-        vec!["policies".into(), inv.policies.to_string()],
-    ];
-    out.show(&report, &["check", "state"], rows)
+    let rows = examination
+        .checks
+        .iter()
+        .map(|c| vec![c.status.to_string(), c.name.to_owned(), c.reason.clone()])
+        .collect();
+    out.show(&report, &["status", "check", "reason"], rows)?;
+    if examination.status == Status::Fail {
+        let failing: Vec<&str> = examination
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name)
+            .collect();
+        return Err(format!(
+            "doctor: {} failing: {}",
+            failing.len(),
+            failing.join(", ")
+        ));
+    }
+    Ok(())
 }

@@ -50,7 +50,7 @@ async fn every_until_interrupted(
     every: Duration,
     out: &mut Output<'_>,
 ) -> Result<(), String> {
-    let stop = shutdown_signal();
+    let stop = super::shutdown_signal();
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
     loop {
@@ -63,29 +63,6 @@ async fn every_until_interrupted(
                 }
             }
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -1,11 +1,16 @@
 //! One file per command family; each writes to the [`Output`] it is given.
 
 pub mod audit;
+pub mod cache;
+pub mod db;
+pub mod docs;
 pub mod doctor;
+pub mod jobs;
 pub mod maintain;
 pub mod output;
 pub mod review;
 pub mod users;
+pub mod worker;
 
 pub use output::Output;
 
@@ -31,4 +36,27 @@ pub async fn user_id(db: &DatabaseConnection, email: &str) -> Result<Uuid, Strin
 /// A page from its arguments.
 pub fn page(args: crate::cli::PageArgs) -> Result<service::page::Page, String> {
     service::page::Page::new(args.limit, args.offset).map_err(|e| e.to_string())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -18,6 +18,11 @@ impl<'a> Output<'a> {
         Self { out, json }
     }
 
+    /// Whether it prints JSON (progress bars stay hidden then).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Prints `value` as JSON, or `rows` under `headers` as a table.
     pub fn show<T: Serialize>(
         &mut self,

@@ -34,12 +34,14 @@ pub mod exercise;
 pub mod pdf;
 pub mod purge;
 mod row_id;
+pub mod stats;
 mod store;
 pub mod vision;
 
 pub use self::core::CacheCore;
 pub use self::purge::{CacheKind, Purge, purge};
 pub use self::row_id::RowId;
+pub use self::stats::{CacheTableStats, cache_stats};
 pub use self::store::{Found, Store};
 
 use crate::error::BoxError;

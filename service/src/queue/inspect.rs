@@ -10,7 +10,7 @@ use super::{QueueError, QueueTable};
 use crate::error::DbError;
 
 /// Jobs per (status, type).
-#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult, serde::Serialize)]
 pub struct StatusCount {
     /// The status.
     pub status: String,

@@ -27,11 +27,13 @@
 //! The module's files: [`table`](QueueTable) (the two tables as data), `sql` (every
 //! raw statement, named, with its reason), `enqueue`, `batch_insert`, `claim`,
 //! `finish`, `lease` (heartbeats, rescue, release, fence), `admin` (cancel, retry,
-//! delete), `inspect` (counts, failures, one job), [`ai`] and [`worker`].
+//! delete), `inspect` (counts, failures, one job), `browse` (an operator's listing and
+//! bulk changes by filter), [`ai`] and [`worker`].
 
 mod admin;
 pub mod ai;
 mod batch_insert;
+mod browse;
 mod claim;
 mod enqueue;
 mod error;
@@ -44,6 +46,10 @@ pub mod worker;
 
 pub use admin::{cancel, delete_finished, retry_failed};
 pub(crate) use batch_insert::BatchInsert;
+pub use browse::{
+    JobDetail, JobFilter, JobSummary, Matching, cancel_matching, count_matching, list_jobs,
+    retry_matching, show_job,
+};
 pub(crate) use claim::claim_on;
 pub use claim::{ClaimedJob, Lease, claim};
 pub(crate) use enqueue::check_job;

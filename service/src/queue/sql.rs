@@ -127,6 +127,40 @@ const FAILED: &str =
 const RETRY_FAILED: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
      WHERE id = ANY($1) AND status = 'failed'";
 
+/// The filter `$1` (status, or NULL for any) and `$2` (type, or NULL for any) that
+/// the operator's listing and bulk statements share, over either table's status type
+/// and type expression.
+const MATCHING: &str =
+    "($1::text IS NULL OR status = $1::{st}) AND ($2::text IS NULL OR {ty} = $2)";
+
+/// One page of jobs matching the filter, newest first, in one shape for either table.
+const LIST: &str = "SELECT id, {ty} AS job_type, status::text AS status, priority, attempts,
+         max_attempts, run_at, locked_by, locked_until, {error} AS last_error, created_at,
+         completed_at
+     FROM {t} WHERE {matching}
+     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+
+/// One job with its payload and result, in one shape for either table.
+const SHOW: &str = "SELECT id, {ty} AS job_type, status::text AS status, priority, attempts,
+         max_attempts, run_at, locked_by, locked_until, {error} AS last_error, created_at,
+         completed_at, {payload} AS payload, {result} AS result
+     FROM {t} WHERE id = $1";
+
+/// How many jobs a bulk cancel (pending or running) or retry (failed) would change.
+const COUNT_MATCHING: &str = "SELECT
+         count(*) FILTER (WHERE status IN ('pending', '{running}')) AS cancellable,
+         count(*) FILTER (WHERE status = 'failed') AS retryable
+     FROM {t} WHERE {matching}";
+
+/// Cancels every pending or running job matching the filter, as [`CANCEL`] does one.
+const CANCEL_MATCHING: &str = "UPDATE {t} SET status = 'cancelled', locked_by = NULL,
+         locked_until = NULL, claim_token = NULL
+     WHERE {matching} AND status IN ('pending', '{running}')";
+
+/// Sends every failed job matching the filter back to pending, as [`RETRY_FAILED`].
+const RETRY_MATCHING: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
+     WHERE {matching} AND status = 'failed'";
+
 /// A table's statements, rendered.
 pub(super) struct Statements {
     pub(super) claim: String,
@@ -142,6 +176,11 @@ pub(super) struct Statements {
     pub(super) oldest_pending: String,
     pub(super) failed: String,
     pub(super) retry_failed: String,
+    pub(super) list: String,
+    pub(super) show: String,
+    pub(super) count_matching: String,
+    pub(super) cancel_matching: String,
+    pub(super) retry_matching: String,
 }
 
 impl Statements {
@@ -160,6 +199,11 @@ impl Statements {
             oldest_pending: table.render(OLDEST_PENDING),
             failed: table.render(FAILED),
             retry_failed: table.render(RETRY_FAILED),
+            list: table.render(&LIST.replace("{matching}", MATCHING)),
+            show: table.render(SHOW),
+            count_matching: table.render(&COUNT_MATCHING.replace("{matching}", MATCHING)),
+            cancel_matching: table.render(&CANCEL_MATCHING.replace("{matching}", MATCHING)),
+            retry_matching: table.render(&RETRY_MATCHING.replace("{matching}", MATCHING)),
         }
     }
 }

@@ -160,7 +160,7 @@ impl Default for WorkerConfig {
 /// answered: when a connection breaks after a commit whose reply was lost, the
 /// outcomes it wrote are counted as stale (the retry finds their claims ended) or,
 /// on the last try, as unwritten.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WorkerReport {
     /// Jobs it completed (written).
     pub completed: u64,

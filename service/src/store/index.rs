@@ -366,3 +366,38 @@ pub async fn promote_key(
     .await?;
     Ok(name)
 }
+
+/// How far a running build of the vector index has got, from
+/// `pg_stat_progress_create_index`.
+#[derive(Debug, Clone, PartialEq, Serialize, FromQueryResult)]
+pub struct BuildProgress {
+    /// The build's phase (`building index: loading tuples in tree`, …).
+    pub phase: String,
+    /// Blocks scanned, and of how many (0 when the phase does not count blocks).
+    pub blocks_done: i64,
+    /// Blocks to scan.
+    pub blocks_total: i64,
+    /// Tuples processed, and of how many (0 when the phase does not count tuples).
+    pub tuples_done: i64,
+    /// Tuples to process.
+    pub tuples_total: i64,
+}
+
+/// The progress of any index build on `document_chunks` (the rebuild of
+/// [`reindex`]): a system view SeaORM has no entity for.
+const PROGRESS_SQL: &str = "SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
+     FROM pg_stat_progress_create_index
+     WHERE relid = 'document_chunks'::regclass
+     ORDER BY pid LIMIT 1";
+
+/// How far a running [`reindex`] has got (from another connection), or `None` when
+/// no build runs. One round trip, on any connection.
+pub async fn build_progress<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Option<BuildProgress>, StoreError> {
+    Ok(
+        BuildProgress::find_by_statement(Statement::from_string(DbBackend::Postgres, PROGRESS_SQL))
+            .one(db)
+            .await?,
+    )
+}

@@ -92,7 +92,7 @@ impl NewChunk {
 }
 
 /// What an ingest wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IngestReport {
     /// The documents' ids, in the batch's order.
     pub ids: Vec<Uuid>,
@@ -601,6 +601,24 @@ pub async fn delete_document<C: ConnectionTrait>(
         return Err(StoreError::NotFound(id));
     }
     Ok(DeletedDocument { chunks: row.chunks })
+}
+
+/// The stored embedding of chunk `chunk_index` of document `document_id` (to search
+/// for chunks like it), if the chunk exists and has one. One round trip, through the
+/// `document_chunks` entity, on any connection.
+pub async fn chunk_embedding<C: ConnectionTrait>(
+    db: &C,
+    document_id: Uuid,
+    chunk_index: i32,
+) -> Result<Option<Vec<f32>>, StoreError> {
+    use entity::document_chunks::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let chunk = Entity::find()
+        .filter(Column::DocumentId.eq(document_id))
+        .filter(Column::ChunkIndex.eq(chunk_index))
+        .one(db)
+        .await?;
+    Ok(chunk.and_then(|c| c.embedding).map(|v| v.to_vec()))
 }
 
 #[cfg(test)]

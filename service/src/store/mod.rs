@@ -47,15 +47,18 @@ pub use embed::{EmbedError, Embedder, embed_all, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
 pub use hybrid::{HybridHit, HybridOptions, hybrid_search};
-pub use index::{IndexHealth, IndexMethod, Recommendation, index_health, promote_key, reindex};
+pub use index::{
+    BuildProgress, IndexHealth, IndexMethod, Recommendation, build_progress, index_health,
+    promote_key, reindex,
+};
 pub use ingest::{
-    DeletedDocument, DocumentKey, IngestReport, NewChunk, NewDocument, delete_document, ingest,
-    ingest_copy,
+    DeletedDocument, DocumentKey, IngestReport, NewChunk, NewDocument, chunk_embedding,
+    delete_document, ingest, ingest_copy,
 };
 #[cfg(feature = "local-embedder")]
 pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
 pub use mmr::{MmrOptions, mmr_search};
-pub use model::EmbeddingModel;
+pub use model::{EmbeddingModel, recorded as recorded_model};
 pub use search::{MAX_K, SearchHit, SearchOptions, Served, search};
 pub use search_log::{SearchKind, SearchLog, SearchLogConfig, SearchLogEntry};
 pub use vector_store::VectorStore;

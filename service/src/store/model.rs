@@ -103,3 +103,14 @@ pub async fn record<C: ConnectionTrait>(db: &C, model: &EmbeddingModel) -> Resul
         (None, _) => Err(DbError::no_row("embedding_model").into()),
     }
 }
+
+/// The store's recorded model, if an ingest has recorded one. One round trip, through
+/// the `embedding_model` entity, on any connection.
+pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Option<EmbeddingModel>, StoreError> {
+    use sea_orm::EntityTrait;
+    let row = entity::embedding_model::Entity::find().one(db).await?;
+    Ok(row.map(|m| EmbeddingModel {
+        name: m.name,
+        dimension: m.dimension.max(0) as usize,
+    }))
+}

@@ -1,0 +1,185 @@
+//! `strata cache stats|cleanup|evict|purge`: the four caches from a terminal. A
+//! `--dry-run` runs the real statements in a transaction and rolls it back, so the
+//! count it prints is exactly what the change would remove.
+
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use serde::Serialize;
+use service::cache::{self, CacheKind, Purge};
+use service::maintenance::{self, RunOutcome, Task};
+
+use super::Output;
+use super::output::or_dash;
+use crate::cli::CacheCommand;
+
+/// What a clean-up, eviction or purge removed (or would remove).
+#[derive(Serialize)]
+struct Removed {
+    cache: CacheKind,
+    what: String,
+    rows: u64,
+    dry_run: bool,
+}
+
+/// Runs `strata cache …`.
+pub async fn run(
+    db: &DatabaseConnection,
+    command: CacheCommand,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    match command {
+        CacheCommand::Stats => stats(db, out).await,
+        CacheCommand::Cleanup { kind, dry_run } => {
+            let kinds = kind.map_or(CacheKind::ALL.to_vec(), |k| vec![k]);
+            let mut removed = Vec::new();
+            for kind in kinds {
+                let task = cleanup_task(kind);
+                let rows = change(db, dry_run, |txn| async move {
+                    maintenance::run(&txn, task, &maintenance::runner_name())
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| match r.outcome {
+                            RunOutcome::Failure { error } => {
+                                Err(format!("{}: {error}", task.name()))
+                            }
+                            RunOutcome::Success(report) => Ok(report.rows_affected),
+                        })
+                        .map(|rows| (txn, rows))
+                })
+                .await?;
+                removed.push(Removed {
+                    cache: kind,
+                    what: task.name().to_owned(),
+                    rows,
+                    dry_run,
+                });
+            }
+            show_removed(out, &removed)
+        }
+        CacheCommand::Evict {
+            max,
+            kind,
+            dry_run,
+            by,
+        } => purge(db, kind, Purge::KeepRecent(max), dry_run, by, out).await,
+        CacheCommand::Purge {
+            kind,
+            expired,
+            all: _,
+            dry_run,
+            by,
+        } => {
+            let what = if expired { Purge::Expired } else { Purge::All };
+            purge(db, kind, what, dry_run, by, out).await
+        }
+    }
+}
+
+/// The seeds' clean-up of each cache, as a maintenance task (run and recorded as
+/// `maintain run` would).
+fn cleanup_task(kind: CacheKind) -> Task {
+    match kind {
+        CacheKind::Pdf => Task::PdfCacheRetention,
+        CacheKind::Ai => Task::AiResponseCacheRetention,
+        CacheKind::Vision => Task::CleanupExpiredVisionCache,
+        CacheKind::Exercise => Task::CleanupExpiredExercises,
+    }
+}
+
+/// Runs `work` in a transaction it is given, and commits it — or, for a dry run,
+/// rolls it back — returning the count it reported.
+async fn change<F, Fut>(db: &DatabaseConnection, dry_run: bool, work: F) -> Result<u64, String>
+where
+    F: FnOnce(sea_orm::DatabaseTransaction) -> Fut,
+    Fut: Future<Output = Result<(sea_orm::DatabaseTransaction, u64), String>>,
+{
+    let txn = db.begin().await.map_err(|e| e.to_string())?;
+    let (txn, rows) = work(txn).await?;
+    if dry_run {
+        txn.rollback().await.map_err(|e| e.to_string())?;
+    } else {
+        txn.commit().await.map_err(|e| e.to_string())?;
+    }
+    Ok(rows)
+}
+
+/// An audited purge (or LRU eviction) of one cache.
+async fn purge(
+    db: &DatabaseConnection,
+    kind: CacheKind,
+    what: Purge,
+    dry_run: bool,
+    by: Option<String>,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let actor = match by {
+        Some(email) => Some(super::user_id(db, &email).await?),
+        None => None,
+    };
+    let rows = change(db, dry_run, |txn| async move {
+        cache::purge(&txn, kind, what, actor)
+            .await
+            .map_err(|e| e.to_string())
+            .map(|rows| (txn, rows))
+    })
+    .await?;
+    let what = match what {
+        Purge::Expired => "expired".to_owned(),
+        Purge::All => "all".to_owned(),
+        Purge::KeepRecent(max) => format!("beyond the {max} most recent"),
+    };
+    show_removed(
+        out,
+        &[Removed {
+            cache: kind,
+            what,
+            rows,
+            dry_run,
+        }],
+    )
+}
+
+/// Prints what went (or would go).
+fn show_removed(out: &mut Output<'_>, removed: &[Removed]) -> Result<(), String> {
+    let rows = removed
+        .iter()
+        .map(|r| {
+            vec![
+                r.cache.to_string(),
+                r.what.clone(),
+                if r.dry_run {
+                    format!("{} (dry run: nothing removed)", r.rows)
+                } else {
+                    r.rows.to_string()
+                },
+            ]
+        })
+        .collect();
+    out.show(&removed, &["cache", "removed", "rows"], rows)
+}
+
+/// Prints each cache's numbers.
+async fn stats(db: &DatabaseConnection, out: &mut Output<'_>) -> Result<(), String> {
+    let stats = cache::cache_stats(db).await.map_err(|e| e.to_string())?;
+    let rows = stats
+        .iter()
+        .map(|s| {
+            vec![
+                s.kind.to_string(),
+                s.entries.to_string(),
+                service::doctor::human_bytes(s.total_bytes),
+                s.hits.to_string(),
+                s.hit_rate
+                    .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                or_dash(s.expired),
+                or_dash(s.newest.map(|t| t.format("%Y-%m-%d %H:%M").to_string())),
+            ]
+        })
+        .collect();
+    out.show(
+        &stats,
+        &[
+            "cache", "entries", "size", "hits", "hit rate", "expired", "newest",
+        ],
+        rows,
+    )
+}

@@ -1,0 +1,86 @@
+//! `strata db start|stop|status|url`: the embedded development cluster under
+//! `target/strata-pg` (or `STRATA_PG_DIR`).
+
+use serde::Serialize;
+
+use super::Output;
+use crate::cli::DbCommand;
+
+/// The cluster's state.
+#[derive(Serialize)]
+struct State {
+    running: bool,
+    dir: String,
+    url: Option<String>,
+}
+
+/// Runs `strata db …`; `url` is `--database-url` / `DATABASE_URL` (for `db url`).
+pub async fn run(
+    command: DbCommand,
+    url: Option<&str>,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let dir = devdb::embedded::default_dir();
+    let text = |e: devdb::embedded::EmbeddedError| e.to_string();
+    match command {
+        DbCommand::Start => {
+            let cluster = devdb::embedded::start_or_reuse(&dir).map_err(text)?;
+            let state = State {
+                running: true,
+                dir: cluster.dir.display().to_string(),
+                url: Some(cluster.url()),
+            };
+            let verb = if cluster.started {
+                "started"
+            } else {
+                "already running"
+            };
+            out.done(&state, &format!("{verb}: {}", cluster.url()))
+        }
+        DbCommand::Stop => match devdb::embedded::running(&dir).map_err(text)? {
+            Some(cluster) => {
+                cluster.stop().map_err(text)?;
+                let state = State {
+                    running: false,
+                    dir: cluster.dir.display().to_string(),
+                    url: None,
+                };
+                out.done(
+                    &state,
+                    &format!("stopped the cluster in {}", cluster.dir.display()),
+                )
+            }
+            None => {
+                let state = State {
+                    running: false,
+                    dir: dir.display().to_string(),
+                    url: None,
+                };
+                out.done(&state, &format!("not running ({})", dir.display()))
+            }
+        },
+        DbCommand::Status => {
+            let cluster = devdb::embedded::running(&dir).map_err(text)?;
+            let state = State {
+                running: cluster.is_some(),
+                dir: cluster
+                    .as_ref()
+                    .map_or(dir.display().to_string(), |c| c.dir.display().to_string()),
+                url: cluster.as_ref().map(|c| c.url()),
+            };
+            let message = match &state.url {
+                Some(url) => format!("running in {}: {url}", state.dir),
+                None => format!("not running ({})", state.dir),
+            };
+            out.done(&state, &message)
+        }
+        DbCommand::Url => {
+            let url = service::db::resolve_url(url).map_err(|e| e.to_string())?;
+            #[derive(Serialize)]
+            struct Url {
+                url: String,
+            }
+            out.done(&Url { url: url.clone() }, &url)
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! `strata docs ingest|search|reindex|health`: the vector document store from a
+//! terminal. An ingest is all or nothing: every line is parsed and every chunk
+//! embedded before one transaction writes the file, so a bad line (reported by its
+//! number) or a failed embedding leaves nothing half-written.
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use service::store::{
+    self, DocumentKey, EmbedError, Embedder, EmbeddingModel, Filter, HttpEmbedder,
+    HttpEmbedderConfig, HybridOptions, IndexMethod, NewChunk, NewDocument, StoreError, VectorStore,
+};
+use uuid::Uuid;
+
+use super::Output;
+use super::output::or_dash;
+use crate::cli::{DocsCommand, EmbedArg};
+
+/// One line of an ingest file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    /// The document's id, to find it again (instead of source + key).
+    id: Option<Uuid>,
+    source: Option<String>,
+    key: Option<String>,
+    title: Option<String>,
+    /// The whole text; the chunks' texts joined when absent.
+    content: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+    chunks: Vec<LineChunk>,
+}
+
+/// A chunk: its text alone, or an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LineChunk {
+    Text(String),
+    Full {
+        content: String,
+        #[serde(default)]
+        metadata: Value,
+        #[serde(default)]
+        embedding: Option<Vec<f32>>,
+    },
+}
+
+/// Either embedder, chosen on the command line.
+enum AnyEmbedder {
+    #[cfg(feature = "local-embedder")]
+    Local(store::LocalEmbedder),
+    Http(HttpEmbedder),
+}
+
+impl AnyEmbedder {
+    fn load(which: EmbedArg) -> Result<Self, String> {
+        match which {
+            #[cfg(feature = "local-embedder")]
+            EmbedArg::Local => store::LocalEmbedder::load_default()
+                .map(Self::Local)
+                .map_err(|e| format!("{e} (scripts/setup-model.sh fetches the model)")),
+            #[cfg(not(feature = "local-embedder"))]
+            EmbedArg::Local => {
+                Err("this strata was built without the local-embedder feature".into())
+            }
+            EmbedArg::Http => HttpEmbedderConfig::from_env()
+                .and_then(HttpEmbedder::new)
+                .map(Self::Http)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl Embedder for AnyEmbedder {
+    fn model(&self) -> &EmbeddingModel {
+        match self {
+            #[cfg(feature = "local-embedder")]
+            Self::Local(e) => e.model(),
+            Self::Http(e) => e.model(),
+        }
+    }
+
+    fn batch_size(&self) -> usize {
+        match self {
+            #[cfg(feature = "local-embedder")]
+            Self::Local(e) => e.batch_size(),
+            Self::Http(e) => e.batch_size(),
+        }
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            #[cfg(feature = "local-embedder")]
+            Self::Local(e) => e.embed(texts).await,
+            Self::Http(e) => e.embed(texts).await,
+        }
+    }
+}
+
+/// What an ingest did.
+#[derive(Serialize)]
+struct IngestSummary {
+    file: String,
+    model: String,
+    documents: usize,
+    chunks: usize,
+    embedded: usize,
+    #[serde(flatten)]
+    report: store::IngestReport,
+    seconds: f64,
+}
+
+/// Runs `strata docs …`.
+pub async fn run(
+    db: &DatabaseConnection,
+    command: DocsCommand,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    match command {
+        DocsCommand::Ingest { file, embed, model } => ingest(db, &file, embed, model, out).await,
+        DocsCommand::Search {
+            text,
+            embedding,
+            like,
+            k,
+            source,
+            embed,
+        } => {
+            let filter = source.map(|s| Filter::source([s]));
+            let model = store::recorded_model(db)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the store is empty: ingest documents first (strata docs ingest)")?;
+            let vectors = VectorStore::new(model);
+            if let Some(text) = text {
+                let embedder = AnyEmbedder::load(embed)?;
+                let hits = vectors
+                    .search_text(
+                        db,
+                        &embedder,
+                        &text,
+                        k,
+                        filter.as_ref(),
+                        &HybridOptions::default(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let rows = hits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let mut row = hit_row(i, &h.hit);
+                        row.insert(1, format!("{:.4}", h.score));
+                        row
+                    })
+                    .collect();
+                return out.show(
+                    &hits,
+                    &["#", "rrf score", "similarity", "document", "title", "text"],
+                    rows,
+                );
+            }
+            let (query, skip) = match (embedding, like) {
+                (Some(json), _) => (
+                    serde_json::from_str::<Vec<f32>>(&json)
+                        .map_err(|e| format!("--embedding is not a JSON array of numbers: {e}"))?,
+                    None,
+                ),
+                (None, Some(like)) => {
+                    let (doc, chunk) = like
+                        .split_once(':')
+                        .and_then(|(d, c)| Some((d.parse::<Uuid>().ok()?, c.parse::<i32>().ok()?)))
+                        .ok_or_else(|| {
+                            format!("--like {like:?}: expected DOCUMENT_ID:CHUNK_INDEX")
+                        })?;
+                    let vector = store::chunk_embedding(db, doc, chunk)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| {
+                            format!("no chunk {chunk} with an embedding in document {doc}")
+                        })?;
+                    (vector, Some((doc, chunk)))
+                }
+                (None, None) => return Err("give --text, --embedding or --like".into()),
+            };
+            let fetch = if skip.is_some() { k + 1 } else { k };
+            let mut hits = vectors
+                .search(db, &query, fetch, filter.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some((doc, chunk)) = skip {
+                hits.retain(|h| !(h.document_id == doc && h.chunk_index == chunk));
+                hits.truncate(k);
+            }
+            let rows = hits
+                .iter()
+                .enumerate()
+                .map(|(i, h)| hit_row(i, h))
+                .collect();
+            out.show(
+                &hits,
+                &["#", "similarity", "document", "title", "text"],
+                rows,
+            )
+        }
+        DocsCommand::Reindex {
+            method,
+            lists,
+            m,
+            ef_construction,
+            memory,
+        } => {
+            let method = match method.as_str() {
+                "ivfflat" => IndexMethod::Ivfflat { lists },
+                "hnsw" => IndexMethod::Hnsw { m, ef_construction },
+                other => return Err(format!("--method {other:?}: ivfflat or hnsw")),
+            };
+            reindex(db, method, &memory, out).await
+        }
+        DocsCommand::Health => {
+            let h = store::index_health(db).await.map_err(|e| e.to_string())?;
+            let rows = vec![
+                vec!["index".into(), h.index_name.clone()],
+                vec![
+                    "exists / valid".into(),
+                    format!("{} / {}", h.exists, h.valid),
+                ],
+                vec!["method".into(), or_dash(h.method.clone())],
+                vec!["parameters".into(), h.parameters.to_string()],
+                vec!["rows at build".into(), or_dash(h.rows_at_build)],
+                vec![
+                    "built at".into(),
+                    or_dash(h.built_at.map(|t| t.to_rfc3339())),
+                ],
+                vec!["rows now".into(), h.rows_now.to_string()],
+                vec!["size".into(), service::doctor::human_bytes(h.size_bytes)],
+                vec![
+                    "built on too little data".into(),
+                    h.built_on_too_little_data.to_string(),
+                ],
+                vec![
+                    "recommendation".into(),
+                    match &h.recommendation {
+                        store::Recommendation::Keep => "keep".to_owned(),
+                        store::Recommendation::Rebuild(why) => format!("rebuild: {why}"),
+                        store::Recommendation::Wait(why) => format!("wait: {why}"),
+                    },
+                ],
+            ];
+            out.show(&h, &["field", "value"], rows)
+        }
+    }
+}
+
+/// A search hit as a table row: rank, similarity, `document:chunk`, title, the
+/// text's start.
+fn hit_row(i: usize, h: &store::SearchHit) -> Vec<String> {
+    let text: String = h.content.split_whitespace().collect::<Vec<_>>().join(" ");
+    let snippet: String = text.chars().take(140).collect();
+    vec![
+        (i + 1).to_string(),
+        format!("{:.3}", h.similarity),
+        format!("{}:{}", h.document_id, h.chunk_index),
+        or_dash(h.title.clone()),
+        if snippet.len() < text.len() {
+            format!("{snippet}…")
+        } else {
+            snippet
+        },
+    ]
+}
+
+/// A progress bar of `len` steps on stderr, hidden off a terminal and with `--json`.
+fn bar(out: &Output<'_>, len: u64, what: &str) -> ProgressBar {
+    if out.is_json() || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style =
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// The documents of a JSONL file, each with its line number; an error naming the
+/// line of the first bad one.
+fn read_documents(path: &Path) -> Result<(Vec<NewDocument>, Vec<usize>), String> {
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let mut docs = Vec::new();
+    let mut lines = Vec::new();
+    for (i, text) in reader.lines().enumerate() {
+        let number = i + 1;
+        let at = |e: &dyn std::fmt::Display| format!("{}:{number}: {e}", path.display());
+        let text = text.map_err(|e| at(&e))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let line: Line = serde_json::from_str(&text).map_err(|e| at(&e))?;
+        docs.push(document(line).map_err(|e| at(&e))?);
+        lines.push(number);
+    }
+    if docs.is_empty() {
+        return Err(format!("{}: no documents", path.display()));
+    }
+    Ok((docs, lines))
+}
+
+/// A parsed line as a document to ingest.
+fn document(line: Line) -> Result<NewDocument, String> {
+    let key = match (line.id, line.source.clone(), line.key) {
+        (Some(id), _, None) => Some(DocumentKey::Id(id)),
+        (None, Some(source), Some(key)) => Some(DocumentKey::External { source, key }),
+        (None, None, Some(_)) => return Err("a \"key\" needs a \"source\"".into()),
+        (Some(_), _, Some(_)) => return Err("give \"id\" or \"key\", not both".into()),
+        (None, _, None) => None,
+    };
+    let chunks: Vec<NewChunk> = line
+        .chunks
+        .into_iter()
+        .map(|c| match c {
+            LineChunk::Text(content) => NewChunk::new(content, "", Vec::new()),
+            LineChunk::Full {
+                content,
+                metadata,
+                embedding,
+            } => {
+                let mut chunk = NewChunk::new(content, "", embedding.unwrap_or_default());
+                chunk.metadata = metadata;
+                chunk
+            }
+        })
+        .collect();
+    let content = line.content.unwrap_or_else(|| {
+        chunks
+            .iter()
+            .map(|c| c.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    });
+    Ok(NewDocument {
+        key,
+        title: line.title,
+        content,
+        source: line.source,
+        metadata: line.metadata,
+        chunks,
+    })
+}
+
+/// The line a store error's document came from.
+fn with_line(e: StoreError, path: &Path, lines: &[usize]) -> String {
+    let document = match &e {
+        StoreError::ModelMismatch { document, .. }
+        | StoreError::WrongDimension { document, .. }
+        | StoreError::NonFinite { document, .. }
+        | StoreError::EmptyChunk { document, .. }
+        | StoreError::NoChunks { document } => Some(*document),
+        _ => None,
+    };
+    match document.and_then(|d| lines.get(d)) {
+        Some(line) => format!("{}:{line}: {e}", path.display()),
+        None => e.to_string(),
+    }
+}
+
+/// `strata docs ingest`.
+async fn ingest(
+    db: &DatabaseConnection,
+    path: &Path,
+    embed: Option<EmbedArg>,
+    model: Option<String>,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let (mut docs, lines) = read_documents(path)?;
+    let chunks: usize = docs.iter().map(|d| d.chunks.len()).sum();
+    let missing: Vec<(usize, usize)> = docs
+        .iter()
+        .enumerate()
+        .flat_map(|(d, doc)| {
+            doc.chunks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.embedding.is_empty())
+                .map(move |(c, _)| (d, c))
+        })
+        .collect();
+    let model = match embed {
+        Some(which) => {
+            let embedder = AnyEmbedder::load(which)?;
+            let texts: Vec<String> = missing
+                .iter()
+                .map(|&(d, c)| docs[d].chunks[c].content.clone())
+                .collect();
+            let progress = bar(out, texts.len() as u64, "embedding");
+            let mut vectors = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(embedder.batch_size().max(1) * 4) {
+                vectors.extend(
+                    store::embed_all(&embedder, batch)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+                progress.inc(batch.len() as u64);
+            }
+            progress.finish_and_clear();
+            for (&(d, c), vector) in missing.iter().zip(vectors) {
+                docs[d].chunks[c].embedding = vector;
+            }
+            embedder.model().clone()
+        }
+        None => {
+            if let Some(&(d, c)) = missing.first() {
+                return Err(format!(
+                    "{}:{}: chunk {c} has no embedding: give --embed local|http",
+                    path.display(),
+                    lines[d]
+                ));
+            }
+            let dimension = docs[0].chunks[0].embedding.len();
+            let name = match model {
+                Some(name) => name,
+                None => store::recorded_model(db)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|m| m.name)
+                    .ok_or("give --model NAME for the file's embeddings (the store has none recorded yet)")?,
+            };
+            EmbeddingModel::new(name, dimension).map_err(|e| e.to_string())?
+        }
+    };
+    for chunk in docs.iter_mut().flat_map(|d| d.chunks.iter_mut()) {
+        chunk.model = model.name.clone();
+    }
+    let spinner = bar(out, 0, "writing");
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let report = store::ingest(db, &model, &docs)
+        .await
+        .map_err(|e| with_line(e, path, &lines));
+    spinner.finish_and_clear();
+    let report = report?;
+    let summary = IngestSummary {
+        file: path.display().to_string(),
+        model: model.name.clone(),
+        documents: docs.len(),
+        chunks,
+        embedded: if embed.is_some() { missing.len() } else { 0 },
+        report,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let r = &summary.report;
+    let message = format!(
+        "ingested {} documents ({} written) from {}: {} chunks added, {} unchanged, {} removed; {} embedded with {} in {:.1}s",
+        summary.documents,
+        r.documents_written,
+        summary.file,
+        r.chunks_added,
+        r.chunks_unchanged,
+        r.chunks_removed,
+        summary.embedded,
+        summary.model,
+        summary.seconds
+    );
+    out.done(&summary, &message)
+}
+
+/// `strata docs reindex`, with the build's progress read from another connection.
+async fn reindex(
+    db: &DatabaseConnection,
+    method: IndexMethod,
+    memory: &str,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let progress = bar(out, 0, "indexing");
+    let build = store::reindex(db, method, memory);
+    tokio::pin!(build);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let report = loop {
+        tokio::select! {
+            done = &mut build => break done,
+            _ = tick.tick() => {
+                if let Ok(Some(p)) = store::build_progress(db).await {
+                    let (done, total) = if p.tuples_total > 0 {
+                        (p.tuples_done, p.tuples_total)
+                    } else {
+                        (p.blocks_done, p.blocks_total)
+                    };
+                    progress.set_length(total.max(0) as u64);
+                    progress.set_position(done.max(0) as u64);
+                    progress.set_message(p.phase);
+                }
+            }
+        }
+    };
+    progress.finish_and_clear();
+    let report = report.map_err(|e| e.to_string())?;
+    let message = format!(
+        "rebuilt idx_chunks_embedding: {} {} on {} rows in {:.2}s",
+        report.method,
+        report.parameters,
+        report.rows,
+        report.duration.as_secs_f64()
+    );
+    out.done(&report, &message)
+}

@@ -1,0 +1,256 @@
+//! `strata jobs list|show|enqueue|stats|retry|cancel` on either queue. A bulk retry or
+//! cancel by filter shows its count first and changes nothing without `--yes`.
+
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use serde_json::Value;
+use service::queue::{self, JobFilter, NewJob, QueueTable};
+
+use super::Output;
+use super::output::or_dash;
+use crate::cli::{BulkArgs, JobFilterArgs, JobsArgs, JobsCommand, QueueArg};
+
+/// The queue's table.
+fn table(queue: QueueArg) -> QueueTable {
+    match queue {
+        QueueArg::Jobs => queue::JOBS,
+        QueueArg::Ai => queue::AI_ANNOTATION_JOBS,
+    }
+}
+
+fn filter(args: JobFilterArgs) -> JobFilter {
+    JobFilter {
+        status: args.status,
+        job_type: args.job_type,
+    }
+}
+
+/// Runs `strata jobs …`.
+pub async fn run(
+    db: &DatabaseConnection,
+    args: JobsArgs,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let table = table(args.queue);
+    let text = |e: queue::QueueError| e.to_string();
+    match args.command {
+        JobsCommand::List { filter: f, page } => {
+            let jobs = queue::list_jobs(db, table, &filter(f), super::page(page)?)
+                .await
+                .map_err(text)?;
+            let rows = jobs
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.to_string(),
+                        j.job_type.clone(),
+                        j.status.clone(),
+                        format!("{}/{}", j.attempts, j.max_attempts),
+                        j.run_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        or_dash(j.last_error.clone()),
+                    ]
+                })
+                .collect();
+            out.show(
+                &jobs,
+                &["id", "type", "status", "attempts", "run at", "last error"],
+                rows,
+            )
+        }
+        JobsCommand::Show { id } => {
+            let job = queue::show_job(db, table, id)
+                .await
+                .map_err(text)?
+                .ok_or_else(|| format!("no job {id} in {}", table.name()))?;
+            let s = &job.summary;
+            let rows = vec![
+                vec!["id".into(), s.id.to_string()],
+                vec!["type".into(), s.job_type.clone()],
+                vec!["status".into(), s.status.clone()],
+                vec!["priority".into(), s.priority.to_string()],
+                vec![
+                    "attempts".into(),
+                    format!("{}/{}", s.attempts, s.max_attempts),
+                ],
+                vec!["run at".into(), s.run_at.to_rfc3339()],
+                vec!["locked by".into(), or_dash(s.locked_by.clone())],
+                vec!["created".into(), s.created_at.to_rfc3339()],
+                vec![
+                    "completed".into(),
+                    or_dash(s.completed_at.map(|t| t.to_rfc3339())),
+                ],
+                vec!["last error".into(), or_dash(s.last_error.clone())],
+                vec!["payload".into(), job.payload.to_string()],
+                vec![
+                    "result".into(),
+                    or_dash(job.result.as_ref().map(Value::to_string)),
+                ],
+            ];
+            out.show(&job, &["field", "value"], rows)
+        }
+        JobsCommand::Enqueue {
+            job_type,
+            payload,
+            priority,
+            delay,
+            max_attempts,
+            dedup_key,
+        } => {
+            let payload: Value =
+                serde_json::from_str(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+            let id = match args.queue {
+                QueueArg::Jobs => {
+                    let mut job = NewJob::new(job_type, payload).priority(priority);
+                    if let Some(delay) = delay {
+                        let delay =
+                            chrono::Duration::from_std(delay).map_err(|e| format!("delay: {e}"))?;
+                        job = job.run_at(chrono::Utc::now() + delay);
+                    }
+                    if let Some(n) = max_attempts {
+                        job = job.max_attempts(n);
+                    }
+                    if let Some(key) = dedup_key {
+                        job = job.dedup_key(key);
+                    }
+                    queue::enqueue(db, &[job], queue::DEFAULT_MAX_PAYLOAD_BYTES)
+                        .await
+                        .map_err(text)?
+                        .into_iter()
+                        .next()
+                        .ok_or("the enqueue returned no job")?
+                }
+                QueueArg::Ai => {
+                    let provider =
+                        service::provider::parse(&job_type).map_err(|e| e.to_string())?;
+                    let image = payload
+                        .get("image_id")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or("the payload names no image: {\"image_id\": \"<uuid>\"}")?;
+                    service::vision::request_annotations(db, image, provider, None)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            #[derive(Serialize)]
+            struct Enqueued<'a> {
+                id: uuid::Uuid,
+                queue: &'a str,
+            }
+            out.done(
+                &Enqueued {
+                    id,
+                    queue: table.name(),
+                },
+                &format!("enqueued {id} in {}", table.name()),
+            )
+        }
+        JobsCommand::Stats => {
+            let counts = queue::counts(db, table).await.map_err(text)?;
+            let wait = queue::oldest_pending_age(db, table).await.map_err(text)?;
+            #[derive(Serialize)]
+            struct Stats<'a> {
+                queue: &'a str,
+                counts: &'a [queue::StatusCount],
+                oldest_runnable_wait_seconds: Option<f64>,
+            }
+            let mut rows: Vec<Vec<String>> = counts
+                .iter()
+                .map(|c| vec![c.status.clone(), c.job_type.clone(), c.count.to_string()])
+                .collect();
+            rows.push(vec![
+                "oldest runnable wait".into(),
+                "-".into(),
+                wait.map_or("none".into(), |w| format!("{:.1}s", w.as_secs_f64())),
+            ]);
+            out.show(
+                &Stats {
+                    queue: table.name(),
+                    counts: &counts,
+                    oldest_runnable_wait_seconds: wait.map(|w| w.as_secs_f64()),
+                },
+                &["status", "type", "jobs"],
+                rows,
+            )
+        }
+        JobsCommand::Retry(bulk) => change(db, table, bulk, Change::Retry, out).await,
+        JobsCommand::Cancel(bulk) => change(db, table, bulk, Change::Cancel, out).await,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Retry,
+    Cancel,
+}
+
+/// What a retry or cancel did (or would do, without `--yes`).
+#[derive(Serialize)]
+struct Changed {
+    action: &'static str,
+    matching: i64,
+    changed: u64,
+    confirmed: bool,
+}
+
+/// Retries or cancels one job, or every job matching the filter once `--yes` says so.
+async fn change(
+    db: &DatabaseConnection,
+    table: QueueTable,
+    bulk: BulkArgs,
+    what: Change,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let text = |e: queue::QueueError| e.to_string();
+    let action = match what {
+        Change::Retry => "retry",
+        Change::Cancel => "cancel",
+    };
+    if let Some(id) = bulk.id {
+        let changed = match what {
+            Change::Retry => queue::retry_failed(db, table, &[id]).await.map_err(text)?,
+            Change::Cancel => u64::from(queue::cancel(db, table, id).await.map_err(text)?),
+        };
+        if changed == 0 {
+            return Err(match what {
+                Change::Retry => format!("job {id} is not failed (or does not exist)"),
+                Change::Cancel => format!("job {id} is not pending or running (or does not exist)"),
+            });
+        }
+        let done = Changed {
+            action,
+            matching: 1,
+            changed,
+            confirmed: true,
+        };
+        return out.done(&done, &format!("{action}: job {id}"));
+    }
+    let f = filter(bulk.filter);
+    let matching = queue::count_matching(db, table, &f).await.map_err(text)?;
+    let matching = match what {
+        Change::Retry => matching.retryable,
+        Change::Cancel => matching.cancellable,
+    };
+    let changed = if bulk.yes && matching > 0 {
+        match what {
+            Change::Retry => queue::retry_matching(db, table, &f).await.map_err(text)?,
+            Change::Cancel => queue::cancel_matching(db, table, &f).await.map_err(text)?,
+        }
+    } else {
+        0
+    };
+    let message = if bulk.yes {
+        format!("{action}: {changed} of {matching} matching jobs")
+    } else {
+        format!("{matching} jobs match; run again with --yes to {action} them (nothing changed)")
+    };
+    out.done(
+        &Changed {
+            action,
+            matching,
+            changed,
+            confirmed: bulk.yes,
+        },
+        &message,
+    )
+}

@@ -1,0 +1,306 @@
+//! Checks of this schema's own machinery: the materialized views, the vector index,
+//! both job queues, the caches and the maintenance schedule.
+
+use sea_orm::{DatabaseTransaction, FromQueryResult};
+
+use super::{Check, CheckResult, Expectations, first, human_bytes, sql};
+use crate::cache::CacheError;
+use crate::cache::stats::cache_stats;
+use crate::error::DbError;
+use crate::store::{Recommendation, StoreError, index_health};
+
+/// The materialized views: populated or not, and when the maintenance task that
+/// refreshes each last succeeded (PostgreSQL keeps no refresh time itself).
+const MATVIEWS_SQL: &str = "SELECT m.matviewname::text AS name, m.ispopulated AS populated,
+            extract(epoch FROM now() - t.last_run_at)::float8 AS age_seconds,
+            t.last_status AS status
+     FROM pg_matviews m
+     LEFT JOIN maintenance_tasks t ON t.task = CASE m.matviewname
+                                              WHEN 'layer0_stats' THEN 'refresh_layer0_stats'
+                                              WHEN 'cache_performance_metrics' THEN 'refresh_cache_metrics' END
+     WHERE m.schemaname = 'public'
+     ORDER BY 1";
+
+#[derive(FromQueryResult)]
+struct Matview {
+    name: String,
+    populated: bool,
+    age_seconds: Option<f64>,
+    status: Option<String>,
+}
+
+/// Older than this, a refreshed-hourly view is stale.
+const MATVIEW_STALE_SECONDS: f64 = 2.0 * 3600.0;
+
+/// Materialized views: `fail` when one is not populated (reads error, a concurrent
+/// refresh is refused), `warn` when its refresh last failed, never ran, or is over
+/// two hours old.
+pub(super) async fn materialized_views(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
+    let views = Matview::find_by_statement(sql(MATVIEWS_SQL))
+        .all(db)
+        .await?;
+    let name = "materialized views";
+    let unpopulated: Vec<String> = views
+        .iter()
+        .filter(|v| !v.populated)
+        .map(|v| v.name.clone())
+        .collect();
+    if !unpopulated.is_empty() {
+        return Ok(vec![
+            Check::fail(name, format!("not populated: {}", first(&unpopulated, 3)))
+                .with_details(unpopulated),
+        ]);
+    }
+    let stale: Vec<String> = views
+        .iter()
+        .filter_map(|v| match (v.age_seconds, v.status.as_deref()) {
+            (_, Some("failure")) => Some(format!("{} (last refresh failed)", v.name)),
+            (None, _) => Some(format!("{} (never refreshed by maintenance)", v.name)),
+            (Some(age), _) if age > MATVIEW_STALE_SECONDS => {
+                Some(format!("{} (refreshed {:.1} h ago)", v.name, age / 3600.0))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(vec![if stale.is_empty() {
+        Check::ok(
+            name,
+            format!("{} populated, refreshed within 2 h", views.len()),
+        )
+    } else {
+        Check::warn(name, first(&stale, 3)).with_details(stale)
+    }])
+}
+
+/// The store's errors, as the database error a check reports.
+fn store_db(e: StoreError) -> DbError {
+    match e {
+        StoreError::Database(e) => e,
+        other => DbError::Other {
+            code: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The vector index ([`index_health`]): `fail` when missing or invalid, `warn` when
+/// built on too little data or due for a rebuild, `ok` otherwise (or when there is
+/// nothing to index yet).
+pub(super) async fn vector_index(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
+    let h = index_health(db).await.map_err(store_db)?;
+    let name = "vector index";
+    let method = h.method.clone().unwrap_or_else(|| "?".into());
+    let built = h
+        .rows_at_build
+        .map_or("build not recorded".to_owned(), |r| {
+            format!("built on {r} rows")
+        });
+    let state = format!(
+        "{} {method}, {built}, {} rows now, {}",
+        h.index_name,
+        h.rows_now,
+        human_bytes(h.size_bytes)
+    );
+    Ok(vec![if !h.exists {
+        Check::fail(
+            name,
+            format!("{} is missing: strata docs reindex", h.index_name),
+        )
+    } else if !h.valid {
+        Check::fail(
+            name,
+            format!("{} is invalid: strata docs reindex", h.index_name),
+        )
+    } else {
+        match &h.recommendation {
+            Recommendation::Rebuild(why) => Check::warn(name, format!("{state}; rebuild: {why}")),
+            Recommendation::Wait(why) => Check::ok(name, format!("{state}; {why}")),
+            Recommendation::Keep => Check::ok(name, state),
+        }
+    }])
+}
+
+/// A job table's running jobs whose lease ran out, its runnable pending jobs and the
+/// oldest one's wait, and its failed jobs: one scan of the table's statuses.
+const QUEUE_SQL_JOBS: &str = "SELECT
+       count(*) FILTER (WHERE status = 'running' AND locked_until < now()) AS stale,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS runnable,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::float8
+         AS oldest_wait_seconds
+     FROM jobs";
+/// The same for `ai_annotation_jobs` (its running status is `processing`).
+const QUEUE_SQL_AI: &str = "SELECT
+       count(*) FILTER (WHERE status = 'processing' AND locked_until < now()) AS stale,
+       count(*) FILTER (WHERE status = 'processing') AS running,
+       count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS runnable,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::float8
+         AS oldest_wait_seconds
+     FROM ai_annotation_jobs";
+
+#[derive(FromQueryResult)]
+struct QueueState {
+    stale: i64,
+    running: i64,
+    runnable: i64,
+    failed: i64,
+    oldest_wait_seconds: Option<f64>,
+}
+
+/// A runnable job waiting longer than this means no worker is taking jobs.
+const QUEUE_WAIT_WARNING_SECONDS: f64 = 3600.0;
+
+/// One queue: `warn` for running jobs whose lease expired (their worker died; the
+/// `rescue_expired_leases` task requeues them) or a runnable job waiting over an hour.
+async fn queue(db: &DatabaseTransaction, text: &str, name: &'static str) -> CheckResult {
+    let q = QueueState::find_by_statement(sql(text))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbError::no_row("queue state"))?;
+    let counts = format!(
+        "{} running, {} runnable, {} failed",
+        q.running, q.runnable, q.failed
+    );
+    let wait = q.oldest_wait_seconds.unwrap_or(0.0);
+    Ok(vec![if q.stale > 0 {
+        Check::warn(
+            name,
+            format!(
+                "{} running with an expired lease (worker gone?); {counts}",
+                q.stale
+            ),
+        )
+    } else if wait > QUEUE_WAIT_WARNING_SECONDS {
+        Check::warn(
+            name,
+            format!(
+                "oldest runnable job waited {:.1} h: is a worker running? {counts}",
+                wait / 3600.0
+            ),
+        )
+    } else {
+        Check::ok(name, counts)
+    }])
+}
+
+/// Seed 003's `jobs`.
+pub(super) async fn queue_jobs(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
+    queue(db, QUEUE_SQL_JOBS, "queue jobs").await
+}
+
+/// Seed 004's `ai_annotation_jobs`.
+pub(super) async fn queue_ai_jobs(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
+    queue(db, QUEUE_SQL_AI, "queue ai_annotation_jobs").await
+}
+
+/// The caches' errors, as the database error a check reports.
+fn cache_db(e: CacheError) -> DbError {
+    match e {
+        CacheError::Database(e) => e,
+        other => DbError::Other {
+            code: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Expired entries beyond this share of a cache mean its clean-up is not running.
+const EXPIRED_WARNING_SHARE: f64 = 0.10;
+
+/// Each cache's entries, size and hit rate; `warn` when over a tenth of a cache's
+/// entries (and over 100) have expired and are still there.
+pub(super) async fn caches(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
+    let stats = cache_stats(db).await.map_err(cache_db)?;
+    Ok(stats
+        .into_iter()
+        .map(|s| {
+            let name = match s.kind.name() {
+                "pdf" => "cache pdf",
+                "ai" => "cache ai",
+                "vision" => "cache vision",
+                _ => "cache exercise",
+            };
+            let rate = s.hit_rate.map_or("no lookups".to_owned(), |r| {
+                format!("hit rate {:.1}%", r * 100.0)
+            });
+            let text = format!(
+                "{} entries, {}, {} hits, {rate}",
+                s.entries,
+                human_bytes(s.total_bytes),
+                s.hits
+            );
+            match s.expired {
+                Some(expired)
+                    if expired > 100
+                        && expired as f64 > EXPIRED_WARNING_SHARE * s.entries as f64 =>
+                {
+                    Check::warn(
+                        name,
+                        format!("{expired} expired entries not cleaned up; {text}"),
+                    )
+                }
+                _ => Check::ok(name, text),
+            }
+        })
+        .collect())
+}
+
+/// Enabled maintenance tasks whose last run failed, or whose next run is over an
+/// hour overdue (no runner is running).
+const MAINTENANCE_SQL: &str = "SELECT task, last_status AS status,
+            extract(epoch FROM now() - next_run_at)::float8 AS overdue_seconds,
+            coalesce(last_result ->> 'error', '') AS error
+     FROM maintenance_tasks
+     WHERE enabled
+     ORDER BY task";
+
+#[derive(FromQueryResult)]
+struct TaskState {
+    task: String,
+    status: Option<String>,
+    overdue_seconds: f64,
+    error: String,
+}
+
+/// Maintenance: `fail` when a task's last run failed (with its error), `warn` when
+/// a task is over an hour overdue (`strata maintain --every 1m` runs them).
+pub(super) async fn maintenance(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
+    let tasks = TaskState::find_by_statement(sql(MAINTENANCE_SQL))
+        .all(db)
+        .await?;
+    let name = "maintenance";
+    let failing: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.status.as_deref() == Some("failure"))
+        .map(|t| format!("{}: {}", t.task, t.error))
+        .collect();
+    let overdue: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.overdue_seconds > 3600.0)
+        .map(|t| format!("{} ({:.1} h overdue)", t.task, t.overdue_seconds / 3600.0))
+        .collect();
+    Ok(vec![if !failing.is_empty() {
+        Check::fail(
+            name,
+            format!("{} failing: {}", failing.len(), first(&failing, 2)),
+        )
+        .with_details(failing)
+    } else if !overdue.is_empty() {
+        Check::warn(
+            name,
+            format!(
+                "{} overdue (is `strata maintain --every 1m` running?): {}",
+                overdue.len(),
+                first(&overdue, 3)
+            ),
+        )
+        .with_details(overdue)
+    } else {
+        Check::ok(
+            name,
+            format!("{} enabled tasks, none failing or overdue", tasks.len()),
+        )
+    }])
+}

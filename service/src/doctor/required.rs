@@ -1,0 +1,253 @@
+//! The objects the service needs: every table, view, index, function, trigger,
+//! policy, extension and row-level-security switch the migrations create. A test
+//! compares this list with a freshly migrated database, so it cannot drift; `doctor`
+//! names each one missing.
+
+/// A kind of database object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// An extension (`vector`, `pgcrypto`).
+    Extension,
+    /// A table.
+    Table,
+    /// A view.
+    View,
+    /// A materialized view.
+    MaterializedView,
+    /// An index (constraints' indexes included).
+    Index,
+    /// A function, by its signature.
+    Function,
+    /// A trigger, as `name on table`.
+    Trigger,
+    /// A row-level-security policy, as `name on table`.
+    Policy,
+    /// Row-level security switched on for a table.
+    RowLevelSecurity,
+}
+
+impl ObjectKind {
+    /// Its name as `doctor` prints it and the catalogue query returns it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Extension => "extension",
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Index => "index",
+            ObjectKind::Function => "function",
+            ObjectKind::Trigger => "trigger",
+            ObjectKind::Policy => "policy",
+            ObjectKind::RowLevelSecurity => "row-level security",
+        }
+    }
+}
+
+/// An object that must exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequiredObject {
+    /// Its kind.
+    pub kind: ObjectKind,
+    /// Its name (a function's signature; `name on table` for triggers and policies).
+    pub name: &'static str,
+}
+
+const fn o(kind: ObjectKind, name: &'static str) -> RequiredObject {
+    RequiredObject { kind, name }
+}
+
+use ObjectKind::*;
+
+/// Every object the migrations create, by kind and name.
+pub const REQUIRED_OBJECTS: &[RequiredObject] = &[
+    o(Extension, "uuid-ossp"),
+    o(Extension, "vector"),
+    o(Function, "change_user_role(uuid,text,uuid)"),
+    o(Function, "cleanup_expired_cache()"),
+    o(Function, "clear_ended_claim_token()"),
+    o(Function, "count_ai_job_batch_item()"),
+    o(Function, "evict_lru_cache(integer)"),
+    o(Function, "get_cache_stats()"),
+    o(Function, "get_cache_stats(date,date)"),
+    o(Function, "has_permission(uuid,text)"),
+    o(Function, "increment_cache_stats(date,boolean,integer)"),
+    o(Function, "invalidate_cache_on_lecture_change()"),
+    o(Function, "notify_job_enqueued()"),
+    o(
+        Function,
+        "record_batch_item(uuid,boolean,integer,text,text)",
+    ),
+    o(Function, "refresh_cache_metrics()"),
+    o(Function, "refresh_layer0_stats()"),
+    o(Function, "role_permissions()"),
+    o(Function, "set_job_timestamps()"),
+    o(Function, "sync_lecture_content_hash()"),
+    o(Function, "update_cache_access()"),
+    o(Function, "update_cache_stats_timestamp()"),
+    o(Function, "update_lecture_hash_timestamp()"),
+    o(Function, "update_updated_at_column()"),
+    o(Index, "ai_annotation_jobs_pkey"),
+    o(Index, "ai_cache_stats_pkey"),
+    o(Index, "ai_response_cache_pkey"),
+    o(Index, "annotations_pkey"),
+    o(Index, "audit_logs_pkey"),
+    o(Index, "batch_job_errors_pkey"),
+    o(Index, "batch_jobs_pkey"),
+    o(Index, "courses_pkey"),
+    o(Index, "document_chunks_pkey"),
+    o(Index, "documents_pkey"),
+    o(Index, "embedding_model_pkey"),
+    o(Index, "exercise_cache_key"),
+    o(Index, "exercise_cache_pkey"),
+    o(Index, "idx_ai_cache_content_hash"),
+    o(Index, "idx_ai_cache_created_at"),
+    o(Index, "idx_ai_cache_key"),
+    o(Index, "idx_ai_cache_lecture_ids"),
+    o(Index, "idx_ai_cache_operation_type"),
+    o(Index, "idx_ai_cache_stats_date"),
+    o(Index, "idx_ai_jobs_claim"),
+    o(Index, "idx_ai_jobs_dedup_key"),
+    o(Index, "idx_ai_jobs_image_id"),
+    o(Index, "idx_ai_jobs_lease"),
+    o(Index, "idx_ai_jobs_provider"),
+    o(Index, "idx_ai_jobs_status"),
+    o(Index, "idx_ai_jobs_status_created"),
+    o(Index, "idx_annotations_ai_job_id"),
+    o(Index, "idx_annotations_ai_review_queue"),
+    o(Index, "idx_annotations_image_confidence"),
+    o(Index, "idx_annotations_image_id"),
+    o(Index, "idx_annotations_review_status"),
+    o(Index, "idx_annotations_review_status_created"),
+    o(Index, "idx_annotations_reviewed_by"),
+    o(Index, "idx_annotations_user_id"),
+    o(Index, "idx_annotations_vision_generated"),
+    o(Index, "idx_annotations_vision_review"),
+    o(Index, "idx_audit_logs_created_at"),
+    o(Index, "idx_audit_logs_event_type"),
+    o(Index, "idx_audit_logs_resource"),
+    o(Index, "idx_audit_logs_user_id"),
+    o(Index, "idx_batch_job_errors_job_created"),
+    o(Index, "idx_batch_jobs_status"),
+    o(Index, "idx_batch_jobs_type_status_created"),
+    o(Index, "idx_cache_active"),
+    o(Index, "idx_cache_expires_at"),
+    o(Index, "idx_cache_last_accessed"),
+    o(Index, "idx_cache_lookup"),
+    o(Index, "idx_cache_performance_metrics_day_provider"),
+    o(Index, "idx_cache_url_hash_provider"),
+    o(Index, "idx_chunks_document_id"),
+    o(Index, "idx_chunks_embedding"),
+    o(Index, "idx_chunks_metadata"),
+    o(Index, "idx_chunks_search_vector"),
+    o(Index, "idx_documents_created_at"),
+    o(Index, "idx_documents_external_key"),
+    o(Index, "idx_documents_metadata"),
+    o(Index, "idx_documents_source"),
+    o(Index, "idx_exercise_cache_expires_at"),
+    o(Index, "idx_exercise_cache_lookup"),
+    o(Index, "idx_images_uploaded_by"),
+    o(Index, "idx_jobs_created_at"),
+    o(Index, "idx_jobs_dedup_key"),
+    o(Index, "idx_jobs_job_type"),
+    o(Index, "idx_jobs_lease"),
+    o(Index, "idx_jobs_priority"),
+    o(Index, "idx_jobs_status"),
+    o(Index, "idx_layer0_cost_created_at"),
+    o(Index, "idx_layer0_cost_hit_created"),
+    o(Index, "idx_layer0_cost_pdf_hash"),
+    o(Index, "idx_layer0_stats_id"),
+    o(Index, "idx_lectures_course_position"),
+    o(Index, "idx_maintenance_runs_started_at"),
+    o(Index, "idx_maintenance_tasks_due"),
+    o(Index, "idx_pdf_cache_created_at"),
+    o(Index, "idx_pdf_cache_processing_time"),
+    o(Index, "idx_pdf_cache_storage_size"),
+    o(Index, "idx_search_logs_created_at"),
+    o(Index, "idx_users_email"),
+    o(Index, "idx_users_role"),
+    o(Index, "images_pkey"),
+    o(Index, "jobs_pkey"),
+    o(Index, "layer0_cost_tracking_pkey"),
+    o(Index, "lecture_content_hashes_pkey"),
+    o(Index, "lectures_pkey"),
+    o(Index, "maintenance_runs_once"),
+    o(Index, "maintenance_runs_pkey"),
+    o(Index, "maintenance_tasks_pkey"),
+    o(Index, "pdf_cache_pkey"),
+    o(Index, "search_logs_pkey"),
+    o(Index, "users_pkey"),
+    o(Index, "vector_index_builds_pkey"),
+    o(Index, "vision_api_cache_pkey"),
+    o(MaterializedView, "cache_performance_metrics"),
+    o(MaterializedView, "layer0_stats"),
+    o(
+        Policy,
+        "Allow all access for service role on ai_response_cache",
+    ),
+    o(
+        Policy,
+        "Allow read access for authenticated users on ai_response_cache",
+    ),
+    o(RowLevelSecurity, "ai_response_cache"),
+    o(Table, "ai_annotation_jobs"),
+    o(Table, "ai_cache_stats"),
+    o(Table, "ai_response_cache"),
+    o(Table, "annotations"),
+    o(Table, "audit_logs"),
+    o(Table, "batch_job_errors"),
+    o(Table, "batch_jobs"),
+    o(Table, "courses"),
+    o(Table, "document_chunks"),
+    o(Table, "documents"),
+    o(Table, "embedding_model"),
+    o(Table, "exercise_cache"),
+    o(Table, "images"),
+    o(Table, "jobs"),
+    o(Table, "layer0_cost_tracking"),
+    o(Table, "lecture_content_hashes"),
+    o(Table, "lectures"),
+    o(Table, "maintenance_runs"),
+    o(Table, "maintenance_tasks"),
+    o(Table, "pdf_cache"),
+    o(Table, "search_logs"),
+    o(Table, "users"),
+    o(Table, "vector_index_builds"),
+    o(Table, "vision_api_cache"),
+    o(
+        Trigger,
+        "ai_annotation_jobs_batch_item on ai_annotation_jobs",
+    ),
+    o(Trigger, "trigger_ai_jobs_claim_token on ai_annotation_jobs"),
+    o(Trigger, "trigger_ai_jobs_notify on ai_annotation_jobs"),
+    o(Trigger, "trigger_ai_jobs_timestamps on ai_annotation_jobs"),
+    o(Trigger, "trigger_batch_jobs_timestamps on batch_jobs"),
+    o(
+        Trigger,
+        "trigger_invalidate_cache_on_lecture_change on lecture_content_hashes",
+    ),
+    o(Trigger, "trigger_jobs_claim_token on jobs"),
+    o(Trigger, "trigger_jobs_notify on jobs"),
+    o(Trigger, "trigger_jobs_timestamps on jobs"),
+    o(Trigger, "trigger_sync_lecture_hash_on_insert on lectures"),
+    o(Trigger, "trigger_sync_lecture_hash_on_update on lectures"),
+    o(Trigger, "trigger_update_cache_access on ai_response_cache"),
+    o(
+        Trigger,
+        "trigger_update_cache_stats_timestamp on ai_cache_stats",
+    ),
+    o(
+        Trigger,
+        "trigger_update_lecture_hash_timestamp on lecture_content_hashes",
+    ),
+    o(Trigger, "update_annotations_updated_at on annotations"),
+    o(Trigger, "update_courses_updated_at on courses"),
+    o(Trigger, "update_documents_updated_at on documents"),
+    o(Trigger, "update_images_updated_at on images"),
+    o(Trigger, "update_lectures_updated_at on lectures"),
+    o(Trigger, "update_users_updated_at on users"),
+    o(View, "ai_job_stats"),
+    o(View, "cache_stats"),
+    o(View, "pending_ai_annotations"),
+    o(View, "reviewer_stats"),
+    o(View, "user_roles_summary"),
+];
