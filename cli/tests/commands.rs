@@ -9,39 +9,9 @@ use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use tests::TestDb;
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+mod support;
 
-/// Runs `strata --database-url URL ARGS…`.
-fn strata(t: &TestDb, args: &[&str]) -> Output {
-    Command::new(STRATA)
-        .arg("--database-url")
-        .arg(&t.url)
-        .args(args)
-        .output()
-        .expect("run strata")
-}
-
-/// Runs it with `--json`, expects success, and parses stdout.
-fn json(t: &TestDb, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = strata(t, &all);
-    assert!(
-        out.status.success(),
-        "strata {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-/// Expects failure with one line on stderr containing `needle`.
-fn fails(t: &TestDb, args: &[&str], needle: &str) {
-    let out = strata(t, args);
-    assert_eq!(out.status.code(), Some(1), "strata {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-}
+use support::{STRATA, fails, json, strata};
 
 #[tokio::test]
 async fn users_review_and_audit_commands() {
