@@ -2,7 +2,7 @@
 //! `--json` output parsed and checked, errors as one line on stderr, and SIGINT
 //! stopping `maintain --every` cleanly with no run left running.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
