@@ -172,8 +172,8 @@ pub enum JobsCommand {
         /// The JSON payload.
         #[arg(default_value = "{}")]
         payload: String,
-        /// Higher runs first (-32768 to 32767).
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        /// Higher runs first (0 to 32767).
+        #[arg(long, default_value_t = 0)]
         priority: i32,
         /// Run no sooner than this from now (`30s`, `5m`).
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -197,6 +197,7 @@ pub enum JobsCommand {
 #[derive(Args, Debug)]
 pub struct BulkArgs {
     /// The job; without it, every job matching the filter.
+    #[arg(conflicts_with_all = ["status", "job_type"])]
     pub id: Option<Uuid>,
     #[command(flatten)]
     pub filter: JobFilterArgs,

@@ -1,11 +1,17 @@
 //! `strata`: operate the Strata data layer from a terminal.
 //!
-//! - `strata migrate [up|down|status|…]`: the migration CLI (same as
-//!   `cargo run -p migration -- …`), under the migration lock.
-//! - `strata doctor`: where the database is and what it holds.
+//! - `strata migrate [up|down|status|fresh]`: the migration CLI (same as
+//!   `cargo run -p migration -- …`), under the migration lock; `strata db
+//!   start|stop|status|url`: the embedded development cluster.
+//! - `strata doctor`: PgHero's checks and this schema's own, ok / warn / fail, exit
+//!   status 1 on a fail.
+//! - `strata cache stats|cleanup|evict|purge`, `strata jobs
+//!   list|show|enqueue|stats|retry|cancel` (both queues), `strata worker` (the built-in
+//!   handlers and the maintenance schedule until Ctrl-C).
+//! - `strata docs ingest|search|reindex|health`: the vector document store.
 //! - `strata maintain [--every 1m] [run TASK | list]`: the maintenance schedule.
 //! - `strata users create|role|list`, `strata review list|approve|reject|stats`,
-//!   `strata audit list`.
+//!   `strata audit list`, `strata completions SHELL`.
 //!
 //! One global `--database-url` (env `DATABASE_URL`; without it, the embedded default
 //! cluster under `target/`) and `--json` on every reporting command. Errors are one

@@ -2,7 +2,6 @@
 //! `--json` output parsed and checked, errors as one line on stderr, and SIGINT
 //! stopping `maintain --every` cleanly with no run left running.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
@@ -11,7 +10,7 @@ use tests::TestDb;
 
 mod support;
 
-use support::{STRATA, fails, json, strata};
+use support::{fails, interrupt, json, spawn, strata};
 
 #[tokio::test]
 async fn users_review_and_audit_commands() {
@@ -120,12 +119,7 @@ async fn maintain_runs_what_is_due_once_and_lists_the_schedule() {
 #[tokio::test]
 async fn sigint_stops_maintain_every_cleanly() {
     let t = TestDb::new().await;
-    let child = Command::new(STRATA)
-        .args(["--database-url", &t.url, "maintain", "--every", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn(&t, &["maintain", "--every", "1s"]);
     // Wait until its first pass has run everything that was due.
     tests::queue::wait_for(
         &t,
@@ -134,18 +128,7 @@ async fn sigint_stops_maintain_every_cleanly() {
         Duration::from_secs(60),
     )
     .await;
-    // SAFETY: sending a signal to our own child process.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    interrupt(child).await;
     assert_eq!(
         t.scalar("SELECT count(*)::text FROM maintenance_runs WHERE status = 'running'")
             .await,

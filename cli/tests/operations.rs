@@ -3,7 +3,7 @@
 //! `--yes`, dry runs that change nothing, and a worker stopped by SIGINT with no job
 //! left running.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,7 +11,7 @@ use tests::TestDb;
 
 mod support;
 
-use support::{STRATA, fails, json, strata};
+use support::{STRATA, fails, interrupt, json, spawn, strata};
 
 #[tokio::test]
 async fn jobs_list_show_stats_and_bulk_changes_wait_for_yes() {
@@ -88,7 +88,7 @@ async fn jobs_list_show_stats_and_bulk_changes_wait_for_yes() {
     fails(
         &t,
         &["jobs", "list", "--status", "stuck"],
-        "not a status of this queue",
+        "status \"stuck\" is not one of jobs's: pending, running, completed, failed, cancelled",
     );
     fails(
         &t,
@@ -119,21 +119,17 @@ async fn sigint_stops_the_worker_with_no_job_left_running() {
             ],
         );
     }
-    let child = Command::new(STRATA)
-        .args([
-            "--database-url",
-            &t.url,
+    let child = spawn(
+        &t,
+        &[
             "--json",
             "worker",
             "--concurrency",
             "2",
             "--maintain-every",
             "0s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        ],
+    );
     tests::queue::wait_for(
         &t,
         "SELECT (count(*) >= 2)::text FROM jobs WHERE status = 'completed'",
@@ -141,18 +137,7 @@ async fn sigint_stops_the_worker_with_no_job_left_running() {
         Duration::from_secs(120),
     )
     .await;
-    // SAFETY: sending a signal to our own child process.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = interrupt(child).await;
     assert_eq!(
         t.scalar("SELECT count(*)::text FROM jobs WHERE status = 'running'")
             .await,

@@ -234,15 +234,7 @@ pub fn running(dir: &Path) -> Result<Option<Cluster>, EmbeddedError> {
         return Ok(None);
     }
     let bindir = find_bindir()?;
-    let status = pg_command(&bindir, "pg_ctl")
-        .arg("-D")
-        .arg(&data)
-        .arg("status")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(io("run pg_ctl status in", &data))?;
-    if !status.success() {
+    if !pg_ctl_status(&bindir, &data)? {
         return Ok(None);
     }
     let Some(port) = read_port(dir)? else {
@@ -255,6 +247,19 @@ pub fn running(dir: &Path) -> Result<Option<Cluster>, EmbeddedError> {
         started: false,
         tls: tls_requested(),
     }))
+}
+
+/// Whether a server runs on `data` (`pg_ctl status`).
+fn pg_ctl_status(bindir: &Path, data: &Path) -> Result<bool, EmbeddedError> {
+    let status = pg_command(bindir, "pg_ctl")
+        .arg("-D")
+        .arg(data)
+        .arg("status")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(io("run pg_ctl status in", data))?;
+    Ok(status.success())
 }
 
 fn start_locked(dir: &Path) -> Result<Cluster, EmbeddedError> {
@@ -290,15 +295,7 @@ fn start_locked(dir: &Path) -> Result<Cluster, EmbeddedError> {
         fs::write(&conf, text).map_err(io("write", &conf))?;
     }
 
-    let status = pg_command(&bindir, "pg_ctl")
-        .arg("-D")
-        .arg(&data)
-        .arg("status")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(io("run pg_ctl status in", &data))?;
-    let running = status.success();
+    let running = pg_ctl_status(&bindir, &data)?;
     let port = if running {
         read_port(dir)?.ok_or_else(|| EmbeddedError::BadPort {
             value: String::new(),

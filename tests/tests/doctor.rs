@@ -177,3 +177,34 @@ async fn stale_jobs_and_failing_maintenance_are_reported() {
     assert_eq!(m.status, Status::Fail);
     assert_eq!(m.details, vec!["analyze_tables: disk full".to_owned()]);
 }
+
+#[tokio::test]
+async fn duplicate_indexes_respect_order_collation_and_uniqueness() {
+    let t = TestDb::new().await;
+    t.db.execute_unprepared(
+        "CREATE INDEX probe_desc ON jobs (priority DESC);
+         CREATE INDEX probe_pair ON jobs (priority, run_at);
+         CREATE INDEX probe_asc ON jobs (priority);
+         CREATE INDEX probe_c ON jobs (job_type COLLATE \"C\");
+         CREATE INDEX probe_type_run ON jobs (job_type, run_at);
+         CREATE UNIQUE INDEX probe_unique_a ON users (email, id);
+         CREATE UNIQUE INDEX probe_unique_b ON users (email, id)",
+    )
+    .await
+    .expect("indexes");
+    let e = examined(&t).await;
+    let dup = e.check("duplicate indexes").expect("check");
+    let probes: Vec<&String> = dup
+        .details
+        .iter()
+        .filter(|d| d.starts_with("probe_"))
+        .collect();
+    assert_eq!(
+        probes,
+        vec![
+            "probe_asc on jobs (covered by probe_pair)",
+            "probe_unique_b on users (covered by probe_unique_a)",
+        ],
+        "a DESC key and another collation are not covered; identical unique indexes are: {dup:?}"
+    );
+}

@@ -26,34 +26,43 @@ pub async fn run(
     command: CacheCommand,
     out: &mut Output<'_>,
 ) -> Result<(), String> {
+    let runner = maintenance::runner_name();
     match command {
         CacheCommand::Stats => stats(db, out).await,
         CacheCommand::Cleanup { kind, dry_run } => {
             let kinds = kind.map_or(CacheKind::ALL.to_vec(), |k| vec![k]);
             let mut removed = Vec::new();
+            let mut failures = Vec::new();
             for kind in kinds {
                 let task = cleanup_task(kind);
-                let rows = change(db, dry_run, |txn| async move {
-                    maintenance::run(&txn, task, &maintenance::runner_name())
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| match r.outcome {
-                            RunOutcome::Failure { error } => {
-                                Err(format!("{}: {error}", task.name()))
-                            }
-                            RunOutcome::Success(report) => Ok(report.rows_affected),
-                        })
-                        .map(|rows| (txn, rows))
-                })
-                .await?;
-                removed.push(Removed {
-                    cache: kind,
-                    what: task.name().to_owned(),
-                    rows,
-                    dry_run,
-                });
+                let outcome = if dry_run {
+                    let txn = db.begin().await.map_err(|e| e.to_string())?;
+                    let record = maintenance::run(&txn, task, &runner).await;
+                    txn.rollback().await.map_err(|e| e.to_string())?;
+                    record
+                } else {
+                    // Recorded (and audited) as `strata maintain run` records it,
+                    // a failure too.
+                    maintenance::run(db, task, &runner).await
+                };
+                match outcome.map_err(|e| e.to_string())?.outcome {
+                    RunOutcome::Success(report) => removed.push(Removed {
+                        cache: kind,
+                        what: task.name().to_owned(),
+                        rows: report.rows_affected,
+                        dry_run,
+                    }),
+                    RunOutcome::Failure { error } => {
+                        failures.push(format!("{}: {error}", task.name()));
+                    }
+                }
             }
-            show_removed(out, &removed)
+            show_removed(out, &removed)?;
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("clean-up failed: {}", failures.join("; ")))
+            }
         }
         CacheCommand::Evict {
             max,
@@ -74,8 +83,7 @@ pub async fn run(
     }
 }
 
-/// The seeds' clean-up of each cache, as a maintenance task (run and recorded as
-/// `maintain run` would).
+/// The seeds' clean-up of each cache, as a maintenance task.
 fn cleanup_task(kind: CacheKind) -> Task {
     match kind {
         CacheKind::Pdf => Task::PdfCacheRetention,

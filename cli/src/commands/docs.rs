@@ -321,6 +321,9 @@ fn read_documents(path: &Path) -> Result<(Vec<NewDocument>, Vec<usize>), String>
 
 /// A parsed line as a document to ingest.
 fn document(line: Line) -> Result<NewDocument, String> {
+    if line.chunks.is_empty() {
+        return Err("the document has no chunks".into());
+    }
     let key = match (line.id, line.source.clone(), line.key) {
         (Some(id), _, None) => Some(DocumentKey::Id(id)),
         (None, Some(source), Some(key)) => Some(DocumentKey::External { source, key }),
@@ -430,7 +433,13 @@ async fn ingest(
                     lines[d]
                 ));
             }
-            let dimension = docs[0].chunks[0].embedding.len();
+            // Every document has a chunk (`document` refuses none), and every chunk a vector.
+            let dimension = docs
+                .iter()
+                .flat_map(|d| d.chunks.iter())
+                .map(|c| c.embedding.len())
+                .next()
+                .unwrap_or_default();
             let name = match model {
                 Some(name) => name,
                 None => store::recorded_model(db)

@@ -120,6 +120,15 @@ pub async fn run(
                         .ok_or("the enqueue returned no job")?
                 }
                 QueueArg::Ai => {
+                    if priority != 0
+                        || delay.is_some()
+                        || max_attempts.is_some()
+                        || dedup_key.is_some()
+                    {
+                        return Err("--queue ai takes no --priority, --delay, --max-attempts or --dedup-key: \
+                                    an annotation job is one per image and provider"
+                            .into());
+                    }
                     let provider =
                         service::provider::parse(&job_type).map_err(|e| e.to_string())?;
                     let image = payload
@@ -226,21 +235,24 @@ async fn change(
         return out.done(&done, &format!("{action}: job {id}"));
     }
     let f = filter(bulk.filter);
-    let matching = queue::count_matching(db, table, &f).await.map_err(text)?;
-    let matching = match what {
-        Change::Retry => matching.retryable,
-        Change::Cancel => matching.cancellable,
-    };
-    let changed = if bulk.yes && matching > 0 {
-        match what {
+    // With --yes, the change itself says how many it changed (one statement: no job
+    // enqueued between a count and the change is counted wrong); without, the count.
+    let (matching, changed) = if bulk.yes {
+        let changed = match what {
             Change::Retry => queue::retry_matching(db, table, &f).await.map_err(text)?,
             Change::Cancel => queue::cancel_matching(db, table, &f).await.map_err(text)?,
-        }
+        };
+        (changed as i64, changed)
     } else {
-        0
+        let matching = queue::count_matching(db, table, &f).await.map_err(text)?;
+        let matching = match what {
+            Change::Retry => matching.retryable,
+            Change::Cancel => matching.cancellable,
+        };
+        (matching, 0)
     };
     let message = if bulk.yes {
-        format!("{action}: {changed} of {matching} matching jobs")
+        format!("{action}: {changed} jobs")
     } else {
         format!("{matching} jobs match; run again with --yes to {action} them (nothing changed)")
     };

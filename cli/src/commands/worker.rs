@@ -106,25 +106,58 @@ pub async fn run(
         humantime::format_duration(args.maintain_every)
     );
 
+    // One stop for everything: the signal, or a worker that ends on its own (it
+    // could not start, or lost the database), stops the others too; every task is
+    // awaited before any error is returned, so each gives its jobs back.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let jobs_task = tokio::spawn(jobs.run(stopped(stop_rx.clone())));
-    let ai_task = ai.map(|w| tokio::spawn(w.run(stopped(stop_rx.clone()))));
-    let schedule = tokio::spawn(schedule(db.clone(), args.maintain_every, stopped(stop_rx)));
-
-    super::shutdown_signal().await;
-    eprintln!("strata worker: stopping (running jobs finish first)");
-    let _ = stop_tx.send(true);
+    let run_worker = |worker: Worker| {
+        let stop = stopped(stop_rx.clone());
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            let report = worker.run(stop).await;
+            let _ = stop_tx.send(true);
+            report
+        })
+    };
+    let jobs_task = run_worker(jobs);
+    let ai_task = ai.map(run_worker);
+    let schedule = tokio::spawn(schedule(
+        db.clone(),
+        args.maintain_every,
+        stopped(stop_rx.clone()),
+    ));
+    let signal = {
+        let stop_tx = Arc::clone(&stop_tx);
+        let mut rx = stop_rx;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = super::shutdown_signal() => {
+                    eprintln!("strata worker: stopping (running jobs finish first)");
+                    let _ = stop_tx.send(true);
+                }
+                _ = rx.wait_for(|stop| *stop) => {}
+            }
+        })
+    };
 
     let join = |e: tokio::task::JoinError| format!("worker task: {e}");
-    let jobs = jobs_task.await.map_err(join)?.map_err(text)?;
+    let jobs = jobs_task.await.map_err(join);
     let ai_annotation_jobs = match ai_task {
-        Some(task) => Some(task.await.map_err(join)?.map_err(text)?),
+        Some(task) => Some(task.await.map_err(join)),
         None => None,
     };
-    let maintenance_runs = schedule.await.map_err(join)??;
+    let maintenance_runs = schedule.await.map_err(join);
+    signal.abort();
+    let jobs = jobs?.map_err(text)?;
+    let ai_annotation_jobs = match ai_annotation_jobs {
+        Some(report) => Some(report?.map_err(text)?),
+        None => None,
+    };
+    let maintenance_runs = maintenance_runs??;
     let report = Report {
         jobs,
         ai_annotation_jobs,

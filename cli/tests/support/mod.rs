@@ -62,3 +62,33 @@ pub fn strata_with_input(t: &TestDb, args: &[&str], stdin: &[u8]) -> Output {
         .expect("write stdin");
     child.wait_with_output().expect("wait")
 }
+
+/// Starts `strata --database-url URL ARGS…` in the background, its output piped.
+pub fn spawn(t: &TestDb, args: &[&str]) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new(STRATA)
+        .arg("--database-url")
+        .arg(&t.url)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata")
+}
+
+/// Sends SIGINT to `child` and waits for it to exit; expects a clean exit.
+pub async fn interrupt(child: std::process::Child) -> Output {
+    // SAFETY: sending a signal to our own child process.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -36,24 +36,26 @@ pub struct CacheTableStats {
 /// Each cache's counts, one row per table: a `UNION ALL` of four aggregates (each a
 /// full scan of its table) and the relation sizes.
 const STATS_SQL: &str = "
-SELECT 'pdf' AS kind, count(*) AS entries, pg_total_relation_size('pdf_cache') AS total_bytes,
+SELECT kind, entries, total_bytes, hits, expired, newest, least_recent FROM (
+SELECT 1 AS ord, 'pdf' AS kind, count(*) AS entries, pg_total_relation_size('pdf_cache') AS total_bytes,
        coalesce(sum(access_count), 0)::bigint AS hits, NULL::bigint AS expired,
        max(created_at) AS newest, min(last_accessed) AS least_recent
 FROM pdf_cache
 UNION ALL
-SELECT 'ai', count(*), pg_total_relation_size('ai_response_cache'),
+SELECT 2, 'ai', count(*), pg_total_relation_size('ai_response_cache'),
        coalesce(sum(hit_count), 0)::bigint, NULL::bigint, max(created_at), min(last_accessed_at)
 FROM ai_response_cache
 UNION ALL
-SELECT 'vision', count(*), pg_total_relation_size('vision_api_cache'),
+SELECT 3, 'vision', count(*), pg_total_relation_size('vision_api_cache'),
        coalesce(sum(access_count), 0)::bigint, count(*) FILTER (WHERE expires_at <= now()),
        max(created_at), min(last_accessed_at)
 FROM vision_api_cache
 UNION ALL
-SELECT 'exercise', count(*), pg_total_relation_size('exercise_cache'),
+SELECT 4, 'exercise', count(*), pg_total_relation_size('exercise_cache'),
        coalesce(sum(access_count), 0)::bigint, count(*) FILTER (WHERE expires_at <= now()),
        max(created_at), min(last_accessed_at)
-FROM exercise_cache";
+FROM exercise_cache
+) AS caches ORDER BY ord";
 
 #[derive(FromQueryResult)]
 struct Row {

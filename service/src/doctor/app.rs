@@ -7,12 +7,15 @@ use super::{Check, CheckResult, Expectations, first, human_bytes, sql};
 use crate::cache::CacheError;
 use crate::cache::stats::cache_stats;
 use crate::error::DbError;
+use crate::queue::{self, QueueError, QueueTable};
 use crate::store::{Recommendation, StoreError, index_health};
 
-/// The materialized views: populated or not, and when the maintenance task that
-/// refreshes each last succeeded (PostgreSQL keeps no refresh time itself).
+/// The materialized views: populated or not, and the state of the maintenance task
+/// that refreshes each (PostgreSQL keeps no refresh time itself): its last run, its
+/// last status, and how far past its next run it is.
 const MATVIEWS_SQL: &str = "SELECT m.matviewname::text AS name, m.ispopulated AS populated,
-            extract(epoch FROM now() - t.last_run_at)::float8 AS age_seconds,
+            t.last_run_at IS NOT NULL AS refreshed,
+            extract(epoch FROM now() - t.next_run_at)::float8 AS overdue_seconds,
             t.last_status AS status
      FROM pg_matviews m
      LEFT JOIN maintenance_tasks t ON t.task = CASE m.matviewname
@@ -25,16 +28,18 @@ const MATVIEWS_SQL: &str = "SELECT m.matviewname::text AS name, m.ispopulated AS
 struct Matview {
     name: String,
     populated: bool,
-    age_seconds: Option<f64>,
+    refreshed: bool,
+    overdue_seconds: Option<f64>,
     status: Option<String>,
 }
 
-/// Older than this, a refreshed-hourly view is stale.
-const MATVIEW_STALE_SECONDS: f64 = 2.0 * 3600.0;
+/// A refresh this far past its scheduled time means no maintenance runs.
+const REFRESH_OVERDUE_SECONDS: f64 = 3600.0;
 
 /// Materialized views: `fail` when one is not populated (reads error, a concurrent
-/// refresh is refused), `warn` when its refresh last failed, never ran, or is over
-/// two hours old.
+/// refresh is refused), `warn` when its refresh task last failed, never ran, or is
+/// over an hour past its scheduled run (each view by its own schedule: hourly for
+/// `layer0_stats`, monthly for `cache_performance_metrics`).
 pub(super) async fn materialized_views(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
     let views = Matview::find_by_statement(sql(MATVIEWS_SQL))
         .all(db)
@@ -53,19 +58,23 @@ pub(super) async fn materialized_views(db: &DatabaseTransaction, _: &Expectation
     }
     let stale: Vec<String> = views
         .iter()
-        .filter_map(|v| match (v.age_seconds, v.status.as_deref()) {
-            (_, Some("failure")) => Some(format!("{} (last refresh failed)", v.name)),
-            (None, _) => Some(format!("{} (never refreshed by maintenance)", v.name)),
-            (Some(age), _) if age > MATVIEW_STALE_SECONDS => {
-                Some(format!("{} (refreshed {:.1} h ago)", v.name, age / 3600.0))
-            }
-            _ => None,
-        })
+        .filter_map(
+            |v| match (v.refreshed, v.status.as_deref(), v.overdue_seconds) {
+                (_, Some("failure"), _) => Some(format!("{} (last refresh failed)", v.name)),
+                (false, _, _) => Some(format!("{} (never refreshed by maintenance)", v.name)),
+                (_, _, Some(late)) if late > REFRESH_OVERDUE_SECONDS => Some(format!(
+                    "{} (refresh {:.1} h overdue)",
+                    v.name,
+                    late / 3600.0
+                )),
+                _ => None,
+            },
+        )
         .collect();
     Ok(vec![if stale.is_empty() {
         Check::ok(
             name,
-            format!("{} populated, refreshed within 2 h", views.len()),
+            format!("{} populated, refreshed on schedule", views.len()),
         )
     } else {
         Check::warn(name, first(&stale, 3)).with_details(stale)
@@ -120,56 +129,30 @@ pub(super) async fn vector_index(db: &DatabaseTransaction, _: &Expectations) -> 
     }])
 }
 
-/// A job table's running jobs whose lease ran out, its runnable pending jobs and the
-/// oldest one's wait, and its failed jobs: one scan of the table's statuses.
-const QUEUE_SQL_JOBS: &str = "SELECT
-       count(*) FILTER (WHERE status = 'running' AND locked_until < now()) AS stale,
-       count(*) FILTER (WHERE status = 'running') AS running,
-       count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS runnable,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::float8
-         AS oldest_wait_seconds
-     FROM jobs";
-/// The same for `ai_annotation_jobs` (its running status is `processing`).
-const QUEUE_SQL_AI: &str = "SELECT
-       count(*) FILTER (WHERE status = 'processing' AND locked_until < now()) AS stale,
-       count(*) FILTER (WHERE status = 'processing') AS running,
-       count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS runnable,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::float8
-         AS oldest_wait_seconds
-     FROM ai_annotation_jobs";
-
-#[derive(FromQueryResult)]
-struct QueueState {
-    stale: i64,
-    running: i64,
-    runnable: i64,
-    failed: i64,
-    oldest_wait_seconds: Option<f64>,
-}
-
 /// A runnable job waiting longer than this means no worker is taking jobs.
 const QUEUE_WAIT_WARNING_SECONDS: f64 = 3600.0;
 
 /// One queue: `warn` for running jobs whose lease expired (their worker died; the
 /// `rescue_expired_leases` task requeues them) or a runnable job waiting over an hour.
-async fn queue(db: &DatabaseTransaction, text: &str, name: &'static str) -> CheckResult {
-    let q = QueueState::find_by_statement(sql(text))
-        .one(db)
-        .await?
-        .ok_or_else(|| DbError::no_row("queue state"))?;
+async fn queue(db: &DatabaseTransaction, table: QueueTable, name: &'static str) -> CheckResult {
+    let q = queue::health(db, table).await.map_err(|e| match e {
+        QueueError::Database(e) => e,
+        other => DbError::Other {
+            code: None,
+            message: other.to_string(),
+        },
+    })?;
     let counts = format!(
         "{} running, {} runnable, {} failed",
         q.running, q.runnable, q.failed
     );
     let wait = q.oldest_wait_seconds.unwrap_or(0.0);
-    Ok(vec![if q.stale > 0 {
+    Ok(vec![if q.expired_leases > 0 {
         Check::warn(
             name,
             format!(
                 "{} running with an expired lease (worker gone?); {counts}",
-                q.stale
+                q.expired_leases
             ),
         )
     } else if wait > QUEUE_WAIT_WARNING_SECONDS {
@@ -187,12 +170,12 @@ async fn queue(db: &DatabaseTransaction, text: &str, name: &'static str) -> Chec
 
 /// Seed 003's `jobs`.
 pub(super) async fn queue_jobs(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
-    queue(db, QUEUE_SQL_JOBS, "queue jobs").await
+    queue(db, queue::JOBS, "queue jobs").await
 }
 
 /// Seed 004's `ai_annotation_jobs`.
 pub(super) async fn queue_ai_jobs(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
-    queue(db, QUEUE_SQL_AI, "queue ai_annotation_jobs").await
+    queue(db, queue::AI_ANNOTATION_JOBS, "queue ai_annotation_jobs").await
 }
 
 /// The caches' errors, as the database error a check reports.

@@ -158,7 +158,7 @@ fn timeout_sql(timeout: Duration) -> String {
 
 /// Examines `db` (a connection, not a transaction: each check needs its own): every check, each in a read-only transaction of its own (rolled
 /// back) under `expect.statement_timeout`. Round trips: about four per check
-/// (begin, timeouts, its one or two queries, rollback), some thirty checks. Needs
+/// (begin, timeouts, its one or two queries, rollback), 22 checks. Needs
 /// only the rights to read the catalogue and the statistics views; a check without a
 /// privilege it needs is a `warn` naming the missing privilege.
 pub async fn examine(

@@ -63,10 +63,12 @@ pub(super) async fn unused_indexes(db: &DatabaseTransaction, _: &Expectations) -
     }])
 }
 
-/// Indexes whose key columns (and operator classes) are a leading part of another
-/// valid index of the same method on the same table, with the same predicate and no
-/// expressions: PgHero's `duplicate_indexes`. A unique index is never the redundant
-/// one. Identical pairs are reported once.
+/// Indexes whose key columns (with their operator classes, sort options and
+/// collations) are a leading part of another valid index of the same method on the
+/// same table, with the same predicate and no expressions: PgHero's
+/// `duplicate_indexes`. A unique index is redundant only beside an identical unique one
+/// (the primary key, or the older of the two); exclusion constraints' indexes are
+/// never reported. Identical pairs are reported once.
 const DUPLICATE_INDEXES_SQL: &str = "SELECT ca.relname::text AS index, cb.relname::text AS covered_by,
             t.relname::text AS table
      FROM pg_index a
@@ -76,12 +78,18 @@ const DUPLICATE_INDEXES_SQL: &str = "SELECT ca.relname::text AS index, cb.relnam
      JOIN pg_class t ON t.oid = a.indrelid
      JOIN pg_namespace n ON n.oid = t.relnamespace
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-       AND ca.relam = cb.relam AND a.indisvalid AND b.indisvalid AND NOT a.indisunique
+       AND ca.relam = cb.relam AND a.indisvalid AND b.indisvalid
+       AND NOT a.indisexclusion AND NOT b.indisexclusion
+       AND (NOT a.indisunique
+            OR (b.indisunique AND a.indkey::text = b.indkey::text AND NOT a.indisprimary
+                AND (b.indisprimary OR a.indexrelid > b.indexrelid)))
        AND a.indexprs IS NULL AND b.indexprs IS NULL
        AND a.indnkeyatts = a.indnatts
        AND coalesce(pg_get_expr(a.indpred, a.indrelid), '') = coalesce(pg_get_expr(b.indpred, b.indrelid), '')
        AND (b.indkey::text || ' ') LIKE (a.indkey::text || ' %')
        AND (b.indclass::text || ' ') LIKE (a.indclass::text || ' %')
+       AND (b.indoption::text || ' ') LIKE (a.indoption::text || ' %')
+       AND (b.indcollation::text || ' ') LIKE (a.indcollation::text || ' %')
        AND (a.indkey::text <> b.indkey::text OR b.indisunique OR a.indexrelid > b.indexrelid)
      ORDER BY 3, 1";
 

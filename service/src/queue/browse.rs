@@ -22,7 +22,7 @@ pub struct JobFilter {
 
 impl JobFilter {
     /// Checks the status against `table`'s words: an unknown one is
-    /// [`QueueError::InvalidJob`] naming it, before any statement runs.
+    /// [`QueueError::UnknownStatus`] naming it and them, before any statement runs.
     fn values(&self, table: QueueTable) -> Result<[SqlValue; 2], QueueError> {
         if let Some(status) = &self.status {
             let known = [
@@ -33,11 +33,10 @@ impl JobFilter {
                 "cancelled",
             ];
             if !known.contains(&status.as_str()) {
-                return Err(QueueError::InvalidJob {
-                    index: 0,
-                    field: "status",
-                    value: status.clone(),
-                    reason: "not a status of this queue",
+                return Err(QueueError::UnknownStatus {
+                    status: status.clone(),
+                    table: table.name(),
+                    known: known.join(", "),
                 });
             }
         }
@@ -164,15 +163,7 @@ pub async fn cancel_matching<C: ConnectionTrait>(
     table: QueueTable,
     filter: &JobFilter,
 ) -> Result<u64, QueueError> {
-    let values = filter.values(table)?;
-    let done = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            table.sql().cancel_matching.as_str(),
-            values,
-        ))
-        .await?;
-    Ok(done.rows_affected())
+    change_matching(db, table, filter, &table.sql().cancel_matching).await
 }
 
 /// Sends every failed job matching `filter` back to pending with fresh attempts; how
@@ -182,11 +173,21 @@ pub async fn retry_matching<C: ConnectionTrait>(
     table: QueueTable,
     filter: &JobFilter,
 ) -> Result<u64, QueueError> {
+    change_matching(db, table, filter, &table.sql().retry_matching).await
+}
+
+/// Runs `sql`, a bulk change by the filter, and says how many rows it changed.
+async fn change_matching<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+    filter: &JobFilter,
+    sql: &str,
+) -> Result<u64, QueueError> {
     let values = filter.values(table)?;
     let done = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            table.sql().retry_matching.as_str(),
+            sql,
             values,
         ))
         .await?;

@@ -20,6 +20,17 @@ pub enum QueueError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A status that is not one of the queue's (`jobs`: pending, running, completed,
+    /// failed, cancelled; `ai_annotation_jobs` says processing for running).
+    #[error("status {status:?} is not one of {table}'s: {known}")]
+    UnknownStatus {
+        /// The status given.
+        status: String,
+        /// The queue's table.
+        table: &'static str,
+        /// Its statuses.
+        known: String,
+    },
     /// A worker was given or asked for a job type it has no handler for.
     #[error("no handler for job type {0:?}")]
     UnknownJobType(String),

@@ -50,6 +50,37 @@ pub async fn oldest_pending_age<C: ConnectionTrait>(
     Ok(age.map(|s| Duration::from_secs_f64(s.max(0.0))))
 }
 
+/// A queue's state, as an operator's health check reads it.
+#[derive(Debug, Clone, Copy, PartialEq, FromQueryResult, serde::Serialize)]
+pub struct QueueHealth {
+    /// Running jobs whose lease ran out: their worker is gone;
+    /// [`super::rescue_expired`] returns them.
+    pub expired_leases: i64,
+    /// Running jobs.
+    pub running: i64,
+    /// Pending jobs whose time has come.
+    pub runnable: i64,
+    /// Jobs that ended failed.
+    pub failed: i64,
+    /// How long the oldest runnable job has waited, in seconds.
+    pub oldest_wait_seconds: Option<f64>,
+}
+
+/// The queue's [`QueueHealth`]. One statement (a scan of the table), on any
+/// connection.
+pub async fn health<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+) -> Result<QueueHealth, QueueError> {
+    QueueHealth::find_by_statement(Statement::from_string(
+        DbBackend::Postgres,
+        table.sql().health.as_str(),
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| DbError::no_row("queue health").into())
+}
+
 /// A job that ended `failed`.
 #[derive(Debug, Clone, PartialEq, FromQueryResult)]
 pub struct FailedJob {

@@ -58,6 +58,8 @@ pub use error::QueueError;
 pub(crate) use error::db_err;
 pub(crate) use finish::finish_on;
 pub use finish::{Finished, Outcome, backoff, finish};
-pub use inspect::{FailedJob, StatusCount, counts, failed_jobs, job, oldest_pending_age};
+pub use inspect::{
+    FailedJob, QueueHealth, StatusCount, counts, failed_jobs, health, job, oldest_pending_age,
+};
 pub use lease::{MAX_BACKOFF, fence, heartbeat, release, rescue_expired};
 pub use table::{AI_ANNOTATION_JOBS, JOBS, QueueTable};

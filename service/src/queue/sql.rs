@@ -161,6 +161,17 @@ const CANCEL_MATCHING: &str = "UPDATE {t} SET status = 'cancelled', locked_by = 
 const RETRY_MATCHING: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
      WHERE {matching} AND status = 'failed'";
 
+/// A queue's state in one scan: running jobs whose lease ran out, running, runnable
+/// pending and failed jobs, and the oldest runnable job's wait (FILTERed aggregates).
+const HEALTH: &str = "SELECT
+         count(*) FILTER (WHERE status = '{running}' AND locked_until < now()) AS expired_leases,
+         count(*) FILTER (WHERE status = '{running}') AS running,
+         count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS runnable,
+         count(*) FILTER (WHERE status = 'failed') AS failed,
+         extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::float8
+             AS oldest_wait_seconds
+     FROM {t}";
+
 /// A table's statements, rendered.
 pub(super) struct Statements {
     pub(super) claim: String,
@@ -176,6 +187,7 @@ pub(super) struct Statements {
     pub(super) oldest_pending: String,
     pub(super) failed: String,
     pub(super) retry_failed: String,
+    pub(super) health: String,
     pub(super) list: String,
     pub(super) show: String,
     pub(super) count_matching: String,
@@ -199,6 +211,7 @@ impl Statements {
             oldest_pending: table.render(OLDEST_PENDING),
             failed: table.render(FAILED),
             retry_failed: table.render(RETRY_FAILED),
+            health: table.render(HEALTH),
             list: table.render(&LIST.replace("{matching}", MATCHING)),
             show: table.render(SHOW),
             count_matching: table.render(&COUNT_MATCHING.replace("{matching}", MATCHING)),

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's tour of `strata`, as one script: a fresh database on the embedded
+# cluster (or DATABASE_URL), the sample corpus ingested with the local embedder and
+# searched, a job enqueued and worked, the caches, a review, the doctor.
+# Run from the repository root: bash examples/tour/tour.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash scripts/setup-postgres.sh >/dev/null                       # PostgreSQL + pgvector, once
+export STRATA_MODEL_DIR="$(bash scripts/setup-model.sh | tail -1)"  # all-MiniLM-L6-v2, once
+cargo build -q -p cli
+strata() { target/debug/strata "$@"; }
+step() { printf '\n$ strata %s\n' "$*"; strata "$@"; }
+
+step migrate fresh 2>&1 | tail -1
+step docs ingest examples/corpus/postgresql-docs.jsonl --embed local
+step docs reindex
+step docs search --text "how do advisory locks work" -k 3
+step jobs enqueue maintenance '{"task": "refresh_cache_metrics"}'
+printf '\n$ timeout -s INT 5 strata worker   # Ctrl-C after a few seconds\n'
+timeout -s INT 5 target/debug/strata worker || true
+step jobs list
+step cache stats
+step users create ada@example.org --role admin
+step users create bob@example.org --role moderator
+printf '\n$ psql "$(strata db url)" -f examples/tour/annotations.sql\n'
+psql -q "$(strata db url 2>/dev/null)" -f examples/tour/annotations.sql
+step review list
+id=$(strata review list --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+step review approve "$id" --by bob@example.org
+step review stats
+step doctor
