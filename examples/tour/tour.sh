@@ -9,9 +9,17 @@ bash scripts/setup-postgres.sh >/dev/null                       # PostgreSQL + p
 export STRATA_MODEL_DIR="$(bash scripts/setup-model.sh | tail -1)"  # all-MiniLM-L6-v2, once
 cargo build -q -p cli
 strata() { target/debug/strata "$@"; }
-step() { printf '\n$ strata %s\n' "$*"; strata "$@"; }
+show() {  # the command as you would type it
+  printf '\n$'
+  for arg in "$@"; do
+    if [[ $arg =~ [[:space:]\"{] ]]; then printf " '%s'" "$arg"; else printf ' %s' "$arg"; fi
+  done
+  printf '\n'
+}
+step() { show strata "$@"; strata "$@"; }
 
-step migrate fresh 2>&1 | tail -1
+show strata migrate fresh
+strata migrate fresh 2>&1 | tail -n 1
 step docs ingest examples/corpus/postgresql-docs.jsonl --embed local
 step docs reindex
 step docs search --text "how do advisory locks work" -k 3
@@ -19,6 +27,8 @@ step jobs enqueue maintenance '{"task": "refresh_cache_metrics"}'
 printf '\n$ timeout -s INT 5 strata worker   # Ctrl-C after a few seconds\n'
 timeout -s INT 5 target/debug/strata worker || true
 step jobs list
+show cargo run -q -p library-tour   # an application writing through the four caches
+cargo run -q -p library-tour 2>/dev/null | tail -n 4
 step cache stats
 step users create ada@example.org --role admin
 step users create bob@example.org --role moderator

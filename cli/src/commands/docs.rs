@@ -160,11 +160,7 @@ pub async fn run(
                         row
                     })
                     .collect();
-                return out.show(
-                    &hits,
-                    &["#", "rrf score", "similarity", "document", "title", "text"],
-                    rows,
-                );
+                return out.show(&hits, &["#", "rrf", "similarity", "chunk", "text"], rows);
             }
             let (query, skip) = match (embedding, like) {
                 (Some(json), _) => (
@@ -203,11 +199,7 @@ pub async fn run(
                 .enumerate()
                 .map(|(i, h)| hit_row(i, h))
                 .collect();
-            out.show(
-                &hits,
-                &["#", "similarity", "document", "title", "text"],
-                rows,
-            )
+            out.show(&hits, &["#", "similarity", "chunk", "text"], rows)
         }
         DocsCommand::Reindex {
             method,
@@ -258,21 +250,24 @@ pub async fn run(
     }
 }
 
-/// A search hit as a table row: rank, similarity, `document:chunk`, title, the
-/// text's start.
+/// A search hit as a table row: rank, similarity, `document:chunk` (what `--like`
+/// takes), and the document's title with the start of the chunk's text.
 fn hit_row(i: usize, h: &store::SearchHit) -> Vec<String> {
     let text: String = h.content.split_whitespace().collect::<Vec<_>>().join(" ");
-    let snippet: String = text.chars().take(140).collect();
+    let mut snippet: String = text.chars().take(160).collect();
+    if snippet.len() < text.len() {
+        snippet.push('…');
+    }
+    let title = h
+        .title
+        .as_deref()
+        .map(|t| format!("[{t}] "))
+        .unwrap_or_default();
     vec![
         (i + 1).to_string(),
         format!("{:.3}", h.similarity),
         format!("{}:{}", h.document_id, h.chunk_index),
-        or_dash(h.title.clone()),
-        if snippet.len() < text.len() {
-            format!("{snippet}…")
-        } else {
-            snippet
-        },
+        format!("{title}{snippet}"),
     ]
 }
 

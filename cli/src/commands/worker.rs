@@ -89,9 +89,7 @@ pub async fn run(
             Some(pipeline.register(worker).map_err(text)?)
         }
         Err(e) => {
-            eprintln!(
-                "strata worker: annotation jobs are not worked ({e}; set STRATA_VISION_URL and STRATA_VISION_MODEL)"
-            );
+            eprintln!("strata worker: annotation jobs are not worked: {e}");
             None
         }
     };

@@ -119,40 +119,57 @@ pub(super) async fn duplicate_indexes(db: &DatabaseTransaction, _: &Expectations
     }])
 }
 
-/// The database's size and its largest tables (with their indexes and TOAST).
-const SIZES_SQL: &str =
-    "SELECT 'database' AS name, pg_database_size(current_database()) AS size_bytes
-     UNION ALL
-     (SELECT c.relname::text, pg_total_relation_size(c.oid)
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')
-      ORDER BY 2 DESC, 1 LIMIT 5)";
+/// The database's size, its largest tables (with their indexes and TOAST) and its
+/// largest indexes, five of each.
+const SIZES_SQL: &str = "SELECT kind, name, size_bytes FROM (
+         SELECT 0 AS ord, 'database' AS kind, current_database()::text AS name,
+                pg_database_size(current_database()) AS size_bytes
+         UNION ALL
+         (SELECT 1, 'table', c.relname::text, pg_total_relation_size(c.oid)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')
+          ORDER BY 4 DESC, 3 LIMIT 5)
+         UNION ALL
+         (SELECT 2, 'index', c.relname::text, pg_relation_size(c.oid)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind = 'i'
+          ORDER BY 4 DESC, 3 LIMIT 5)
+     ) AS sizes ORDER BY ord, size_bytes DESC, name";
 
 #[derive(FromQueryResult)]
 struct Size {
+    kind: String,
     name: String,
     size_bytes: i64,
 }
 
-/// The database's size and its five largest tables: always `ok`, for the record.
+/// The database's size, its five largest tables and indexes: always `ok`, for the
+/// record (the details list each).
 pub(super) async fn sizes(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
     let rows = Size::find_by_statement(sql(SIZES_SQL)).all(db).await?;
-    let mut it = rows.iter();
-    let total = it.next().map_or(0, |r| r.size_bytes);
-    let largest: Vec<String> = it
-        .map(|r| format!("{} {}", r.name, human_bytes(r.size_bytes)))
+    let total = rows
+        .iter()
+        .find(|r| r.kind == "database")
+        .map_or(0, |r| r.size_bytes);
+    let of = |kind: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| format!("{} {}", r.name, human_bytes(r.size_bytes)))
+            .collect()
+    };
+    let (tables, indexes) = (of("table"), of("index"));
+    let reason = format!(
+        "database {}; largest tables: {}; largest index: {}",
+        human_bytes(total),
+        first(&tables, 3),
+        indexes.first().map_or("-", String::as_str)
+    );
+    let details = tables
+        .iter()
+        .map(|t| format!("table {t}"))
+        .chain(indexes.iter().map(|i| format!("index {i}")))
         .collect();
-    Ok(vec![
-        Check::ok(
-            "sizes",
-            format!(
-                "database {}; largest: {}",
-                human_bytes(total),
-                largest.join(", ")
-            ),
-        )
-        .with_details(largest),
-    ])
+    Ok(vec![Check::ok("sizes", reason).with_details(details)])
 }
 
 /// Tables whose dead tuples exceed 1,000 and a fifth of their live ones
