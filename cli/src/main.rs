@@ -31,7 +31,11 @@ use commands::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Migrate(args) = cli.command {
+    if let Command::Migrate(mut args) = cli.command {
+        // The one global --database-url, whichever side of `migrate` it was given on.
+        if args.database_url.is_none() {
+            args.database_url = cli.database_url;
+        }
         return migration::command::run_cli(args);
     }
     if let Command::Completions { shell } = cli.command {

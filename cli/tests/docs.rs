@@ -3,6 +3,9 @@
 //! written), re-ingesting changes nothing, and search by vector, by a stored chunk and
 //! by text (with the local embedder) finds what it should.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Value, json as j};
 use tests::TestDb;
 use tests::vectors::unit_vector;
@@ -176,6 +179,109 @@ async fn search_by_vector_by_stored_chunk_health_and_reindex() {
     assert_eq!(health["recommendation"]["action"], "keep");
     let table = strata(&t, &["docs", "health"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("idx_chunks_embedding"));
+}
+
+/// A stand-in for an OpenAI-compatible `/v1/embeddings`: each text's vector is the
+/// sum of its words' (so texts sharing words are near), and it counts the texts.
+async fn embeddings_api(texts: Arc<AtomicUsize>) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/v1/embeddings",
+        post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let texts = Arc::clone(&texts);
+            async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer k") {
+                    return (StatusCode::UNAUTHORIZED, Json(j!({"error": "bad key"})));
+                }
+                let input: Vec<String> =
+                    serde_json::from_value(body["input"].clone()).expect("input");
+                texts.fetch_add(input.len(), Ordering::SeqCst);
+                let data: Vec<Value> = input
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| {
+                        let mut v = vec![0f32; DIMENSION];
+                        for word in text.split_whitespace() {
+                            let seed = word
+                                .bytes()
+                                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                            for (x, w) in v.iter_mut().zip(unit_vector(seed, DIMENSION)) {
+                                *x += w;
+                            }
+                        }
+                        j!({"index": i, "embedding": v})
+                    })
+                    .collect();
+                (
+                    StatusCode::OK,
+                    Json(j!({"data": data, "model": body["model"]})),
+                )
+            }
+        }),
+    );
+    tests::local_api::serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_and_search_with_the_http_embedder() {
+    let t = TestDb::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let texts = Arc::new(AtomicUsize::new(0));
+    let url = embeddings_api(Arc::clone(&texts)).await;
+    let lines: Vec<String> = ["red apples", "green pears", "blue plums"]
+        .iter()
+        .map(|text| j!({"source": "fruit", "key": text, "chunks": [text]}).to_string())
+        .collect();
+    let file = write(&dir, "fruit.jsonl", &lines);
+    let run = |args: Vec<String>| {
+        let (db, url) = (t.url.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(support::STRATA)
+                .args(["--database-url", &db, "--json"])
+                .args(&args)
+                .env("STRATA_EMBED_URL", &url)
+                .env("STRATA_EMBED_MODEL", "test/words")
+                .env("STRATA_EMBED_DIMENSION", DIMENSION.to_string())
+                .env("STRATA_EMBED_API_KEY", "k")
+                .output()
+                .expect("run strata")
+        })
+    };
+    let out = run(vec![
+        "docs".into(),
+        "ingest".into(),
+        file,
+        "--embed".into(),
+        "http".into(),
+    ])
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (report["embedded"].as_i64(), report["model"].as_str()),
+        (Some(3), Some("test/words"))
+    );
+    assert_eq!(texts.load(Ordering::SeqCst), 3);
+    let args = [
+        "docs", "search", "--text", "green", "-k", "1", "--embed", "http",
+    ];
+    let out = run(args.iter().map(|a| a.to_string()).collect())
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(hits[0]["content"], "green pears");
+    assert_eq!(texts.load(Ordering::SeqCst), 4, "one more text: the query");
 }
 
 #[tokio::test]

@@ -156,13 +156,20 @@ async fn main() -> Result<(), BoxError> {
 
     // Ingest, alternating the raw COPY and the service.
     db.execute_unprepared(RAW_TABLE_SQL).await?;
-    let (mut raw, mut copied, mut inserted) = (Vec::new(), Vec::new(), Vec::new());
+    db.execute_unprepared(RAW_FK_TABLE_SQL).await?;
+    let (mut raw, mut raw_fk, mut copied, mut inserted) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        db.execute_unprepared("TRUNCATE raw_chunks, documents CASCADE")
+        db.execute_unprepared("TRUNCATE raw_chunks, raw_chunks_fk, documents CASCADE")
             .await?;
         let started = Instant::now();
-        copy_raw(&db, &corpus.docs).await?;
+        copy_raw(&db, &corpus.docs, "raw_chunks").await?;
         raw.push(total as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        copy_raw(&db, &corpus.docs, "raw_chunks_fk").await?;
+        raw_fk.push(total as f64 / started.elapsed().as_secs_f64());
+        db.execute_unprepared("TRUNCATE raw_chunks_fk, documents CASCADE")
+            .await?;
         let started = Instant::now();
         for batch in corpus.docs.chunks(INGEST_BATCH_DOCUMENTS) {
             store::ingest_copy(&db, &model, batch).await?;
@@ -175,19 +182,29 @@ async fn main() -> Result<(), BoxError> {
         }
         inserted.push(total as f64 / started.elapsed().as_secs_f64());
         println!(
-            "  round {round}: raw COPY {:.0} chunks/s, store::ingest_copy {:.0}, store::ingest {:.0}",
-            raw[round], copied[round], inserted[round]
+            "  round {round}: raw COPY {:.0} chunks/s (with the foreign key {:.0}), store::ingest_copy {:.0}, store::ingest {:.0}",
+            raw[round], raw_fk[round], copied[round], inserted[round]
         );
     }
-    let ratio = |ours: &[f64]| common::median(ours.iter().zip(&raw).map(|(o, r)| o / r).collect());
+    let ratio_to = |ours: &[f64], base: &[f64]| {
+        common::median(ours.iter().zip(base).map(|(o, r)| o / r).collect())
+    };
+    let ratio = |ours: &[f64]| ratio_to(ours, &raw);
     let (ingest_ratio, insert_ratio) = (ratio(&copied), ratio(&inserted));
+    let fk_ratio = ratio_to(&copied, &raw_fk);
+    println!(
+        "raw COPY with the foreign key: {:.0} chunks/s ({:.3} of raw COPY); store::ingest_copy at {fk_ratio:.3} of it",
+        common::median(raw_fk.clone()),
+        ratio_to(&raw_fk, &raw)
+    );
     println!(
         "ingest (median of {ROUNDS}): raw COPY {:.0} chunks/s, store::ingest_copy {:.0} (ratio {ingest_ratio:.3}), store::ingest {:.0} (ratio {insert_ratio:.3})",
         common::median(raw.clone()),
         common::median(copied.clone()),
         common::median(inserted.clone())
     );
-    db.execute_unprepared("DROP TABLE raw_chunks").await?;
+    db.execute_unprepared("DROP TABLE raw_chunks_fk, raw_chunks")
+        .await?;
     db.execute_unprepared("VACUUM ANALYZE document_chunks, documents")
         .await?;
 
@@ -317,6 +334,7 @@ async fn main() -> Result<(), BoxError> {
 
     println!("ingest_ratio_vs_copy={ingest_ratio:.3}");
     println!("insert_ingest_ratio_vs_copy={insert_ratio:.3}");
+    println!("ingest_ratio_vs_copy_with_fk={fk_ratio:.3}");
     println!("search_ratio_vs_raw={default_ratio:.3}");
     println!("recall_at_10={default_recall:.3}");
     println!("filtered_recall_at_10={filtered_recall:.3}");
@@ -478,12 +496,31 @@ CREATE INDEX ON raw_chunks USING gin (search_vector);
 CREATE INDEX ON raw_chunks USING gin (metadata jsonb_path_ops);
 ALTER TABLE raw_chunks ADD PRIMARY KEY (id);";
 
-/// Binary `COPY` of every chunk into `raw_chunks`: one stream, rows encoded here.
-async fn copy_raw(db: &DatabaseConnection, docs: &[NewDocument]) -> Result<(), BoxError> {
+/// `raw_chunks` with `document_chunks`' foreign key to `documents` as well: the
+/// baseline that pays the per-row referential-integrity check the store pays.
+const RAW_FK_TABLE_SQL: &str = "
+CREATE TABLE raw_chunks_fk (LIKE raw_chunks INCLUDING ALL);
+ALTER TABLE raw_chunks_fk ADD FOREIGN KEY (document_id) REFERENCES documents (id) ON DELETE CASCADE;";
+
+/// Binary `COPY` of every chunk into `table` (`raw_chunks`, or `raw_chunks_fk` after
+/// one INSERT of the documents it references): one stream, rows encoded here.
+async fn copy_raw(
+    db: &DatabaseConnection,
+    docs: &[NewDocument],
+    table: &str,
+) -> Result<(), BoxError> {
     let pool = service::db::postgres_pool(db)?;
+    let documents: Vec<Uuid> = docs.iter().map(|_| Uuid::now_v7()).collect();
+    if table == "raw_chunks_fk" {
+        sqlx::query(
+            "INSERT INTO documents (id, content) SELECT id, 'bench' FROM unnest($1::uuid[]) AS id",
+        )
+        .bind(&documents)
+        .execute(pool)
+        .await?;
+    }
     let mut rows = BinaryCopy::with_capacity(256 << 20);
-    for doc in docs {
-        let document = Uuid::now_v7();
+    for (doc, &document) in docs.iter().zip(&documents) {
         for (index, chunk) in doc.chunks.iter().enumerate() {
             rows.row(7);
             rows.uuid(&Uuid::now_v7());
@@ -496,10 +533,10 @@ async fn copy_raw(db: &DatabaseConnection, docs: &[NewDocument]) -> Result<(), B
         }
     }
     let mut copy = pool
-        .copy_in_raw(
-            "COPY raw_chunks (id, document_id, chunk_index, content, embedding, metadata, content_hash)
-             FROM STDIN WITH (FORMAT binary)",
-        )
+        .copy_in_raw(&format!(
+            "COPY {table} (id, document_id, chunk_index, content, embedding, metadata, content_hash)
+             FROM STDIN WITH (FORMAT binary)"
+        ))
         .await?;
     copy.send(rows.finish()).await?;
     copy.finish().await?;
