@@ -234,52 +234,42 @@ async fn ingest_and_search_with_the_http_embedder() {
         .map(|text| j!({"source": "fruit", "key": text, "chunks": [text]}).to_string())
         .collect();
     let file = write(&dir, "fruit.jsonl", &lines);
-    let run = |args: Vec<String>| {
+    // Runs strata with the embedder's settings; expects success and parses stdout.
+    let run = |args: &[&str]| {
         let (db, url) = (t.url.clone(), url.clone());
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(support::STRATA)
-                .args(["--database-url", &db, "--json"])
-                .args(&args)
-                .env("STRATA_EMBED_URL", &url)
-                .env("STRATA_EMBED_MODEL", "test/words")
-                .env("STRATA_EMBED_DIMENSION", DIMENSION.to_string())
-                .env("STRATA_EMBED_API_KEY", "k")
-                .output()
-                .expect("run strata")
-        })
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(support::STRATA)
+                    .args(["--database-url", &db, "--json"])
+                    .args(&args)
+                    .env("STRATA_EMBED_URL", &url)
+                    .env("STRATA_EMBED_MODEL", "test/words")
+                    .env("STRATA_EMBED_DIMENSION", DIMENSION.to_string())
+                    .env("STRATA_EMBED_API_KEY", "k")
+                    .output()
+                    .expect("run strata")
+            })
+            .await
+            .expect("join");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+        }
     };
-    let out = run(vec![
-        "docs".into(),
-        "ingest".into(),
-        file,
-        "--embed".into(),
-        "http".into(),
-    ])
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let report = run(&["docs", "ingest", &file, "--embed", "http"]).await;
     assert_eq!(
         (report["embedded"].as_i64(), report["model"].as_str()),
         (Some(3), Some("test/words"))
     );
     assert_eq!(texts.load(Ordering::SeqCst), 3);
-    let args = [
+    let hits = run(&[
         "docs", "search", "--text", "green", "-k", "1", "--embed", "http",
-    ];
-    let out = run(args.iter().map(|a| a.to_string()).collect())
-        .await
-        .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hits: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    ])
+    .await;
     assert_eq!(hits[0]["content"], "green pears");
     assert_eq!(texts.load(Ordering::SeqCst), 4, "one more text: the query");
 }
