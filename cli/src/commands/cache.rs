@@ -93,23 +93,6 @@ fn cleanup_task(kind: CacheKind) -> Task {
     }
 }
 
-/// Runs `work` in a transaction it is given, and commits it — or, for a dry run,
-/// rolls it back — returning the count it reported.
-async fn change<F, Fut>(db: &DatabaseConnection, dry_run: bool, work: F) -> Result<u64, String>
-where
-    F: FnOnce(sea_orm::DatabaseTransaction) -> Fut,
-    Fut: Future<Output = Result<(sea_orm::DatabaseTransaction, u64), String>>,
-{
-    let txn = db.begin().await.map_err(|e| e.to_string())?;
-    let (txn, rows) = work(txn).await?;
-    if dry_run {
-        txn.rollback().await.map_err(|e| e.to_string())?;
-    } else {
-        txn.commit().await.map_err(|e| e.to_string())?;
-    }
-    Ok(rows)
-}
-
 /// An audited purge (or LRU eviction) of one cache.
 async fn purge(
     db: &DatabaseConnection,
@@ -123,13 +106,16 @@ async fn purge(
         Some(email) => Some(super::user_id(db, &email).await?),
         None => None,
     };
-    let rows = change(db, dry_run, |txn| async move {
-        cache::purge(&txn, kind, what, actor)
-            .await
-            .map_err(|e| e.to_string())
-            .map(|rows| (txn, rows))
-    })
-    .await?;
+    let text = |e: sea_orm::DbErr| e.to_string();
+    let txn = db.begin().await.map_err(text)?;
+    let rows = cache::purge(&txn, kind, what, actor)
+        .await
+        .map_err(|e| e.to_string())?;
+    if dry_run {
+        txn.rollback().await.map_err(text)?;
+    } else {
+        txn.commit().await.map_err(text)?;
+    }
     let what = match what {
         Purge::Expired => "expired".to_owned(),
         Purge::All => "all".to_owned(),

@@ -202,6 +202,41 @@ SELECT
 /// crate owns it).
 const APPLIED_MIGRATIONS_SQL: &str = "SELECT version FROM seaql_migrations ORDER BY version";
 
+/// Whether the migrator's table exists.
+const HAS_MIGRATION_TABLE_SQL: &str =
+    "SELECT to_regclass('seaql_migrations') IS NOT NULL AS has_migration_table";
+
+/// The applied migrations, in order, from the migrator's table (which must exist).
+async fn read_applied(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        APPLIED_MIGRATIONS_SQL,
+    ))
+    .await?
+    .iter()
+    .map(|r| r.try_get("", "version"))
+    .collect()
+}
+
+/// The applied migrations of `db`, in order; `None` when the migrator's table does
+/// not exist (nothing was ever migrated). Two round trips (one when it does not).
+pub async fn applied_migrations(db: &impl ConnectionTrait) -> Result<Option<Vec<String>>, DbErr> {
+    let present = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            HAS_MIGRATION_TABLE_SQL,
+        ))
+        .await?
+        .map(|r| r.try_get::<bool>("", "has_migration_table"))
+        .transpose()?
+        .unwrap_or(false);
+    if present {
+        Ok(Some(read_applied(db).await?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Reads the [`Inventory`] of `db`, given the names of the migrations the caller
 /// knows (in order; `migration::names()`): those recorded in `seaql_migrations` are
 /// applied, the others pending. Two round trips (the catalogue, the migration table;
@@ -217,15 +252,8 @@ pub async fn inventory(
     .one(db)
     .await?
     .ok_or_else(|| DbErr::RecordNotFound("catalogue query returned no row".into()))?;
-    let applied: Vec<String> = if row.has_migration_table {
-        db.query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            APPLIED_MIGRATIONS_SQL,
-        ))
-        .await?
-        .iter()
-        .map(|r| r.try_get("", "version"))
-        .collect::<Result<_, _>>()?
+    let applied = if row.has_migration_table {
+        read_applied(db).await?
     } else {
         Vec::new()
     };

@@ -83,40 +83,15 @@ pub(super) async fn pgvector(db: &DatabaseTransaction, _: &Expectations) -> Chec
     Ok(vec![check])
 }
 
-/// Whether the migration table exists.
-const HAS_MIGRATIONS_SQL: &str = "SELECT to_regclass('seaql_migrations') IS NOT NULL AS present";
-/// The applied migrations (no entity: the migration crate owns the table).
-const APPLIED_SQL: &str = "SELECT version FROM seaql_migrations ORDER BY version";
-
-#[derive(FromQueryResult)]
-struct Present {
-    present: bool,
-}
-
-#[derive(FromQueryResult)]
-struct Applied {
-    version: String,
-}
-
 /// Migrations: `fail` when none was ever applied, `warn` when some are pending or
 /// some applied ones are unknown to this build (a newer build migrated the database).
 pub(super) async fn migrations(db: &DatabaseTransaction, expect: &Expectations) -> CheckResult {
-    let present = Present::find_by_statement(sql(HAS_MIGRATIONS_SQL))
-        .one(db)
-        .await?
-        .is_some_and(|p| p.present);
-    if !present {
+    let Some(applied) = crate::db::applied_migrations(db).await? else {
         return Ok(vec![Check::fail(
             "migrations",
             "no migration applied: run `strata migrate up`",
         )]);
-    }
-    let applied: Vec<String> = Applied::find_by_statement(sql(APPLIED_SQL))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|a| a.version)
-        .collect();
+    };
     let known: HashSet<&String> = expect.migrations.iter().collect();
     let done: HashSet<&String> = applied.iter().collect();
     let pending: Vec<String> = expect
