@@ -218,6 +218,83 @@ async fn re_ingest_writes_only_what_changed(path: Path) {
 }
 
 #[tokio::test]
+async fn a_batch_of_new_and_keyed_documents_by_insert() {
+    a_batch_of_new_and_keyed_documents(Path::Insert).await;
+}
+
+#[tokio::test]
+async fn a_batch_of_new_and_keyed_documents_by_copy() {
+    a_batch_of_new_and_keyed_documents(Path::Copy).await;
+}
+
+/// A batch mixing documents without a key (new each time, whose chunks skip the stale
+/// check) with a keyed one that changed: ids in the batch's order, every chunk at its
+/// document and index, only the keyed document's changed chunk replaced, and a new
+/// document's chunk hashed as the keyed one's same chunk is.
+async fn a_batch_of_new_and_keyed_documents(path: Path) {
+    let t = TestDb::new().await;
+    let keyed = Uuid::new_v4();
+    let doc = |texts: &[(&str, u64)]| document(Some(DocumentKey::Id(keyed)), texts);
+    ingest_by(
+        path,
+        &t,
+        &model(),
+        &[doc(&[("ravens", 1), ("crows", 2), ("jays", 3)])],
+    )
+    .await
+    .expect("first ingest");
+    let before = versions(&t, keyed).await;
+
+    let batch = [
+        document(None, &[("ravens", 1), ("rooks", 4)]),
+        doc(&[("ravens", 1), ("crows!", 2), ("jays", 3)]),
+        document(None, &[("magpies", 5)]),
+    ];
+    let report = ingest_by(path, &t, &model(), &batch)
+        .await
+        .expect("mixed ingest");
+    assert_eq!(report.ids.len(), 3);
+    assert_eq!(report.ids[1], keyed);
+    assert!(!report.ids.contains(&Uuid::nil()));
+    assert_eq!(
+        (
+            report.documents_written,
+            report.chunks_added,
+            report.chunks_removed,
+            report.chunks_unchanged
+        ),
+        (3, 4, 1, 2)
+    );
+    let after = versions(&t, keyed).await;
+    assert_eq!(
+        (after[0].clone(), after[2].clone()),
+        (before[0].clone(), before[2].clone())
+    );
+    assert_ne!(after[1][2], before[1][2], "the changed chunk is replaced");
+    for (id, texts) in [(report.ids[0], "ravens,rooks"), (report.ids[2], "magpies")] {
+        assert_eq!(
+            t.scalar(&format!(
+                "SELECT string_agg(content, ',' ORDER BY chunk_index) FROM document_chunks
+                 WHERE document_id = '{id}'"
+            ))
+            .await,
+            texts
+        );
+    }
+    assert_eq!(
+        t.scalar(&format!(
+            "SELECT count(DISTINCT content_hash)::text FROM document_chunks
+             WHERE content = 'ravens' AND document_id IN ('{keyed}', '{}')",
+            report.ids[0]
+        ))
+        .await,
+        "1",
+        "the same chunk has the same hash, keyed or not"
+    );
+    assert_eq!(counts(&t).await, ["3", "6"]);
+}
+
+#[tokio::test]
 async fn both_ways_in_agree_on_what_is_unchanged() {
     let t = TestDb::new().await;
     let id = Uuid::new_v4();

@@ -306,7 +306,9 @@ fn object_text(value: &Value) -> String {
 /// with the same hash at the same index is not touched, a changed chunk is replaced,
 /// and chunks past a document's new last one go. Statements: begin, the model check,
 /// the plan setting, one or two document upserts (by id, by external key), one
-/// DELETE and one INSERT of chunks per 8,000 chunks, commit. For loading many chunks
+/// DELETE of stale chunks (when a document has a key: a document without one is new,
+/// with nothing stored), one INSERT of chunks per 8,000 chunks, commit. For loading
+/// many chunks
 /// outside a caller's transaction, [`ingest_copy`] is faster.
 pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     db: &C,
@@ -316,18 +318,30 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     check(model, docs)?;
     let txn = db.begin().await?;
     let (ids, written) = write_documents(&txn, model, docs).await?;
+    // The keyed documents' chunks first (only they can be stored already), then the
+    // new documents'.
+    let ordered: Vec<(&NewDocument, Uuid)> = keyed(docs, &ids).chain(fresh(docs, &ids)).collect();
+    let keyed_ids: Vec<Uuid> = keyed(docs, &ids).map(|(_, id)| id).collect();
+    let keyed_chunks: usize = keyed(docs, &ids).map(|(d, _)| d.chunks.len()).sum();
     let ChunkKeys {
         docs: mut chunk_docs,
         mut indexes,
         mut hashes,
-    } = ChunkKeys::of(docs, &ids);
-    let removed = delete_stale(&txn, &ids, &chunk_docs, &indexes, &hashes).await?;
+    } = ChunkKeys::of(ordered.iter().copied());
+    let removed = delete_stale(
+        &txn,
+        &keyed_ids,
+        &chunk_docs[..keyed_chunks],
+        &indexes[..keyed_chunks],
+        &hashes[..keyed_chunks],
+    )
+    .await?;
 
     let total = chunk_docs.len();
     let mut texts = Vec::with_capacity(total);
     let mut metadata = Vec::with_capacity(total);
     let mut vectors: Vec<SqlValue> = Vec::with_capacity(total);
-    for chunk in docs.iter().flat_map(|d| &d.chunks) {
+    for chunk in ordered.iter().flat_map(|(d, _)| &d.chunks) {
         texts.push(chunk.content.clone());
         metadata.push(object_text(&chunk.metadata));
         vectors.push(PgVector::from(chunk.embedding.clone()).into());
@@ -359,6 +373,27 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     Ok(IngestReport::new(ids, written, total, added, removed))
 }
 
+/// The batch's documents that carry a key, with their ids: only they can have chunks
+/// stored already (a document without one gets a new id).
+fn keyed<'a>(
+    docs: &'a [NewDocument],
+    ids: &'a [Uuid],
+) -> impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone + 'a {
+    docs.iter()
+        .zip(ids.iter().copied())
+        .filter(|(d, _)| d.key.is_some())
+}
+
+/// The batch's documents without a key, with their new ids: none has a stored chunk.
+fn fresh<'a>(
+    docs: &'a [NewDocument],
+    ids: &'a [Uuid],
+) -> impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone + 'a {
+    docs.iter()
+        .zip(ids.iter().copied())
+        .filter(|(d, _)| d.key.is_none())
+}
+
 /// Lists the (document, index) of the chunks stored for documents `$1` (after
 /// [`DELETE_STALE_CHUNKS_SQL`], the unchanged ones): `= ANY` of one `uuid[]`
 /// parameter, whatever the batch's size.
@@ -385,12 +420,13 @@ struct StoredChunk {
 }
 
 /// [`ingest`], with the chunks streamed by binary `COPY` straight into
-/// `document_chunks` — for loading: faster than [`ingest`] on large batches (see `docs/performance.md`). It does the same checks and is as
-/// idempotent, but it cannot join a caller's transaction: it takes a connection of
-/// `db`'s pool for its own transaction (COPY needs the session itself). Statements:
-/// begin, the model check, the plan setting, the document upserts, one DELETE of
-/// stale chunks, one read of the chunks kept, one COPY of the rest (none when
-/// nothing changed), commit.
+/// `document_chunks` — for loading: faster than [`ingest`] on large batches (see
+/// `docs/performance.md`). It does the same checks and is as idempotent, but it
+/// cannot join a caller's transaction: it takes a connection of `db`'s pool for its
+/// own transaction (COPY needs the session itself). Statements: begin, the model
+/// check, the plan setting, the document upserts, one DELETE of stale chunks and one
+/// read of the chunks kept (both only when a document has a key: one without is
+/// new), one COPY of the rest (none when nothing changed), commit.
 pub async fn ingest_copy(
     db: &DatabaseConnection,
     model: &EmbeddingModel,
@@ -404,21 +440,36 @@ pub async fn ingest_copy(
         .map_err(DbError::from)?;
     let session = SessionConnection::new(&mut tx);
     let (ids, written) = write_documents(&session, model, docs).await?;
-    let keys = ChunkKeys::of(docs, &ids);
-    let removed = delete_stale(&session, &ids, &keys.docs, &keys.indexes, &keys.hashes).await?;
-    let stored: HashSet<(Uuid, i32)> =
+    // Only keyed documents can have chunks stored already: their chunks are hashed
+    // now, for the DELETE of stale chunks and the read of those kept. A new
+    // document's chunks are hashed as they are encoded, while the server inserts the
+    // rows sent before them.
+    let keys = ChunkKeys::of(keyed(docs, &ids));
+    let keyed_ids: Vec<Uuid> = keyed(docs, &ids).map(|(_, id)| id).collect();
+    let removed = delete_stale(
+        &session,
+        &keyed_ids,
+        &keys.docs,
+        &keys.indexes,
+        &keys.hashes,
+    )
+    .await?;
+    let stored: HashSet<(Uuid, i32)> = if keyed_ids.is_empty() {
+        HashSet::new()
+    } else {
         StoredChunk::find_by_statement(Statement::from_sql_and_values(
             DbBackend::Postgres,
             STORED_CHUNKS_SQL,
-            [ids.clone().into()],
+            [keyed_ids.into()],
         ))
         .all(&session)
         .await?
         .into_iter()
         .map(|c| (c.document_id, c.chunk_index))
-        .collect();
+        .collect()
+    };
 
-    let total = keys.docs.len();
+    let total: usize = docs.iter().map(|d| d.chunks.len()).sum();
     let mut added = 0;
     if stored.len() < total {
         let mut copy = tx
@@ -426,10 +477,18 @@ pub async fn ingest_copy(
             .await
             .map_err(DbError::from)?;
         let mut rows = BinaryCopy::with_capacity(COPY_SEND_BYTES + (64 << 10));
-        let chunks = docs.iter().flat_map(|d| &d.chunks);
-        for (i, chunk) in chunks.enumerate() {
-            let (doc, index) = (keys.docs[i], keys.indexes[i]);
-            if stored.contains(&(doc, index)) {
+        let keyed_chunks = keyed(docs, &ids)
+            .flat_map(|(d, _)| &d.chunks)
+            .enumerate()
+            .map(|(i, chunk)| (chunk, keys.docs[i], keys.indexes[i], Some(&keys.hashes[i])));
+        let fresh_chunks = fresh(docs, &ids).flat_map(|(d, id)| {
+            d.chunks
+                .iter()
+                .enumerate()
+                .map(move |(c, chunk)| (chunk, id, c as i32, None))
+        });
+        for (chunk, doc, index, hash) in keyed_chunks.chain(fresh_chunks) {
+            if hash.is_some() && stored.contains(&(doc, index)) {
                 continue;
             }
             rows.row(7);
@@ -437,7 +496,10 @@ pub async fn ingest_copy(
             rows.uuid(&doc);
             rows.int4(index);
             rows.text(&chunk.content);
-            rows.text(&keys.hashes[i]);
+            match hash {
+                Some(hash) => rows.text(hash),
+                None => rows.text(&chunk.hash()),
+            }
             rows.jsonb(&object_text(&chunk.metadata));
             rows.vector(&chunk.embedding);
             if rows.len() >= COPY_SEND_BYTES {
@@ -524,17 +586,17 @@ struct ChunkKeys {
 }
 
 impl ChunkKeys {
-    /// The keys of `docs`' chunks, the documents' ids being `ids`.
-    fn of(docs: &[NewDocument], ids: &[Uuid]) -> Self {
-        let total: usize = docs.iter().map(|d| d.chunks.len()).sum();
+    /// The keys of the chunks of these documents (with their ids), in order.
+    fn of<'a>(docs: impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone) -> Self {
+        let total: usize = docs.clone().map(|(d, _)| d.chunks.len()).sum();
         let mut keys = Self {
             docs: Vec::with_capacity(total),
             indexes: Vec::with_capacity(total),
             hashes: Vec::with_capacity(total),
         };
-        for (doc, id) in docs.iter().zip(ids) {
+        for (doc, id) in docs {
             for (c, chunk) in doc.chunks.iter().enumerate() {
-                keys.docs.push(*id);
+                keys.docs.push(id);
                 keys.indexes.push(c as i32);
                 keys.hashes.push(chunk.hash());
             }
@@ -543,8 +605,9 @@ impl ChunkKeys {
     }
 }
 
-/// Deletes the stale chunks of documents `ids` ([`DELETE_STALE_CHUNKS_SQL`]): how
-/// many went. One round trip.
+/// Deletes the stale chunks of documents `ids` ([`DELETE_STALE_CHUNKS_SQL`]), given
+/// the keys of their chunks in the batch: how many went. One round trip; none when
+/// `ids` is empty.
 async fn delete_stale<C: ConnectionTrait>(
     txn: &C,
     ids: &[Uuid],
@@ -552,6 +615,9 @@ async fn delete_stale<C: ConnectionTrait>(
     indexes: &[i32],
     hashes: &[String],
 ) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     let done = txn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
