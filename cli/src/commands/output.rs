@@ -65,3 +65,24 @@ impl<'a> Output<'a> {
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
+
+/// `n` and the noun, singular for one: "1 review", "3 reviews".
+pub fn count_of(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_of;
+
+    #[test]
+    fn one_is_singular_and_the_rest_plural() {
+        assert_eq!(count_of(1, "review"), "1 review");
+        assert_eq!(count_of(0, "review"), "0 reviews");
+        assert_eq!(count_of(3, "job"), "3 jobs");
+    }
+}

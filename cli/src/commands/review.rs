@@ -4,7 +4,7 @@ use sea_orm::DatabaseConnection;
 use service::review::{self, PendingFilter};
 
 use super::Output;
-use super::output::or_dash;
+use super::output::{count_of, or_dash};
 use crate::cli::ReviewCommand;
 
 /// Runs `strata review …`.
@@ -84,8 +84,10 @@ pub async fn run(
                     vec![
                         format!("reviewer {}", r.reviewer_email),
                         format!(
-                            "{} reviews: {} approved, {} rejected",
-                            r.total_reviews, r.approved_count, r.rejected_count
+                            "{}: {} approved, {} rejected",
+                            count_of(r.total_reviews, "review"),
+                            r.approved_count,
+                            r.rejected_count
                         ),
                     ]
                 })
@@ -94,9 +96,9 @@ pub async fn run(
                 vec![
                     format!("{} jobs {}", j.provider, j.status),
                     format!(
-                        "{} jobs, {} annotations",
-                        j.job_count,
-                        j.annotations_created.unwrap_or(0)
+                        "{}, {}",
+                        count_of(j.job_count, "job"),
+                        count_of(j.annotations_created.unwrap_or(0), "annotation")
                     ),
                 ]
             }));

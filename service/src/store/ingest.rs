@@ -320,9 +320,13 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     let (ids, written) = write_documents(&txn, model, docs).await?;
     // The keyed documents' chunks first (only they can be stored already), then the
     // new documents'.
-    let ordered: Vec<(&NewDocument, Uuid)> = keyed(docs, &ids).chain(fresh(docs, &ids)).collect();
-    let keyed_ids: Vec<Uuid> = keyed(docs, &ids).map(|(_, id)| id).collect();
-    let keyed_chunks: usize = keyed(docs, &ids).map(|(d, _)| d.chunks.len()).sum();
+    let ordered: Vec<(&NewDocument, Uuid)> = with_key(docs, &ids, true)
+        .chain(with_key(docs, &ids, false))
+        .collect();
+    let keyed_ids: Vec<Uuid> = with_key(docs, &ids, true).map(|(_, id)| id).collect();
+    let keyed_chunks: usize = with_key(docs, &ids, true)
+        .map(|(d, _)| d.chunks.len())
+        .sum();
     let ChunkKeys {
         docs: mut chunk_docs,
         mut indexes,
@@ -373,25 +377,16 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     Ok(IngestReport::new(ids, written, total, added, removed))
 }
 
-/// The batch's documents that carry a key, with their ids: only they can have chunks
-/// stored already (a document without one gets a new id).
-fn keyed<'a>(
+/// The batch's documents that carry a key (`keyed`) or that do not, with their ids.
+/// Only a keyed document can have chunks stored already: one without gets a new id.
+fn with_key<'a>(
     docs: &'a [NewDocument],
     ids: &'a [Uuid],
+    keyed: bool,
 ) -> impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone + 'a {
     docs.iter()
         .zip(ids.iter().copied())
-        .filter(|(d, _)| d.key.is_some())
-}
-
-/// The batch's documents without a key, with their new ids: none has a stored chunk.
-fn fresh<'a>(
-    docs: &'a [NewDocument],
-    ids: &'a [Uuid],
-) -> impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone + 'a {
-    docs.iter()
-        .zip(ids.iter().copied())
-        .filter(|(d, _)| d.key.is_none())
+        .filter(move |(d, _)| d.key.is_some() == keyed)
 }
 
 /// Lists the (document, index) of the chunks stored for documents `$1` (after
@@ -444,8 +439,8 @@ pub async fn ingest_copy(
     // now, for the DELETE of stale chunks and the read of those kept. A new
     // document's chunks are hashed as they are encoded, while the server inserts the
     // rows sent before them.
-    let keys = ChunkKeys::of(keyed(docs, &ids));
-    let keyed_ids: Vec<Uuid> = keyed(docs, &ids).map(|(_, id)| id).collect();
+    let keys = ChunkKeys::of(with_key(docs, &ids, true));
+    let keyed_ids: Vec<Uuid> = with_key(docs, &ids, true).map(|(_, id)| id).collect();
     let removed = delete_stale(
         &session,
         &keyed_ids,
@@ -477,11 +472,11 @@ pub async fn ingest_copy(
             .await
             .map_err(DbError::from)?;
         let mut rows = BinaryCopy::with_capacity(COPY_SEND_BYTES + (64 << 10));
-        let keyed_chunks = keyed(docs, &ids)
+        let keyed_chunks = with_key(docs, &ids, true)
             .flat_map(|(d, _)| &d.chunks)
             .enumerate()
             .map(|(i, chunk)| (chunk, keys.docs[i], keys.indexes[i], Some(&keys.hashes[i])));
-        let fresh_chunks = fresh(docs, &ids).flat_map(|(d, id)| {
+        let fresh_chunks = with_key(docs, &ids, false).flat_map(|(d, id)| {
             d.chunks
                 .iter()
                 .enumerate()
