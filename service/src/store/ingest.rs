@@ -320,32 +320,23 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     let (ids, written) = write_documents(&txn, model, docs).await?;
     // The keyed documents' chunks first (only they can be stored already), then the
     // new documents'.
-    let ordered: Vec<(&NewDocument, Uuid)> = with_key(docs, &ids, true)
-        .chain(with_key(docs, &ids, false))
-        .collect();
-    let keyed_ids: Vec<Uuid> = with_key(docs, &ids, true).map(|(_, id)| id).collect();
-    let keyed_chunks: usize = with_key(docs, &ids, true)
-        .map(|(d, _)| d.chunks.len())
-        .sum();
+    let (keyed, new) = split_by_key(docs, &ids);
+    let keyed_ids: Vec<Uuid> = keyed.iter().map(|(_, id)| *id).collect();
+    let mut keys = ChunkKeys::default();
+    keys.extend(&keyed);
+    let removed = delete_stale(&txn, &keyed_ids, &keys).await?;
+    keys.extend(&new);
     let ChunkKeys {
         docs: mut chunk_docs,
         mut indexes,
         mut hashes,
-    } = ChunkKeys::of(ordered.iter().copied());
-    let removed = delete_stale(
-        &txn,
-        &keyed_ids,
-        &chunk_docs[..keyed_chunks],
-        &indexes[..keyed_chunks],
-        &hashes[..keyed_chunks],
-    )
-    .await?;
+    } = keys;
 
     let total = chunk_docs.len();
     let mut texts = Vec::with_capacity(total);
     let mut metadata = Vec::with_capacity(total);
     let mut vectors: Vec<SqlValue> = Vec::with_capacity(total);
-    for chunk in ordered.iter().flat_map(|(d, _)| &d.chunks) {
+    for chunk in keyed.iter().chain(&new).flat_map(|(d, _)| &d.chunks) {
         texts.push(chunk.content.clone());
         metadata.push(object_text(&chunk.metadata));
         vectors.push(PgVector::from(chunk.embedding.clone()).into());
@@ -377,16 +368,16 @@ pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
     Ok(IngestReport::new(ids, written, total, added, removed))
 }
 
-/// The batch's documents that carry a key (`keyed`) or that do not, with their ids.
-/// Only a keyed document can have chunks stored already: one without gets a new id.
-fn with_key<'a>(
-    docs: &'a [NewDocument],
-    ids: &'a [Uuid],
-    keyed: bool,
-) -> impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone + 'a {
+/// The batch's documents with their ids: those that carry a key, then those that do
+/// not. Only a keyed document can have chunks stored already: one without gets a new
+/// id.
+type Split<'a> = (Vec<(&'a NewDocument, Uuid)>, Vec<(&'a NewDocument, Uuid)>);
+
+/// Splits `docs` (with their `ids`) into the keyed and the new ([`Split`]).
+fn split_by_key<'a>(docs: &'a [NewDocument], ids: &[Uuid]) -> Split<'a> {
     docs.iter()
         .zip(ids.iter().copied())
-        .filter(move |(d, _)| d.key.is_some() == keyed)
+        .partition(|(d, _)| d.key.is_some())
 }
 
 /// Lists the (document, index) of the chunks stored for documents `$1` (after
@@ -439,16 +430,11 @@ pub async fn ingest_copy(
     // now, for the DELETE of stale chunks and the read of those kept. A new
     // document's chunks are hashed as they are encoded, while the server inserts the
     // rows sent before them.
-    let keys = ChunkKeys::of(with_key(docs, &ids, true));
-    let keyed_ids: Vec<Uuid> = with_key(docs, &ids, true).map(|(_, id)| id).collect();
-    let removed = delete_stale(
-        &session,
-        &keyed_ids,
-        &keys.docs,
-        &keys.indexes,
-        &keys.hashes,
-    )
-    .await?;
+    let (keyed, new) = split_by_key(docs, &ids);
+    let keyed_ids: Vec<Uuid> = keyed.iter().map(|(_, id)| *id).collect();
+    let mut keys = ChunkKeys::default();
+    keys.extend(&keyed);
+    let removed = delete_stale(&session, &keyed_ids, &keys).await?;
     let stored: HashSet<(Uuid, i32)> = if keyed_ids.is_empty() {
         HashSet::new()
     } else {
@@ -472,11 +458,12 @@ pub async fn ingest_copy(
             .await
             .map_err(DbError::from)?;
         let mut rows = BinaryCopy::with_capacity(COPY_SEND_BYTES + (64 << 10));
-        let keyed_chunks = with_key(docs, &ids, true)
+        let keyed_chunks = keyed
+            .iter()
             .flat_map(|(d, _)| &d.chunks)
             .enumerate()
             .map(|(i, chunk)| (chunk, keys.docs[i], keys.indexes[i], Some(&keys.hashes[i])));
-        let fresh_chunks = with_key(docs, &ids, false).flat_map(|(d, id)| {
+        let fresh_chunks = new.iter().flat_map(|&(d, id)| {
             d.chunks
                 .iter()
                 .enumerate()
@@ -573,7 +560,8 @@ async fn write_documents<C: ConnectionTrait>(
     Ok((ids, written))
 }
 
-/// Each chunk's document id, index and hash, in the batch's order.
+/// Chunks' document ids, indexes and hashes, in the order they were added.
+#[derive(Default)]
 struct ChunkKeys {
     docs: Vec<Uuid>,
     indexes: Vec<i32>,
@@ -581,22 +569,19 @@ struct ChunkKeys {
 }
 
 impl ChunkKeys {
-    /// The keys of the chunks of these documents (with their ids), in order.
-    fn of<'a>(docs: impl Iterator<Item = (&'a NewDocument, Uuid)> + Clone) -> Self {
-        let total: usize = docs.clone().map(|(d, _)| d.chunks.len()).sum();
-        let mut keys = Self {
-            docs: Vec::with_capacity(total),
-            indexes: Vec::with_capacity(total),
-            hashes: Vec::with_capacity(total),
-        };
-        for (doc, id) in docs {
+    /// Adds the keys of the chunks of these documents (with their ids), in order.
+    fn extend(&mut self, docs: &[(&NewDocument, Uuid)]) {
+        let n: usize = docs.iter().map(|(d, _)| d.chunks.len()).sum();
+        self.docs.reserve(n);
+        self.indexes.reserve(n);
+        self.hashes.reserve(n);
+        for &(doc, id) in docs {
             for (c, chunk) in doc.chunks.iter().enumerate() {
-                keys.docs.push(id);
-                keys.indexes.push(c as i32);
-                keys.hashes.push(chunk.hash());
+                self.docs.push(id);
+                self.indexes.push(c as i32);
+                self.hashes.push(chunk.hash());
             }
         }
-        keys
     }
 }
 
@@ -606,9 +591,7 @@ impl ChunkKeys {
 async fn delete_stale<C: ConnectionTrait>(
     txn: &C,
     ids: &[Uuid],
-    docs: &[Uuid],
-    indexes: &[i32],
-    hashes: &[String],
+    keys: &ChunkKeys,
 ) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
@@ -619,9 +602,9 @@ async fn delete_stale<C: ConnectionTrait>(
             DELETE_STALE_CHUNKS_SQL,
             [
                 ids.to_vec().into(),
-                docs.to_vec().into(),
-                indexes.to_vec().into(),
-                hashes.to_vec().into(),
+                keys.docs.clone().into(),
+                keys.indexes.clone().into(),
+                keys.hashes.clone().into(),
             ],
         ))
         .await?;
