@@ -4,11 +4,10 @@
 use sea_orm::{DatabaseTransaction, FromQueryResult};
 
 use super::{Check, CheckResult, Expectations, first, human_bytes, sql};
-use crate::cache::CacheError;
+use crate::cache::CacheKind;
 use crate::cache::stats::cache_stats;
-use crate::error::DbError;
-use crate::queue::{self, QueueError, QueueTable};
-use crate::store::{Recommendation, StoreError, index_health};
+use crate::queue::{self, QueueTable};
+use crate::store::{Recommendation, index_health};
 
 /// The materialized views: populated or not, and the state of the maintenance task
 /// that refreshes each (PostgreSQL keeps no refresh time itself): its last run, its
@@ -33,8 +32,14 @@ struct Matview {
     status: Option<String>,
 }
 
+/// An hour, in the seconds the checks' queries return.
+const HOUR_SECONDS: f64 = 3600.0;
+
+/// A maintenance task this late means no runner is running it.
+const MAINTENANCE_OVERDUE_SECONDS: f64 = HOUR_SECONDS;
+
 /// A refresh this far past its scheduled time means no maintenance runs.
-const REFRESH_OVERDUE_SECONDS: f64 = 3600.0;
+const REFRESH_OVERDUE_SECONDS: f64 = HOUR_SECONDS;
 
 /// Materialized views: `fail` when one is not populated (reads error, a concurrent
 /// refresh is refused), `warn` when its refresh task last failed, never ran, or is
@@ -65,7 +70,7 @@ pub(super) async fn materialized_views(db: &DatabaseTransaction, _: &Expectation
                 (_, _, Some(late)) if late > REFRESH_OVERDUE_SECONDS => Some(format!(
                     "{} (refresh {:.1} h overdue)",
                     v.name,
-                    late / 3600.0
+                    late / HOUR_SECONDS
                 )),
                 _ => None,
             },
@@ -81,22 +86,11 @@ pub(super) async fn materialized_views(db: &DatabaseTransaction, _: &Expectation
     }])
 }
 
-/// The store's errors, as the database error a check reports.
-fn store_db(e: StoreError) -> DbError {
-    match e {
-        StoreError::Database(e) => e,
-        other => DbError::Other {
-            code: None,
-            message: other.to_string(),
-        },
-    }
-}
-
 /// The vector index ([`index_health`]): `fail` when missing or invalid, `warn` when
 /// built on too little data or due for a rebuild, `ok` otherwise (or when there is
 /// nothing to index yet).
 pub(super) async fn vector_index(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
-    let h = index_health(db).await.map_err(store_db)?;
+    let h = index_health(db).await?;
     let name = "vector index";
     let method = h.method.clone().unwrap_or_else(|| "?".into());
     let built = h
@@ -130,18 +124,12 @@ pub(super) async fn vector_index(db: &DatabaseTransaction, _: &Expectations) -> 
 }
 
 /// A runnable job waiting longer than this means no worker is taking jobs.
-const QUEUE_WAIT_WARNING_SECONDS: f64 = 3600.0;
+const QUEUE_WAIT_WARNING_SECONDS: f64 = HOUR_SECONDS;
 
 /// One queue: `warn` for running jobs whose lease expired (their worker died; the
 /// `rescue_expired_leases` task requeues them) or a runnable job waiting over an hour.
 async fn queue(db: &DatabaseTransaction, table: QueueTable, name: &'static str) -> CheckResult {
-    let q = queue::health(db, table).await.map_err(|e| match e {
-        QueueError::Database(e) => e,
-        other => DbError::Other {
-            code: None,
-            message: other.to_string(),
-        },
-    })?;
+    let q = queue::health(db, table).await?;
     let counts = format!(
         "{} running, {} runnable, {} failed",
         q.running, q.runnable, q.failed
@@ -160,7 +148,7 @@ async fn queue(db: &DatabaseTransaction, table: QueueTable, name: &'static str) 
             name,
             format!(
                 "oldest runnable job waited {:.1} h: is a worker running? {counts}",
-                wait / 3600.0
+                wait / HOUR_SECONDS
             ),
         )
     } else {
@@ -178,32 +166,21 @@ pub(super) async fn queue_ai_jobs(db: &DatabaseTransaction, _: &Expectations) ->
     queue(db, queue::AI_ANNOTATION_JOBS, "queue ai_annotation_jobs").await
 }
 
-/// The caches' errors, as the database error a check reports.
-fn cache_db(e: CacheError) -> DbError {
-    match e {
-        CacheError::Database(e) => e,
-        other => DbError::Other {
-            code: None,
-            message: other.to_string(),
-        },
-    }
-}
-
 /// Expired entries beyond this share of a cache mean its clean-up is not running.
 const EXPIRED_WARNING_SHARE: f64 = 0.10;
 
 /// Each cache's entries, size and hit rate; `warn` when over a tenth of a cache's
 /// entries (and over 100) have expired and are still there.
 pub(super) async fn caches(db: &DatabaseTransaction, _: &Expectations) -> CheckResult {
-    let stats = cache_stats(db).await.map_err(cache_db)?;
+    let stats = cache_stats(db).await?;
     Ok(stats
         .into_iter()
         .map(|s| {
-            let name = match s.kind.name() {
-                "pdf" => "cache pdf",
-                "ai" => "cache ai",
-                "vision" => "cache vision",
-                _ => "cache exercise",
+            let name = match s.kind {
+                CacheKind::Pdf => "cache pdf",
+                CacheKind::Ai => "cache ai",
+                CacheKind::Vision => "cache vision",
+                CacheKind::Exercise => "cache exercise",
             };
             let rate = s.hit_rate.map_or("no lookups".to_owned(), |r| {
                 format!("hit rate {:.1}%", r * 100.0)
@@ -261,8 +238,14 @@ pub(super) async fn maintenance(db: &DatabaseTransaction, _: &Expectations) -> C
         .collect();
     let overdue: Vec<String> = tasks
         .iter()
-        .filter(|t| t.overdue_seconds > 3600.0)
-        .map(|t| format!("{} ({:.1} h overdue)", t.task, t.overdue_seconds / 3600.0))
+        .filter(|t| t.overdue_seconds > MAINTENANCE_OVERDUE_SECONDS)
+        .map(|t| {
+            format!(
+                "{} ({:.1} h overdue)",
+                t.task,
+                t.overdue_seconds / HOUR_SECONDS
+            )
+        })
         .collect();
     Ok(vec![if !failing.is_empty() {
         Check::fail(

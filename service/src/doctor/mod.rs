@@ -26,7 +26,10 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use crate::cache::CacheError;
 use crate::error::DbError;
+use crate::queue::QueueError;
+use crate::store::StoreError;
 
 pub use catalog::{PRESENT_OBJECTS_SQL, PresentObject, present_objects};
 pub use required::{ObjectKind, REQUIRED_OBJECTS, RequiredObject};
@@ -140,8 +143,41 @@ impl Examination {
 }
 
 /// What a check function returns: its results (a check may report several lines),
-/// or the database error that stopped it.
-type CheckResult = Result<Vec<Check>, DbError>;
+/// or the error that stopped it.
+type CheckResult = Result<Vec<Check>, CheckError>;
+
+/// Why a check could not run: the database's error (its SQLSTATE makes a missing
+/// privilege or a timeout a `warn`), or a domain error of the service function it
+/// called that is not a database error.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<sea_orm::DbErr> for CheckError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Database(e.into())
+    }
+}
+
+/// A domain error as a [`CheckError`]: its `Database` variant keeps the database's
+/// error, any other is its message.
+macro_rules! check_error_from {
+    ($($error:ident),*) => {$(
+        impl From<$error> for CheckError {
+            fn from(e: $error) -> Self {
+                match e {
+                    $error::Database(e) => Self::Database(e),
+                    other => Self::Other(other.to_string()),
+                }
+            }
+        }
+    )*};
+}
+check_error_from!(StoreError, QueueError, CacheError);
 type CheckFuture<'a> = Pin<Box<dyn Future<Output = CheckResult> + Send + 'a>>;
 
 /// A check: its name (reported when it cannot run) and its function.
@@ -150,27 +186,30 @@ struct Probe {
     run: for<'a> fn(&'a DatabaseTransaction, &'a Expectations) -> CheckFuture<'a>,
 }
 
-/// Sets the check's timeouts for its own transaction only.
-fn timeout_sql(timeout: Duration) -> String {
+/// Makes a check's transaction read-only and sets its timeouts, for that transaction
+/// only: one statement (the timeout is a number, not a caller's text).
+fn setup_sql(timeout: Duration) -> String {
     let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-    format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}")
+    format!(
+        "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}; \
+         SET LOCAL lock_timeout = {ms}"
+    )
 }
 
 /// Examines `db` (a connection, not a transaction: each check needs its own): every check, each in a read-only transaction of its own (rolled
 /// back) under `expect.statement_timeout`. Round trips: about four per check
-/// (begin, timeouts, its one or two queries, rollback), 22 checks. Needs
+/// (begin, read-only and timeouts, its one or two queries, rollback), 22 checks. Needs
 /// only the rights to read the catalogue and the statistics views; a check without a
 /// privilege it needs is a `warn` naming the missing privilege.
 pub async fn examine(
     db: &DatabaseConnection,
     expect: &Expectations,
 ) -> Result<Examination, DbError> {
+    let setup = setup_sql(expect.statement_timeout);
     let mut checks = Vec::new();
     for probe in probes() {
         let txn = db.begin().await?;
-        txn.execute_unprepared(&timeout_sql(expect.statement_timeout))
-            .await?;
-        txn.execute_unprepared("SET TRANSACTION READ ONLY").await?;
+        txn.execute_unprepared(&setup).await?;
         let result = (probe.run)(&txn, expect).await;
         let _ = txn.rollback().await;
         match result {
@@ -184,8 +223,12 @@ pub async fn examine(
 
 /// A check that could not run: a missing privilege or a timeout is a `warn` saying
 /// so; any other error a `fail` quoting it.
-fn could_not_run(name: &'static str, e: &DbError, expect: &Expectations) -> Check {
-    match e.code() {
+fn could_not_run(name: &'static str, e: &CheckError, expect: &Expectations) -> Check {
+    let code = match e {
+        CheckError::Database(e) => e.code(),
+        CheckError::Other(_) => None,
+    };
+    match code {
         Some("42501") => Check::warn(name, format!("missing privilege: {e}")),
         Some("57014") => Check::warn(
             name,
