@@ -73,7 +73,16 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
             Command::Db(c) => return commands::db::run(c, url, &mut out).await,
             _ => {}
         }
-        let db = commands::connect(url).await?;
+        // The worker's handlers (up to its concurrency on each queue), heartbeats and
+        // schedule share its pool; every other command needs a few connections.
+        let pool_size = match &cli.command {
+            Command::Worker(args) => {
+                u32::try_from(2 * args.concurrency + commands::POOL_SIZE as usize)
+                    .map_err(|_| format!("--concurrency {} is too large", args.concurrency))?
+            }
+            _ => commands::POOL_SIZE,
+        };
+        let db = commands::connect(url, pool_size).await?;
         let result = match cli.command {
             Command::Maintain(args) => commands::maintain::run(&db, args, &mut out).await,
             Command::Users(c) => commands::users::run(&db, c, &mut out).await,

@@ -140,8 +140,11 @@ async fn sigint_stops_maintain_every_cleanly() {
 async fn doctor_fails_naming_a_dropped_required_index() {
     let t = TestDb::new().await;
     let healthy = json(&t, &["doctor"]);
-    assert_ne!(healthy["status"], "fail", "{healthy}");
-    assert!(healthy["checks"].as_array().expect("checks").len() >= 20);
+    // The seeds' duplicate indexes make a fresh database a warning, never a failure.
+    assert_eq!(healthy["status"], "warn", "{healthy}");
+    let checks = healthy["checks"].as_array().expect("checks");
+    assert!(checks.len() >= 20);
+    assert!(checks.iter().all(|c| c["status"] != "fail"), "{healthy}");
 
     t.db.execute_unprepared("DROP INDEX idx_annotations_vision_review")
         .await

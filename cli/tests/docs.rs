@@ -271,6 +271,10 @@ async fn ingest_and_search_with_the_http_embedder() {
     ])
     .await;
     assert_eq!(hits[0]["content"], "green pears");
+    assert_eq!(
+        hits[0]["vector_rank"], 1,
+        "the embedding ranks it first too"
+    );
     assert_eq!(texts.load(Ordering::SeqCst), 4, "one more text: the query");
 }
 
@@ -308,4 +312,8 @@ async fn text_search_with_the_local_embedder_finds_the_keyword() {
     );
     assert_eq!(hits[0]["title"], "vacuum");
     assert_eq!(hits[0]["text_rank"], 1);
+    assert_eq!(
+        hits[0]["vector_rank"], 1,
+        "the embedding ranks it first too"
+    );
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use service::queue::{self, JobFilter, NewJob, QueueTable};
 
 use super::Output;
-use super::output::or_dash;
+use super::output::{count_of, or_dash};
 use crate::cli::{BulkArgs, JobFilterArgs, JobsArgs, JobsCommand, QueueArg};
 
 /// The queue's table.
@@ -104,7 +104,10 @@ pub async fn run(
                     if let Some(delay) = delay {
                         let delay =
                             chrono::Duration::from_std(delay).map_err(|e| format!("delay: {e}"))?;
-                        job = job.run_at(chrono::Utc::now() + delay);
+                        let at = chrono::Utc::now()
+                            .checked_add_signed(delay)
+                            .ok_or("--delay is too far in the future")?;
+                        job = job.run_at(at);
                     }
                     if let Some(n) = max_attempts {
                         job = job.max_attempts(n);
@@ -252,9 +255,12 @@ async fn change(
         (matching, 0)
     };
     let message = if bulk.yes {
-        format!("{action}: {changed} jobs")
+        format!("{action}: {}", count_of(changed as i64, "job"))
     } else {
-        format!("{matching} jobs match; run again with --yes to {action} them (nothing changed)")
+        format!(
+            "{} match; run again with --yes to {action} them (nothing changed)",
+            count_of(matching, "job")
+        )
     };
     out.done(
         &Changed {

@@ -67,7 +67,7 @@ async fn every_until_interrupted(
 }
 
 /// An error when any run failed, so the exit status says so.
-fn failed(runs: &[RunRecord]) -> Result<(), String> {
+pub(super) fn failed(runs: &[RunRecord]) -> Result<(), String> {
     let failures: Vec<String> = runs
         .iter()
         .filter_map(|r| match &r.outcome {

@@ -17,9 +17,12 @@ pub use output::Output;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-/// Connects to `url` (or the embedded default) with a small pool.
-pub async fn connect(url: Option<&str>) -> Result<DatabaseConnection, String> {
-    service::db::connect(url, 4)
+/// The pool of a command that is not the worker: a few connections.
+pub const POOL_SIZE: u32 = 4;
+
+/// Connects to `url` (or the embedded default) with a pool of `pool_size`.
+pub async fn connect(url: Option<&str>, pool_size: u32) -> Result<DatabaseConnection, String> {
+    service::db::connect(url, pool_size)
         .await
         .map_err(|e| e.to_string())
 }

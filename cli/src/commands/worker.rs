@@ -38,17 +38,20 @@ struct Report {
     maintenance_runs: usize,
 }
 
-/// The `maintenance` handler.
+/// The `maintenance` handler: a run that failed fails the job (recorded, and retried
+/// by the queue).
 async fn maintenance_job(db: DatabaseConnection, ctx: JobContext) -> Result<Value, BoxError> {
     let runner = maintenance::runner_name();
     match ctx.payload.get("task").and_then(Value::as_str) {
         Some(name) => {
             let task: Task = name.parse()?;
             let record = maintenance::run(&db, task, &runner).await?;
+            super::maintain::failed(std::slice::from_ref(&record))?;
             Ok(serde_json::to_value(record)?)
         }
         None => {
             let runs = maintenance::run_due(&db, &runner).await?;
+            super::maintain::failed(&runs)?;
             Ok(json!({ "runs": runs }))
         }
     }
@@ -74,7 +77,7 @@ pub async fn run(
             })
         })
         .map_err(text)?;
-    let ai = match OpenAiVisionConfig::from_env() {
+    let (ai, vision_cache) = match OpenAiVisionConfig::from_env() {
         Ok(vision) => {
             let provider = OpenAiVision::new(vision).map_err(|e| e.to_string())?;
             let cache = VisionCache::new(
@@ -83,14 +86,15 @@ pub async fn run(
                 TimeDelta::days(VISION_TTL_DAYS),
             )
             .map_err(|e| e.to_string())?;
-            let pipeline = AnnotationPipeline::new(db.clone(), Arc::new(cache), provider);
+            let cache = Arc::new(cache);
+            let pipeline = AnnotationPipeline::new(db.clone(), Arc::clone(&cache), provider);
             let worker =
                 Worker::new(db.clone(), queue::AI_ANNOTATION_JOBS, config).map_err(text)?;
-            Some(pipeline.register(worker).map_err(text)?)
+            (Some(pipeline.register(worker).map_err(text)?), Some(cache))
         }
         Err(e) => {
             eprintln!("strata worker: annotation jobs are not worked: {e}");
-            None
+            (None, None)
         }
     };
     eprintln!(
@@ -150,6 +154,10 @@ pub async fn run(
     };
     let maintenance_runs = schedule.await.map_err(join);
     signal.abort();
+    // The vision cache's buffered hits and recency, written before the process ends.
+    if let Some(cache) = vision_cache {
+        cache.shutdown().await.map_err(|e| e.to_string())?;
+    }
     let jobs = jobs?.map_err(text)?;
     let ai_annotation_jobs = match ai_annotation_jobs {
         Some(report) => Some(report?.map_err(text)?),
