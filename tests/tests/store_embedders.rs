@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use service::store::{
     self, EmbedError, Embedder, HttpEmbedder, HttpEmbedderConfig, HybridOptions, NewChunk,
@@ -169,7 +170,7 @@ async fn texts_are_ingested_and_searched_through_an_embedder() {
             chunk("jays bury acorns for winter"),
         ],
     };
-    let report = store::ingest_texts(&t.db, &embedder, vec![doc])
+    let report = store::ingest_texts(&t.db, &embedder, vec![doc.clone()])
         .await
         .expect("ingest");
     assert_eq!(report.chunks_added, 3);
@@ -205,4 +206,15 @@ async fn texts_are_ingested_and_searched_through_an_embedder() {
         Err(StoreError::WrongModel { .. })
     ));
     assert_eq!(server.requests.load(Ordering::SeqCst), before);
+    // An ingest through it too, before it embeds anything, and nothing is written.
+    assert!(matches!(
+        store::ingest_texts(&t.db, &other, vec![doc]).await,
+        Err(StoreError::WrongModel { .. })
+    ));
+    assert_eq!(server.requests.load(Ordering::SeqCst), before);
+    let documents = entity::documents::Entity::find()
+        .count(&t.db)
+        .await
+        .expect("count");
+    assert_eq!(documents, 1);
 }

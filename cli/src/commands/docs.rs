@@ -400,24 +400,20 @@ async fn ingest(
     let model = match embed {
         Some(which) => {
             let embedder = AnyEmbedder::load(which)?;
-            let texts: Vec<String> = missing
-                .iter()
-                .map(|&(d, c)| docs[d].chunks[c].content.clone())
-                .collect();
-            let progress = bar(out, texts.len() as u64, "embedding");
-            let mut vectors = Vec::with_capacity(texts.len());
-            for batch in texts.chunks(embedder.batch_size().max(1) * 4) {
-                vectors.extend(
-                    store::embed_all(&embedder, batch)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
-                progress.inc(batch.len() as u64);
-            }
+            // Another model than the store's is refused before minutes of embedding.
+            store::check_recorded(db, embedder.model())
+                .await
+                .map_err(|e| e.to_string())?;
+            let progress = bar(out, missing.len() as u64, "embedding");
+            store::embed_missing(
+                &embedder,
+                &mut docs,
+                embedder.batch_size().max(1) * 4,
+                |n| progress.inc(n as u64),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             progress.finish_and_clear();
-            for (&(d, c), vector) in missing.iter().zip(vectors) {
-                docs[d].chunks[c].embedding = vector;
-            }
             embedder.model().clone()
         }
         None => {

@@ -9,7 +9,7 @@ use super::StoreError;
 use super::filter::Filter;
 use super::hybrid::{HybridHit, HybridOptions};
 use super::ingest::{IngestReport, NewDocument, ingest};
-use super::model::EmbeddingModel;
+use super::model::{EmbeddingModel, check_recorded};
 use super::vector_store::VectorStore;
 
 /// What can go wrong while embedding.
@@ -122,15 +122,17 @@ pub async fn embed_all<E: Embedder>(
     Ok(out)
 }
 
-/// Ingests `docs`, first embedding with `embedder` every chunk whose embedding is
-/// empty (those with one keep it, and must be of the embedder's model). The embedding
-/// calls happen before the ingest's transaction begins: no transaction waits on the
-/// embedding service. Then as [`ingest`].
-pub async fn ingest_texts<C: ConnectionTrait + TransactionTrait, E: Embedder>(
-    db: &C,
+/// Embeds with `embedder` every chunk of `docs` whose embedding is empty, `group`
+/// texts per call of [`embed_all`] (each call then batches by the embedder's size),
+/// and calls `progress` with each group's count as it is done; the chunks it embeds
+/// take the embedder's model name. Returns how many it embedded. No database work;
+/// the cost is the embedder's.
+pub async fn embed_missing<E: Embedder>(
     embedder: &E,
-    mut docs: Vec<NewDocument>,
-) -> Result<IngestReport, StoreError> {
+    docs: &mut [NewDocument],
+    group: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<usize, StoreError> {
     let model = embedder.model();
     let texts: Vec<String> = docs
         .iter()
@@ -138,14 +140,35 @@ pub async fn ingest_texts<C: ConnectionTrait + TransactionTrait, E: Embedder>(
         .filter(|c| c.embedding.is_empty())
         .map(|c| c.content.clone())
         .collect();
-    let mut vectors = embed_all(embedder, &texts).await?.into_iter();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for texts in texts.chunks(group.max(1)) {
+        vectors.extend(embed_all(embedder, texts).await?);
+        progress(texts.len());
+    }
+    let mut vectors = vectors.into_iter();
     for chunk in docs.iter_mut().flat_map(|d| d.chunks.iter_mut()) {
         if chunk.embedding.is_empty() {
             chunk.embedding = vectors.next().unwrap_or_default();
             chunk.model = model.name.clone();
         }
     }
-    ingest(db, model, &docs).await
+    Ok(texts.len())
+}
+
+/// Ingests `docs`, first embedding with `embedder` every chunk whose embedding is
+/// empty (those with one keep it, and must be of the embedder's model). An embedder of
+/// another model than the store's recorded one is refused before any embedding call
+/// (one read of `embedding_model`). The embedding calls happen before the ingest's
+/// transaction begins: no transaction waits on the embedding service. Then as
+/// [`ingest`].
+pub async fn ingest_texts<C: ConnectionTrait + TransactionTrait, E: Embedder>(
+    db: &C,
+    embedder: &E,
+    mut docs: Vec<NewDocument>,
+) -> Result<IngestReport, StoreError> {
+    check_recorded(db, embedder.model()).await?;
+    embed_missing(embedder, &mut docs, usize::MAX, |_| ()).await?;
+    ingest(db, embedder.model(), &docs).await
 }
 
 impl VectorStore {

@@ -43,7 +43,7 @@ pub mod search;
 pub mod search_log;
 pub mod vector_store;
 
-pub use embed::{EmbedError, Embedder, embed_all, ingest_texts};
+pub use embed::{EmbedError, Embedder, embed_all, embed_missing, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
 pub use hybrid::{HybridHit, HybridOptions, hybrid_search};
@@ -58,7 +58,7 @@ pub use ingest::{
 #[cfg(feature = "local-embedder")]
 pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
 pub use mmr::{MmrOptions, mmr_search};
-pub use model::{EmbeddingModel, recorded as recorded_model};
+pub use model::{EmbeddingModel, check_recorded, recorded as recorded_model};
 pub use search::{MAX_K, SearchHit, SearchOptions, Served, search};
 pub use search_log::{SearchKind, SearchLog, SearchLogConfig, SearchLogEntry};
 pub use vector_store::VectorStore;

@@ -114,3 +114,26 @@ pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Option<EmbeddingMode
         dimension: m.dimension.max(0) as usize,
     }))
 }
+
+/// Refuses `model` when the store has recorded another one
+/// ([`StoreError::WrongModel`], or [`StoreError::WrongDimension`] for the same name
+/// at another dimension); records nothing. One round trip: the check to make before
+/// slow embedding work, which [`record`] would otherwise refuse only afterwards.
+pub async fn check_recorded<C: ConnectionTrait>(
+    db: &C,
+    model: &EmbeddingModel,
+) -> Result<(), StoreError> {
+    match recorded(db).await? {
+        Some(stored) if stored.name != model.name => Err(StoreError::WrongModel {
+            expected: stored.name,
+            got: model.name.clone(),
+        }),
+        Some(stored) if stored.dimension != model.dimension => Err(StoreError::WrongDimension {
+            document: 0,
+            chunk: 0,
+            expected: stored.dimension,
+            got: model.dimension,
+        }),
+        _ => Ok(()),
+    }
+}
