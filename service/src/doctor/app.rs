@@ -185,12 +185,8 @@ pub(super) async fn caches(db: &DatabaseTransaction, _: &Expectations) -> CheckR
             let rate = s.hit_rate.map_or("no lookups".to_owned(), |r| {
                 format!("hit rate {:.1}%", r * 100.0)
             });
-            let (entries, hits) = match (s.entries, s.hits) {
-                (1, 1) => ("entry", "hit"),
-                (1, _) => ("entry", "hits"),
-                (_, 1) => ("entries", "hit"),
-                _ => ("entries", "hits"),
-            };
+            let entries = if s.entries == 1 { "entry" } else { "entries" };
+            let hits = if s.hits == 1 { "hit" } else { "hits" };
             let text = format!(
                 "{} {entries}, {}, {} {hits}, {rate}",
                 s.entries,
