@@ -98,11 +98,11 @@ async fn maintain_runs_what_is_due_once_and_lists_the_schedule() {
     let t = TestDb::new().await;
     let runs = json(&t, &["maintain"]);
     let runs = runs.as_array().expect("runs");
-    assert_eq!(runs.len(), 14);
+    assert_eq!(runs.len(), 13);
     assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
     assert_eq!(json(&t, &["maintain"]), Value::Array(vec![]), "nothing due");
     let schedule = json(&t, &["maintain", "list"]);
-    assert_eq!(schedule.as_array().map(Vec::len), Some(14));
+    assert_eq!(schedule.as_array().map(Vec::len), Some(13));
     let now = json(&t, &["maintain", "run", "analyze_tables"]);
     assert_eq!(now[0]["status"], "success");
     fails(
@@ -124,7 +124,7 @@ async fn sigint_stops_maintain_every_cleanly() {
     tests::queue::wait_for(
         &t,
         "SELECT count(*)::text FROM maintenance_runs WHERE status = 'success'",
-        "14",
+        "13",
         Duration::from_secs(60),
     )
     .await;

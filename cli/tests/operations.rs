@@ -149,7 +149,19 @@ async fn sigint_stops_the_worker_with_no_job_left_running() {
         .parse()
         .expect("count");
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(report["jobs"]["completed"].as_i64(), Some(completed));
+    // The runtime's report: each queue's worker, and every service's health.
+    assert_eq!(report["queues"][0]["queue"], "jobs");
+    assert_eq!(
+        report["queues"][0]["report"]["completed"].as_i64(),
+        Some(completed)
+    );
+    let services: Vec<&str> = report["health"]
+        .as_array()
+        .expect("health")
+        .iter()
+        .map(|h| h["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(services, ["queue:jobs", "rescuer"], "{report}");
     assert_eq!(
         t.scalar("SELECT count(*)::text FROM jobs WHERE status IN ('completed', 'pending')")
             .await,

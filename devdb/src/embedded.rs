@@ -168,6 +168,16 @@ pub fn database_url() -> Result<String, EmbeddedError> {
     }
 }
 
+/// The URL to use: `url` when given and not empty, else [`database_url`]
+/// (`DATABASE_URL`, else the embedded cluster). For the `strata` command, the tests
+/// and the examples; the library itself only ever connects to the URL it is given.
+pub fn resolve_url(url: Option<&str>) -> Result<String, EmbeddedError> {
+    match url.filter(|u| !u.trim().is_empty()) {
+        Some(u) => Ok(u.to_owned()),
+        None => database_url(),
+    }
+}
+
 /// Starts the embedded cluster, or finds it running, once per process; later calls
 /// return the same [`Cluster`]. Prints one line to stderr the first time.
 pub fn ensure() -> Result<Cluster, EmbeddedError> {

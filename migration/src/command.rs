@@ -8,9 +8,10 @@
 
 use std::process::ExitCode;
 
+use crate::MigrationLock;
 use crate::Migrator;
 use clap::Parser;
-use devdb::{MigrationLock, embedded};
+use devdb::embedded;
 use sea_orm_cli::MigrateSubcommands;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 

@@ -1,10 +1,10 @@
 //! Strata's schema as SeaORM migrations, one per seed migration, in dependency order,
 //! each with an `up` and a `down` (see `SPEC.md`).
 //!
-//! [`up`] applies them under the migration lock of the `devdb` crate (which also holds
-//! the embedded default database), so concurrent runs are safe.
+//! [`up`] applies them under the migration lock ([`MigrationLock`]), so concurrent runs
+//! are safe.
 
-use devdb::MigrationLock;
+pub use lock::{MIGRATION_LOCK_KEY, MigrationLock};
 pub use sea_orm_migration::MigrationStatus;
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
@@ -12,6 +12,7 @@ use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 #[cfg(feature = "cli")]
 pub mod command;
 mod helpers;
+mod lock;
 mod m20250101_000001_foundation;
 mod m20250124_000002_layer0_tables;
 mod m20250201_000001_create_courses_and_lectures;
@@ -36,6 +37,7 @@ mod m20250701_000001_vector_store;
 mod m20250801_000001_audit_outcome;
 mod m20250801_000002_maintenance_schedule;
 mod m20250801_000003_batch_item_progress;
+mod m20261201_000001_one_lease_rescuer;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -72,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250801_000001_audit_outcome::Migration),
             Box::new(m20250801_000002_maintenance_schedule::Migration),
             Box::new(m20250801_000003_batch_item_progress::Migration),
+            Box::new(m20261201_000001_one_lease_rescuer::Migration),
         ]
     }
 }

@@ -72,8 +72,7 @@ async fn main() -> Result<(), BoxError> {
     let mut opt = ConnectOptions::new(url.clone());
     opt.max_connections(8)
         .min_connections(8)
-        .sqlx_logging(false)
-        .map_sqlx_postgres_pool_opts(service::db::tcp_nodelay::on_every_connection);
+        .sqlx_logging(false);
     let db = Database::connect(opt).await?;
     let tls = service::db::connection_encrypted(&db).await?;
     println!(

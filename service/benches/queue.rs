@@ -18,11 +18,12 @@
 //!
 //! Over TLS: run it with `STRATA_PG_TLS=1` (the embedded cluster) or a `DATABASE_URL`
 //! with `sslmode=require`; raw SQL and the service then both run over TLS, and the
-//! first line says which mode was measured. Every connection, raw or not, has
-//! `TCP_NODELAY` (see `service::db::tcp_nodelay`).
+//! first line says which mode was measured. The pool is the one an application builds
+//! itself (`Database::connect`, no Strata helper), and every connection is as sqlx
+//! makes it (sqlx 0.9.1 sets `TCP_NODELAY`; see `docs/tls.md`).
 //!
 //! It ends with `enqueue_jobs_per_s=`, `process_jobs_per_s=`, `process_ratio_vs_raw=`
-//! and `latency_ms_p50=`.
+//! (over TLS also `tls_worker_ratio_vs_raw=`, the same ratio) and `latency_ms_p50=`.
 
 mod common;
 
@@ -31,10 +32,9 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
-use service::db::tcp_nodelay;
 use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError};
+use service::queue::{self, JOBS, NewJob, QueueError};
 
 const JOBS_N: usize = 50_000;
 const CONCURRENCY: usize = 8;
@@ -48,9 +48,7 @@ const PREFETCH: usize = 1000;
 async fn main() -> Result<(), BoxError> {
     let url = common::bench_database("strata_bench_queue").await?;
     let mut opt = ConnectOptions::new(url);
-    opt.max_connections(16)
-        .sqlx_logging(false)
-        .map_sqlx_postgres_pool_opts(tcp_nodelay::on_every_connection);
+    opt.max_connections(16).sqlx_logging(false);
     let db = Database::connect(opt).await?;
     let tls = service::db::connection_encrypted(&db).await?;
     println!(
@@ -68,7 +66,7 @@ async fn main() -> Result<(), BoxError> {
         raw_enqueue.push(time_raw_enqueue(&db).await?);
         reset(&db).await?;
         let started = Instant::now();
-        queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+        queue::enqueue(&db, &jobs).await?;
         enqueue.push(JOBS_N as f64 / started.elapsed().as_secs_f64());
     }
     let (raw_enqueue, enqueue_per_s) = (common::median(raw_enqueue), common::median(enqueue));
@@ -89,7 +87,7 @@ async fn main() -> Result<(), BoxError> {
         raw_process.push(raw_processing(&db).await?);
         for (synchronous_commit, out) in [(false, &mut process), (true, &mut process_sync)] {
             reset(&db).await?;
-            queue::enqueue(&db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+            queue::enqueue(&db, &jobs).await?;
             let (stop, worker) = start_worker(&db, synchronous_commit)?;
             wait_until_done(&db).await?;
             let _ = stop.send(());
@@ -118,12 +116,7 @@ async fn main() -> Result<(), BoxError> {
     let (stop, handle) = start_worker(&db, false)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..LATENCY_SAMPLES {
-        queue::enqueue(
-            &db,
-            &[NewJob::new("noop", json!({"sample": i}))],
-            DEFAULT_MAX_PAYLOAD_BYTES,
-        )
-        .await?;
+        queue::enqueue(&db, &[NewJob::new("noop", json!({"sample": i}))]).await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     wait_until_done(&db).await?;
@@ -143,6 +136,9 @@ async fn main() -> Result<(), BoxError> {
     println!("enqueue_jobs_per_s={enqueue_per_s:.0}");
     println!("process_jobs_per_s={process_per_s:.0}");
     println!("process_ratio_vs_raw={:.3}", process_per_s / raw_process);
+    if tls {
+        println!("tls_worker_ratio_vs_raw={:.3}", process_per_s / raw_process);
+    }
     println!("latency_ms_p50={p50:.2}");
     Ok(())
 }
@@ -240,9 +236,8 @@ async fn raw_processing(db: &DatabaseConnection) -> Result<f64, BoxError> {
             let options = db.get_postgres_connection_pool().connect_options();
             tokio::spawn(async move {
                 use sqlx::Connection;
-                // Like the worker's own connections: asynchronous commit, TCP_NODELAY.
+                // Like the worker's own connections: asynchronous commit.
                 let mut conn = sqlx::PgConnection::connect_with(&options).await?;
-                tcp_nodelay::set_tcp_nodelay(&mut conn).await?;
                 sqlx::query("SET synchronous_commit = off")
                     .execute(&mut conn)
                     .await?;

@@ -146,9 +146,7 @@ fn corpus() -> Corpus {
 async fn main() -> Result<(), BoxError> {
     let url = common::bench_database("strata_bench_store").await?;
     let mut opt = ConnectOptions::new(url);
-    opt.max_connections(16)
-        .sqlx_logging(false)
-        .map_sqlx_postgres_pool_opts(service::db::tcp_nodelay::on_every_connection);
+    opt.max_connections(16).sqlx_logging(false);
     let db = Database::connect(opt).await?;
     let model = EmbeddingModel::new(MODEL, DIMENSION)?;
     let corpus = corpus();

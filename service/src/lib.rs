@@ -16,5 +16,8 @@ pub mod page;
 pub mod provider;
 pub mod queue;
 pub mod review;
+pub mod runtime;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vision;

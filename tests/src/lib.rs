@@ -15,6 +15,7 @@
 
 pub mod local_api;
 pub mod queue;
+pub mod socket;
 pub mod vectors;
 
 use std::sync::OnceLock;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use service::queue::worker::{HandlerFuture, JobContext, Worker, WorkerConfig, WorkerReport};
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, NewJob, QueueError};
+use service::queue::{self, NewJob, QueueError};
 use tokio::sync::oneshot;
 
 use crate::TestDb;
@@ -19,7 +19,6 @@ pub fn fast() -> WorkerConfig {
         poll_interval: Duration::from_millis(100),
         lease: Duration::from_secs(5),
         heartbeat_interval: Duration::from_secs(1),
-        rescue_interval: Duration::from_millis(200),
         shutdown_timeout: Duration::from_secs(5),
         retry_base: Duration::from_millis(10),
         retry_max: Duration::from_millis(50),
@@ -83,11 +82,7 @@ pub async fn wait_for(t: &TestDb, sql: &str, expected: &str, limit: Duration) {
 /// Enqueues one job of `job_type` with an empty payload into `jobs` on `db` (a
 /// test's pool, a pool of its own, a transaction); its id.
 pub async fn enqueue_one(db: &impl sea_orm::ConnectionTrait, job_type: &str) -> uuid::Uuid {
-    queue::enqueue(
-        db,
-        &[NewJob::new(job_type, json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue")[0]
+    queue::enqueue(db, &[NewJob::new(job_type, json!({}))])
+        .await
+        .expect("enqueue")[0]
 }

@@ -6,21 +6,17 @@
 use sea_orm::{ActiveModelTrait, ConnectionTrait, IsolationLevel, Set, TransactionTrait};
 use serde_json::json;
 use service::error::DbError;
+use service::queue::QueueError;
 use service::queue::ai::{self, NewAiJob};
-use service::queue::{DEFAULT_MAX_PAYLOAD_BYTES, QueueError};
 use tests::TestDb;
 
 #[tokio::test]
 async fn a_missing_parent_row_through_the_service_is_a_foreign_key_violation() {
     let t = TestDb::new().await;
     let missing_image = uuid::Uuid::new_v4();
-    let err = ai::enqueue_ai_jobs(
-        &t.db,
-        &[NewAiJob::new(missing_image, "openai", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect_err("no such image");
+    let err = ai::enqueue_ai_jobs(&t.db, &[NewAiJob::new(missing_image, "openai", json!({}))])
+        .await
+        .expect_err("no such image");
     assert!(
         matches!(
             &err,

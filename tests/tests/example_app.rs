@@ -60,3 +60,80 @@ async fn the_library_tour_runs_to_completion_on_an_empty_database() {
         "{out}"
     );
 }
+
+/// The example's typed job through `service::testing`: what a transaction enqueued is
+/// visible to it before the commit, a rollback leaves nothing, and one job runs
+/// inline through the example's own worker.
+#[tokio::test]
+async fn the_examples_job_is_tested_with_the_test_kit() {
+    use library_tour::{EmbedDocument, add_document, embed_worker};
+    use sea_orm::TransactionTrait;
+    use service::testing::{assert_enqueued, assert_none_enqueued, work_one};
+
+    let t = TestDb::new().await;
+    let txn = t.db.begin().await.expect("begin");
+    let (document, job) = add_document(&txn, "Jays bury acorns.").await.expect("add");
+    let enqueued = assert_enqueued(&txn, &EmbedDocument { document }).await;
+    assert_eq!(enqueued.id, job);
+    assert_eq!(
+        enqueued.dedup_key.as_deref(),
+        Some(document.to_string().as_str()),
+        "the kind's insert options"
+    );
+    assert_eq!(enqueued.max_attempts, 3);
+    txn.rollback().await.expect("rollback");
+    assert_none_enqueued::<EmbedDocument, _>(&t.db).await;
+
+    let txn = t.db.begin().await.expect("begin");
+    let (document, job) = add_document(&txn, "Magpies know mirrors.")
+        .await
+        .expect("add");
+    txn.commit().await.expect("commit");
+    // The same document's job again, while the first is pending: the dedup key
+    // returns the live job.
+    let again = service::queue::insert(&t.db, &EmbedDocument { document })
+        .await
+        .expect("insert");
+    assert_eq!(again, job);
+
+    let worker = embed_worker(t.db.clone()).expect("worker");
+    let worked = work_one(&worker, &t.db)
+        .await
+        .expect("work")
+        .expect("a job ran");
+    assert_eq!(worked.id, job);
+    assert_eq!(worked.job_type, "embed");
+    assert_eq!(
+        worked.result,
+        Ok(serde_json::json!({ "embedded": document }))
+    );
+    assert_eq!(
+        t.sql(&format!(
+            "SELECT status, result->>'embedded' FROM jobs WHERE id = '{job}'"
+        ))
+        .await,
+        [["completed".to_owned(), document.to_string()]]
+    );
+    assert_eq!(work_one(&worker, &t.db).await.expect("work"), None);
+    assert_none_enqueued::<EmbedDocument, _>(&t.db).await;
+
+    // A payload that is not the kind's arguments fails the attempt, saying so.
+    service::queue::enqueue(
+        &t.db,
+        &[service::queue::NewJob::new(
+            "embed",
+            serde_json::json!({ "doc": 1 }),
+        )],
+    )
+    .await
+    .expect("enqueue");
+    let bad = work_one(&worker, &t.db)
+        .await
+        .expect("work")
+        .expect("a job ran");
+    let error = bad.result.expect_err("undecodable arguments");
+    assert!(
+        error.contains("not valid embed arguments") && error.contains("document"),
+        "{error}"
+    );
+}

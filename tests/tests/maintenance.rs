@@ -128,11 +128,6 @@ async fn queue_audit_and_catalogue_tasks_do_their_part() {
             .await,
         ["alive", "recent", "stuck", "waiting"]
     );
-    assert_eq!(run(&t, Task::RescueExpiredLeases, json!({})).await, 1);
-    assert_eq!(
-        t.column("SELECT job_type || ':' || status FROM jobs WHERE job_type IN ('stuck', 'alive') ORDER BY 1").await,
-        ["alive:running", "stuck:pending"]
-    );
     assert_eq!(run(&t, Task::AuditLogRetention, json!({})).await, 1);
     assert_eq!(
         t.column("SELECT event_type FROM audit_logs").await,

@@ -1,8 +1,7 @@
 //! The job queue over real PostgreSQL — exactly-once draining by workers in
-//! two processes, crash recovery after SIGKILL, retries and poison jobs, graceful
+//! two processes, retries and poison jobs, graceful
 //! shutdown, dedup, priority, scheduling, NOTIFY wake-ups, AI annotation jobs.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,9 +11,7 @@ use serde_json::json;
 use service::error::BoxError;
 use service::queue::ai::{self, NewAiJob, VisionAnnotation};
 use service::queue::worker::{Worker, WorkerConfig};
-use service::queue::{
-    self, AI_ANNOTATION_JOBS, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob, QueueError,
-};
+use service::queue::{self, AI_ANNOTATION_JOBS, JOBS, NewJob, QueueError};
 use tests::TestDb;
 use tests::queue::{enqueue_one, fast, never_finishes, run_until, spawn, wait_for};
 
@@ -28,9 +25,7 @@ async fn eight_workers_in_two_processes_drain_ten_thousand_jobs_exactly_once() {
     let jobs: Vec<NewJob> = (0..10_000)
         .map(|i| NewJob::new("record", json!({"n": i})))
         .collect();
-    let ids = queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
+    let ids = queue::enqueue(&t.db, &jobs).await.expect("enqueue");
     assert_eq!(ids.len(), 10_000);
     // One process claims only for free slots, the other prefetches batches of 50.
     let children: Vec<_> = ["0", "50"]
@@ -80,51 +75,6 @@ async fn eight_workers_in_two_processes_drain_ten_thousand_jobs_exactly_once() {
 }
 
 #[tokio::test]
-async fn a_killed_workers_job_is_finished_by_another_after_its_lease() {
-    let t = TestDb::new().await;
-    let id = enqueue_one(&t.db, "slow").await;
-    let mut child = Command::new(WORKER_BIN)
-        .args([t.url.as_str(), "hang", "1", "1000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    assert_eq!(line.trim(), format!("started {id}"));
-    assert_eq!(t.scalar("SELECT status FROM jobs").await, "running");
-    // SIGKILL: no cleanup, no release; only the lease can tell.
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    child.wait().expect("reap");
-
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&runs);
-    let worker = Worker::new(t.db.clone(), JOBS, fast())
-        .expect("worker")
-        .handle("slow", move |ctx| {
-            let counter = Arc::clone(&counter);
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, BoxError>(json!({"attempt": ctx.attempt}))
-            }
-        })
-        .expect("handler");
-    let report = run_until(worker, &t, "SELECT status FROM jobs", "completed").await;
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
-    assert_eq!(report.completed, 1);
-    assert_eq!(
-        t.sql("SELECT attempts, result->>'attempt', last_error LIKE 'lease expired%' FROM jobs")
-            .await,
-        [["2", "2", "t"]]
-    );
-}
-
-#[tokio::test]
 async fn a_poison_job_ends_failed_after_max_attempts_and_a_panic_is_a_failure() {
     let t = TestDb::new().await;
     let ids = queue::enqueue(
@@ -133,7 +83,6 @@ async fn a_poison_job_ends_failed_after_max_attempts_and_a_panic_is_a_failure() 
             NewJob::new("poison", json!({})).max_attempts(3),
             NewJob::new("panics", json!({})).max_attempts(1),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -191,12 +140,8 @@ async fn graceful_shutdown_finishes_or_releases_every_running_job() {
         .map(|i| NewJob::new("quick", json!({"i": i})))
         .collect();
     let stuck = NewJob::new("stuck", json!({}));
-    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
-    queue::enqueue(&t.db, &[stuck], DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
+    queue::enqueue(&t.db, &jobs).await.expect("enqueue");
+    queue::enqueue(&t.db, &[stuck]).await.expect("enqueue");
     let started = Arc::new(AtomicUsize::new(0));
     let (s1, s2) = (Arc::clone(&started), Arc::clone(&started));
     let worker = Worker::new(
@@ -248,18 +193,13 @@ async fn dedup_priority_and_run_at() {
             NewJob::new("mail", json!({"to": 1})).dedup_key("user-1"),
             NewJob::new("mail", json!({"to": 1})).dedup_key("user-1"),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
     assert_eq!(first[0], first[1], "a key repeated in one batch is one job");
-    let again = queue::enqueue(
-        &t.db,
-        &[NewJob::new("mail", json!({})).dedup_key("user-1")],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    let again = queue::enqueue(&t.db, &[NewJob::new("mail", json!({})).dedup_key("user-1")])
+        .await
+        .expect("enqueue");
     assert_eq!(again[0], first[0], "an existing pending job is returned");
     assert_eq!(t.scalar("SELECT count(*) FROM jobs").await, "1");
 
@@ -275,7 +215,6 @@ async fn dedup_priority_and_run_at() {
                 .run_at(later),
             NewJob::new("work", json!("mid")).priority(50),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -322,13 +261,9 @@ async fn dedup_priority_and_run_at() {
     )
     .await
     .expect("finish");
-    let fresh = queue::enqueue(
-        &t.db,
-        &[NewJob::new("mail", json!({})).dedup_key("user-1")],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    let fresh = queue::enqueue(&t.db, &[NewJob::new("mail", json!({})).dedup_key("user-1")])
+        .await
+        .expect("enqueue");
     assert_ne!(fresh[0], first[0]);
 }
 
@@ -371,7 +306,6 @@ async fn timeouts_stop_the_handler_and_cancellation_reaches_it() {
             NewJob::new("sleepy", json!({})).max_attempts(1),
             NewJob::new("cancellable", json!({})),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -449,13 +383,9 @@ async fn timeouts_stop_the_handler_and_cancellation_reaches_it() {
         "the handler's late error does not overwrite the cancellation"
     );
     // A pending job cancelled never runs.
-    let pending = queue::enqueue(
-        &t.db,
-        &[NewJob::new("sleepy", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    let pending = queue::enqueue(&t.db, &[NewJob::new("sleepy", json!({}))])
+        .await
+        .expect("enqueue");
     assert!(
         queue::cancel(&t.db, JOBS, pending[0])
             .await
@@ -547,7 +477,12 @@ async fn bad_input_is_refused_and_writes_nothing() {
         ),
     ];
     for (job, field) in cases {
-        let err = queue::enqueue(&t.db, &[NewJob::new("ok", json!({})), job], 1_000)
+        // The payload limit is the enqueuer's configuration.
+        let small = queue::Enqueuer::new(queue::EnqueueConfig {
+            max_payload_bytes: 1_000,
+        });
+        let err = small
+            .enqueue(&t.db, &[NewJob::new("ok", json!({})), job])
             .await
             .expect_err(field);
         assert!(
@@ -596,7 +531,6 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let err = ai::enqueue_ai_jobs(
         &t.db,
         &[NewAiJob::new(uuid::Uuid::nil(), "dall-e", json!({}))],
-        1_000,
     )
     .await
     .expect_err("provider");
@@ -625,7 +559,6 @@ async fn completing_an_ai_job_writes_its_annotations_in_the_same_transaction() {
             "anthropic",
             json!({"prompt": "birds"}),
         )],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -737,7 +670,6 @@ async fn ai_jobs_run_through_the_same_worker_runtime() {
             NewAiJob::new(image_id, "google", json!({})),
             NewAiJob::new(image_id, "openai", json!({})),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -818,9 +750,7 @@ async fn prefetched_jobs_are_given_back_at_shutdown() {
     let jobs: Vec<NewJob> = (0..5)
         .map(|i| NewJob::new("stuck", json!({"i": i})))
         .collect();
-    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
+    queue::enqueue(&t.db, &jobs).await.expect("enqueue");
     let started = Arc::new(AtomicUsize::new(0));
     let s = Arc::clone(&started);
     let worker = Worker::new(
@@ -863,9 +793,7 @@ async fn one_outcome_batch_records_each_jobs_own_result_or_error() {
     let jobs: Vec<NewJob> = (0..6)
         .map(|i| NewJob::new("work", json!({ "i": i })).max_attempts(if i == 3 { 1 } else { 3 }))
         .collect();
-    let ids = queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
+    let ids = queue::enqueue(&t.db, &jobs).await.expect("enqueue");
     let claimed = queue::claim(
         &t.db,
         JOBS,
@@ -1029,7 +957,6 @@ async fn a_bulk_enqueue_keeps_each_jobs_own_fields() {
                 .dedup_key("only-me"),
             NewJob::new("a", json!(null)),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -1057,7 +984,6 @@ async fn a_bulk_enqueue_keeps_each_jobs_own_fields() {
             NewJob::new("b", json!(1)).dedup_key("only-me"),
             NewJob::new("c", json!(2)),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -1072,9 +998,7 @@ async fn a_bulk_enqueue_keeps_each_jobs_own_fields() {
 async fn a_one_slot_worker_without_prefetch_runs_job_after_job() {
     let t = TestDb::new().await;
     let jobs: Vec<NewJob> = (0..3).map(|i| NewJob::new("one", json!(i))).collect();
-    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
+    queue::enqueue(&t.db, &jobs).await.expect("enqueue");
     let worker = Worker::new(
         t.db.clone(),
         JOBS,

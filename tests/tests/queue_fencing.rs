@@ -11,7 +11,7 @@ use sea_orm::TransactionTrait;
 use serde_json::json;
 use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig};
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, Finished, JOBS, Lease, NewJob, QueueError};
+use service::queue::{self, Finished, JOBS, Lease, NewJob, QueueError};
 use tests::queue::{enqueue_one, fast, never_finishes, run_until, spawn, wait_for};
 use tests::{OutageRole, TestDb};
 use tokio::sync::Notify;
@@ -48,7 +48,7 @@ async fn a_stalled_run_that_lost_its_lease_cannot_complete_the_job_its_newer_run
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let db = service::db::connect(Some(&url), 1).await.expect("connect");
+            let db = service::db::connect(&url, 1).await.expect("connect");
             started_rx.recv().expect("attempt 1 started");
             loop {
                 let n = queue::rescue_expired(&db, JOBS, Duration::ZERO, Duration::ZERO)
@@ -116,7 +116,6 @@ async fn a_stalled_run_that_lost_its_lease_cannot_complete_the_job_its_newer_run
             concurrency: 2,
             lease: Duration::from_millis(600),
             heartbeat_interval: heartbeat,
-            rescue_interval: Duration::from_millis(100),
             poll_interval: Duration::from_millis(50),
             ..fast()
         },
@@ -190,13 +189,9 @@ async fn a_stalled_run_that_lost_its_lease_cannot_complete_the_job_its_newer_run
 async fn a_lost_leases_heartbeat_release_outcome_and_fence_never_touch_the_next_claim() {
     let t = TestDb::new().await;
     let types = ["job".to_string()];
-    queue::enqueue(
-        &t.db,
-        &[NewJob::new("job", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    queue::enqueue(&t.db, &[NewJob::new("job", json!({}))])
+        .await
+        .expect("enqueue");
     let first = queue::claim(&t.db, JOBS, "w", &types, 1, Duration::from_millis(10))
         .await
         .expect("claim")
@@ -303,17 +298,13 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
     t.sql("CREATE TABLE run_order (seq bigserial PRIMARY KEY, name text NOT NULL)")
         .await;
     let job = |name: &str| NewJob::new("job", json!(name));
-    queue::enqueue(
-        &t.db,
-        &[job("rescued-1"), job("rescued-2")],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    queue::enqueue(&t.db, &[job("rescued-1"), job("rescued-2")])
+        .await
+        .expect("enqueue");
 
     // Worker A takes both and then loses the database.
     let role = OutageRole::new(&t).await;
-    let a_db = service::db::connect(Some(&role.url), 4)
+    let a_db = service::db::connect(&role.url, 4)
         .await
         .expect("connect as the role");
     let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -340,13 +331,9 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
         LONG,
     )
     .await;
-    queue::enqueue(
-        &t.db,
-        &[job("later-1"), job("later-2"), job("later-3")],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    queue::enqueue(&t.db, &[job("later-1"), job("later-2"), job("later-3")])
+        .await
+        .expect("enqueue");
     role.cut_off(&t).await;
     wait_for(
         &t,
@@ -401,7 +388,7 @@ async fn after_an_outage_longer_than_the_lease_rescued_jobs_run_before_later_one
     );
 
     // A job rescued at its second attempt may be what kills its workers: it waits.
-    queue::enqueue(&t.db, &[job("again")], DEFAULT_MAX_PAYLOAD_BYTES)
+    queue::enqueue(&t.db, &[job("again")])
         .await
         .expect("enqueue");
     t.sql("UPDATE jobs SET status = 'running', attempts = 2, locked_until = now() - interval '1 second' WHERE payload = '\"again\"'")
@@ -434,7 +421,7 @@ async fn a_completer_that_cannot_write_reports_the_outcomes_as_not_written() {
     let t = TestDb::new().await;
     let id = enqueue_one(&t.db, "job").await;
     let role = OutageRole::new(&t).await;
-    let db = service::db::connect(Some(&role.url), 4)
+    let db = service::db::connect(&role.url, 4)
         .await
         .expect("connect as the role");
     let go = Arc::new(Notify::new());
@@ -502,13 +489,9 @@ async fn a_completer_that_cannot_write_reports_the_outcomes_as_not_written() {
 #[tokio::test]
 async fn a_writer_that_does_not_know_tokens_still_ends_the_claim() {
     let t = TestDb::new().await;
-    queue::enqueue(
-        &t.db,
-        &[NewJob::new("job", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
-    )
-    .await
-    .expect("enqueue");
+    queue::enqueue(&t.db, &[NewJob::new("job", json!({}))])
+        .await
+        .expect("enqueue");
     let claimed = queue::claim(&t.db, JOBS, "w", &["job".into()], 1, LONG)
         .await
         .expect("claim")
@@ -568,9 +551,7 @@ async fn an_outcome_the_database_cannot_store_fails_only_its_own_job() {
         .into_iter()
         .map(|name| NewJob::new("job", json!(name)).max_attempts(1))
         .collect();
-    queue::enqueue(&t.db, &jobs, DEFAULT_MAX_PAYLOAD_BYTES)
-        .await
-        .expect("enqueue");
+    queue::enqueue(&t.db, &jobs).await.expect("enqueue");
     let worker = Worker::new(
         t.db.clone(),
         JOBS,

@@ -9,7 +9,7 @@ use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 use serde_json::json;
 use service::error::BoxError;
 use service::queue::worker::Worker;
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
+use service::queue::{self, JOBS, NewJob};
 use tests::TestDb;
 use tests::queue::{fast, spawn, wait_for};
 
@@ -50,7 +50,6 @@ async fn a_document_and_its_job_commit_together_or_not_at_all() {
             NewJob::new("embed", json!({"document": lost})),
             NewJob::new("embed", json!({"document": lost, "again": true})).dedup_key("k"),
         ],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -71,7 +70,6 @@ async fn a_document_and_its_job_commit_together_or_not_at_all() {
     let id = queue::enqueue(
         &txn,
         &[NewJob::new("embed", json!({"document": kept})).dedup_key(kept.to_string())],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue")[0];
@@ -79,7 +77,6 @@ async fn a_document_and_its_job_commit_together_or_not_at_all() {
     let again = queue::enqueue(
         &txn,
         &[NewJob::new("embed", json!({})).dedup_key(kept.to_string())],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");
@@ -110,7 +107,6 @@ async fn cancel_and_retry_roll_back_with_the_callers_transaction() {
     let ids = queue::enqueue(
         &t.db,
         &[NewJob::new("a", json!({})), NewJob::new("b", json!({}))],
-        DEFAULT_MAX_PAYLOAD_BYTES,
     )
     .await
     .expect("enqueue");

@@ -18,7 +18,6 @@ use entity::sea_orm_active_enums::AiProvider;
 use serde_json::{Value, json};
 use service::cache::CacheConfig;
 use service::cache::vision::VisionCache;
-use service::maintenance::Task;
 use service::page::Page;
 use service::queue::AI_ANNOTATION_JOBS;
 use service::queue::worker::Worker;
@@ -336,11 +335,15 @@ async fn a_batch_item_whose_last_lease_expires_is_counted_as_failed() {
         batch.jobs[0], batch.jobs[1]
     ))
     .await;
-    let rescued = Task::RescueExpiredLeases
-        .run(&t.db, &json!({}))
-        .await
-        .expect("rescue");
-    assert_eq!(rescued.rows_affected, 1);
+    let rescued = service::queue::rescue_expired(
+        &t.db,
+        AI_ANNOTATION_JOBS,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .expect("rescue");
+    assert_eq!(rescued, 1);
     let (row, errors) = vision::batch_progress(&t.db, batch.batch_id)
         .await
         .expect("progress")

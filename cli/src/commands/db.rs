@@ -75,7 +75,7 @@ pub async fn run(
             out.done(&state, &message)
         }
         DbCommand::Url => {
-            let url = service::db::resolve_url(url).map_err(|e| e.to_string())?;
+            let url = devdb::embedded::resolve_url(url).map_err(|e| e.to_string())?;
             #[derive(Serialize)]
             struct Url {
                 url: String,

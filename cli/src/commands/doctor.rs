@@ -19,7 +19,7 @@ struct Report<'a> {
 /// Examines the database (each check under `timeout`), prints the checks, and fails
 /// naming the failing checks when any did.
 pub async fn run(url: Option<&str>, timeout: Duration, out: &mut Output<'_>) -> Result<(), String> {
-    let url = service::db::resolve_url(url).map_err(|e| e.to_string())?;
+    let url = devdb::embedded::resolve_url(url).map_err(|e| e.to_string())?;
     let db = super::connect(Some(&url), super::POOL_SIZE).await?;
     let mut expect = Expectations::new(migration::names());
     expect.statement_timeout = timeout;

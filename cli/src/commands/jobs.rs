@@ -115,7 +115,7 @@ pub async fn run(
                     if let Some(key) = dedup_key {
                         job = job.dedup_key(key);
                     }
-                    queue::enqueue(db, &[job], queue::DEFAULT_MAX_PAYLOAD_BYTES)
+                    queue::enqueue(db, &[job])
                         .await
                         .map_err(text)?
                         .into_iter()

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
 use service::maintenance::{self, RunOutcome, RunRecord, Task};
+use service::runtime::{Runtime, RuntimeConfig, ScheduleConfig};
 
 use super::Output;
 use super::output::or_dash;
@@ -42,28 +45,44 @@ pub async fn run(
     }
 }
 
-/// Runs what is due every `every` until Ctrl-C (SIGINT) or SIGTERM, then returns; a
-/// run in progress finishes first.
+/// Runs what is due every `every` until Ctrl-C (SIGINT) or SIGTERM, then returns: a
+/// [`Runtime`] with the schedule alone, whose runs are shown as they happen. A run in
+/// progress finishes first.
 async fn every_until_interrupted(
     db: &DatabaseConnection,
     runner: &str,
     every: Duration,
     out: &mut Output<'_>,
 ) -> Result<(), String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<RunRecord>>();
+    let schedule = ScheduleConfig {
+        every,
+        runner: runner.to_owned(),
+        on_runs: Some(Arc::new(move |runs: &[RunRecord]| {
+            let _ = tx.send(runs.to_vec());
+        })),
+    };
+    let config = RuntimeConfig {
+        rescuer: None,
+        schedule: Some(schedule),
+    };
+    let runtime = Runtime::new(db.clone(), config).start();
     let stop = super::shutdown_signal();
     tokio::pin!(stop);
-    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
     loop {
         tokio::select! {
-            _ = &mut stop => return Ok(()),
-            _ = tick.tick() => {
-                let runs = maintenance::run_due(db, runner).await.map_err(|e| e.to_string())?;
-                if !runs.is_empty() {
-                    show_runs(out, &runs)?;
-                }
-            }
+            _ = &mut stop => break,
+            Some(runs) = rx.recv() => show_runs(out, &runs)?,
         }
     }
+    let report = runtime.stop(Duration::from_secs(60)).await;
+    while let Ok(runs) = rx.try_recv() {
+        show_runs(out, &runs)?;
+    }
+    if let Some(error) = report.health.iter().find_map(|h| h.last_error.as_ref()) {
+        eprintln!("strata maintain: the last error: {error}");
+    }
+    Ok(())
 }
 
 /// An error when any run failed, so the exit status says so.

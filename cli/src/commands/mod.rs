@@ -22,7 +22,8 @@ pub const POOL_SIZE: u32 = 4;
 
 /// Connects to `url` (or the embedded default) with a pool of `pool_size`.
 pub async fn connect(url: Option<&str>, pool_size: u32) -> Result<DatabaseConnection, String> {
-    service::db::connect(url, pool_size)
+    let url = devdb::embedded::resolve_url(url).map_err(|e| e.to_string())?;
+    service::db::connect(&url, pool_size)
         .await
         .map_err(|e| e.to_string())
 }

@@ -5,20 +5,18 @@
 //! left running.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::TimeDelta;
 use sea_orm::DatabaseConnection;
-use serde::Serialize;
 use serde_json::{Value, json};
 use service::cache::CacheConfig;
 use service::cache::vision::VisionCache;
 use service::error::BoxError;
 use service::maintenance::{self, Task};
-use service::queue::worker::{JobContext, Worker, WorkerConfig, WorkerReport};
+use service::queue::worker::{JobContext, Worker, WorkerConfig};
 use service::queue::{self, QueueError};
+use service::runtime::{Runtime, RuntimeConfig, ScheduleConfig};
 use service::vision::{AnnotationPipeline, OpenAiVision, OpenAiVisionConfig};
-use tokio::sync::watch;
 
 use super::Output;
 use crate::cli::WorkerArgs;
@@ -29,14 +27,6 @@ pub const MAINTENANCE_JOB: &str = "maintenance";
 
 /// How long vision answers stay cached.
 const VISION_TTL_DAYS: i64 = 30;
-
-/// What the worker did, per queue.
-#[derive(Serialize)]
-struct Report {
-    jobs: WorkerReport,
-    ai_annotation_jobs: Option<WorkerReport>,
-    maintenance_runs: usize,
-}
 
 /// The `maintenance` handler: a run that failed fails the job (recorded, and retried
 /// by the queue).
@@ -57,7 +47,8 @@ async fn maintenance_job(db: DatabaseConnection, ctx: JobContext) -> Result<Valu
     }
 }
 
-/// Runs the workers and the schedule until a shutdown signal.
+/// Runs the workers, the rescuer, the schedule and the vision cache's flusher in one
+/// [`Runtime`] until a shutdown signal, then stops it and shows its report.
 pub async fn run(
     db: &DatabaseConnection,
     args: WorkerArgs,
@@ -77,7 +68,13 @@ pub async fn run(
             })
         })
         .map_err(text)?;
-    let (ai, vision_cache) = match OpenAiVisionConfig::from_env() {
+    eprintln!(
+        "strata worker: {} on jobs ({MAINTENANCE_JOB}); maintenance every {}; Ctrl-C stops",
+        jobs.id(),
+        humantime::format_duration(args.maintain_every)
+    );
+    let mut runtime = Runtime::new(db.clone(), RuntimeConfig::default()).worker(jobs);
+    match OpenAiVisionConfig::from_env() {
         Ok(vision) => {
             let provider = OpenAiVision::new(vision).map_err(|e| e.to_string())?;
             let cache = VisionCache::new(
@@ -90,99 +87,46 @@ pub async fn run(
             let pipeline = AnnotationPipeline::new(db.clone(), Arc::clone(&cache), provider);
             let worker =
                 Worker::new(db.clone(), queue::AI_ANNOTATION_JOBS, config).map_err(text)?;
-            (Some(pipeline.register(worker).map_err(text)?), Some(cache))
+            eprintln!("strata worker: and on ai_annotation_jobs");
+            runtime = runtime
+                .worker(pipeline.register(worker).map_err(text)?)
+                .flush(cache);
         }
-        Err(e) => {
-            eprintln!("strata worker: annotation jobs are not worked: {e}");
-            (None, None)
-        }
-    };
-    eprintln!(
-        "strata worker: {} on jobs ({MAINTENANCE_JOB}){}; maintenance every {}; Ctrl-C stops",
-        jobs.id(),
-        if ai.is_some() {
-            " and ai_annotation_jobs"
-        } else {
-            ""
-        },
-        humantime::format_duration(args.maintain_every)
-    );
-
-    // One stop for everything: the signal, or a worker that ends on its own (it
-    // could not start, or lost the database), stops the others too; every task is
-    // awaited before any error is returned, so each gives its jobs back.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let run_worker = |worker: Worker| {
-        let stop = stopped(stop_rx.clone());
-        let stop_tx = Arc::clone(&stop_tx);
-        tokio::spawn(async move {
-            let report = worker.run(stop).await;
-            let _ = stop_tx.send(true);
-            report
-        })
-    };
-    let jobs_task = run_worker(jobs);
-    let ai_task = ai.map(run_worker);
-    let schedule = tokio::spawn(schedule(
-        db.clone(),
-        args.maintain_every,
-        stopped(stop_rx.clone()),
-    ));
-    let signal = {
-        let stop_tx = Arc::clone(&stop_tx);
-        let mut rx = stop_rx;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = super::shutdown_signal() => {
-                    eprintln!("strata worker: stopping (running jobs finish first)");
-                    let _ = stop_tx.send(true);
-                }
-                _ = rx.wait_for(|stop| *stop) => {}
-            }
-        })
-    };
-
-    let join = |e: tokio::task::JoinError| format!("worker task: {e}");
-    let jobs = jobs_task.await.map_err(join);
-    let ai_annotation_jobs = match ai_task {
-        Some(task) => Some(task.await.map_err(join)),
-        None => None,
-    };
-    let maintenance_runs = schedule.await.map_err(join);
-    signal.abort();
-    // The vision cache's buffered hits and recency, written before the process ends.
-    if let Some(cache) = vision_cache {
-        cache.shutdown().await.map_err(|e| e.to_string())?;
+        Err(e) => eprintln!("strata worker: annotation jobs are not worked: {e}"),
     }
-    let jobs = jobs?.map_err(text)?;
-    let ai_annotation_jobs = match ai_annotation_jobs {
-        Some(report) => Some(report?.map_err(text)?),
-        None => None,
-    };
-    let maintenance_runs = maintenance_runs??;
-    let report = Report {
-        jobs,
-        ai_annotation_jobs,
-        maintenance_runs,
-    };
-    let line = |name: &str, r: &WorkerReport| {
-        vec![
-            name.to_owned(),
-            r.completed.to_string(),
-            r.failed.to_string(),
-            r.released.to_string(),
-            r.rescued.to_string(),
-            (r.stale + r.unwritten).to_string(),
-        ]
-    };
-    let mut rows = vec![line("jobs", &report.jobs)];
-    if let Some(ai) = &report.ai_annotation_jobs {
-        rows.push(line("ai_annotation_jobs", ai));
+    if !args.maintain_every.is_zero() {
+        runtime = runtime.schedule(ScheduleConfig {
+            every: args.maintain_every,
+            ..ScheduleConfig::default()
+        });
     }
+    let handle = runtime.start();
+    super::shutdown_signal().await;
+    eprintln!("strata worker: stopping (running jobs finish first)");
+    let report = handle.stop(args.shutdown_timeout).await;
+    for service in report.health.iter().filter(|h| h.errors > 0) {
+        eprintln!(
+            "strata worker: {}: {} error{}, the last: {}",
+            service.name,
+            service.errors,
+            if service.errors == 1 { "" } else { "s" },
+            service.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let rows = report
+        .queues
+        .iter()
+        .map(|q| {
+            let r = &q.report;
+            vec![
+                q.queue.to_owned(),
+                r.completed.to_string(),
+                r.failed.to_string(),
+                r.released.to_string(),
+                (r.stale + r.unwritten).to_string(),
+            ]
+        })
+        .collect();
     out.show(
         &report,
         &[
@@ -190,37 +134,12 @@ pub async fn run(
             "completed",
             "failed",
             "given back",
-            "rescued",
             "stale/unwritten",
         ],
         rows,
-    )
-}
-
-/// Runs what is due every `every` until `stop`; how many runs. A run in progress
-/// finishes first.
-async fn schedule(
-    db: DatabaseConnection,
-    every: Duration,
-    stop: impl Future<Output = ()>,
-) -> Result<usize, String> {
-    if every.is_zero() {
-        stop.await;
-        return Ok(0);
-    }
-    tokio::pin!(stop);
-    let runner = maintenance::runner_name();
-    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-    let mut total = 0;
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(total),
-            _ = tick.tick() => {
-                match maintenance::run_due(&db, &runner).await {
-                    Ok(runs) => total += runs.len(),
-                    Err(e) => eprintln!("strata worker: maintenance: {e}"),
-                }
-            }
-        }
+    )?;
+    match report.flushes.iter().find_map(|f| f.error.as_ref()) {
+        Some(error) => Err(format!("the last flush failed: {error}")),
+        None => Ok(()),
     }
 }

@@ -7,13 +7,16 @@
 //! compile and cannot drift.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use entity::{courses, documents, lectures, users};
 use sea_orm::{
-    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DbErr, Set, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    Set, TransactionTrait,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service::cache::CacheConfig;
 use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
@@ -22,7 +25,8 @@ use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
 use service::cache::vision::{VisionCache, VisionKey, VisionResponse};
 use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
-use service::queue::{self, DEFAULT_MAX_PAYLOAD_BYTES, JOBS, NewJob};
+use service::queue::{self, InsertOptions, JOBS, JobArgs};
+use service::runtime::{Runtime, RuntimeConfig};
 use uuid::Uuid;
 
 /// What the model behind the caches would be asked; here, a stand-in that answers
@@ -34,37 +38,72 @@ async fn summarise(text: &str) -> Result<AiResponse, std::io::Error> {
     })
 }
 
-/// The worker of this application: one handler, `embed`, which here records the
-/// document's length as the job's result.
+/// The job that embeds a document: its arguments, typed. One live job per document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedDocument {
+    /// The document to embed.
+    pub document: Uuid,
+}
+
+impl JobArgs for EmbedDocument {
+    const KIND: &'static str = "embed";
+
+    fn insert_options(&self) -> InsertOptions {
+        InsertOptions::default().dedup_key(self.document.to_string())
+    }
+}
+
+/// The worker of this application: one handler, for [`EmbedDocument`], which here
+/// records the document's id as the job's result.
 pub fn embed_worker(db: DatabaseConnection) -> Result<Worker, BoxError> {
-    let worker =
-        Worker::new(db, JOBS, WorkerConfig::default())?.handle("embed", |ctx| async move {
-            let id = ctx.payload["document"].clone();
-            Ok::<_, BoxError>(json!({ "embedded": id }))
-        })?;
+    let worker = Worker::new(db, JOBS, WorkerConfig::default())?.work(
+        |args: EmbedDocument, _ctx| async move {
+            Ok::<_, BoxError>(json!({ "embedded": args.document }))
+        },
+    )?;
     Ok(worker)
 }
 
-/// A pool the application builds itself, with `TCP_NODELAY` on every connection
-/// (see the README: sqlx 0.9.0 no longer sets it). `service::db::connect` does the
-/// same for you.
+/// A document and the job that embeds it, in the caller's transaction: both or
+/// neither. The document's id and the job's.
+pub async fn add_document(
+    txn: &DatabaseTransaction,
+    content: &str,
+) -> Result<(Uuid, Uuid), BoxError> {
+    let document = documents::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        content: Set(content.to_owned()),
+        metadata: Set(json!({ "source": "tour" })),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    let job = queue::insert(
+        txn,
+        &EmbedDocument {
+            document: document.id,
+        },
+    )
+    .await?;
+    Ok((document.id, job))
+}
+
+/// A pool the application builds itself: Strata needs nothing special of it.
 pub async fn own_pool(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut opt = ConnectOptions::new(url);
-    opt.max_connections(10)
-        .map_sqlx_postgres_pool_opts(service::db::tcp_nodelay::on_every_connection);
+    opt.max_connections(10);
     Database::connect(opt).await
 }
 
-/// Runs the worker until Ctrl-C, then stops gracefully: running jobs finish (up to
-/// `shutdown_timeout`), the rest go back to pending.
+/// Runs the worker (with the lease rescuer) in a runtime until Ctrl-C, then stops
+/// gracefully: running jobs finish (for up to 30 s), the rest go back to pending.
 pub async fn serve(db: DatabaseConnection) -> Result<(), BoxError> {
-    let worker = embed_worker(db)?;
-    let report = worker
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    println!("worker stopped: {report:?}");
+    let runtime = Runtime::new(db.clone(), RuntimeConfig::default())
+        .worker(embed_worker(db)?)
+        .start();
+    let _ = tokio::signal::ctrl_c().await;
+    let report = runtime.stop(Duration::from_secs(30)).await;
+    println!("stopped: {:?}", report.queues);
     Ok(())
 }
 
@@ -74,7 +113,7 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     // Migrate from code: `migration::up` takes the migration lock, so instances that
     // start together apply each migration once.
     migration::up(url).await?;
-    let db = service::db::connect(Some(url), 10).await?;
+    let db = service::db::connect(url, 10).await?;
     writeln!(out, "migrated: {} migrations", migration::names().len())?;
 
     // A course and a lecture, through the entities. The database hashes the lecture's
@@ -100,7 +139,7 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
 
     // The AI-response cache: the first call computes, the second is a hit. The
     // compute closure may fail with any error type that converts into `BoxError`.
-    let answers = AiResponseCache::new(db.clone(), CacheConfig::default())?;
+    let answers = Arc::new(AiResponseCache::new(db.clone(), CacheConfig::default())?);
     let request = AiRequest {
         operation_type: "summary".to_owned(),
         lecture_ids: vec![lecture.id],
@@ -132,7 +171,11 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     writeln!(out, "ai answer: {} (hit: {hit})", answer.data["summary"])?;
 
     // The PDF cache: keyed by the SHA-256 of the file, zstd-compressed.
-    let pdfs = PdfCache::new(db.clone(), CacheConfig::default(), PdfSettings::default())?;
+    let pdfs = Arc::new(PdfCache::new(
+        db.clone(),
+        CacheConfig::default(),
+        PdfSettings::default(),
+    )?);
     let pdf = b"%PDF-1.7 a lecture handout".to_vec();
     let pdf_key = PdfKey::from_reader(std::io::Cursor::new(pdf.clone())).await?;
     let (parsed, hit) = pdfs
@@ -147,7 +190,11 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     )?;
 
     // The vision cache: per normalised image URL and provider, with a time to live.
-    let vision = VisionCache::new(db.clone(), CacheConfig::default(), TimeDelta::days(30))?;
+    let vision = Arc::new(VisionCache::new(
+        db.clone(),
+        CacheConfig::default(),
+        TimeDelta::days(30),
+    )?);
     let image = VisionKey::new("https://example.org/birds/raven.jpg?w=800", "openai")?;
     let labels = VisionResponse {
         data: json!({ "labels": ["raven"] }),
@@ -167,7 +214,11 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     }
     .insert(&db)
     .await?;
-    let exercises = ExerciseCache::new(db.clone(), CacheConfig::default(), TimeDelta::hours(24))?;
+    let exercises = Arc::new(ExerciseCache::new(
+        db.clone(),
+        CacheConfig::default(),
+        TimeDelta::hours(24),
+    )?);
     let exercise = ExerciseKey::new(learner.id, "quiz", 2, "corvids")?;
     exercises
         .put(
@@ -182,33 +233,28 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
 
     // A document and the job that embeds it, in one transaction: both or neither.
     let txn = db.begin().await?;
-    let document = documents::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        content: Set("Ravens remember faces.".to_owned()),
-        metadata: Set(json!({ "source": "tour" })),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    let job =
-        NewJob::new("embed", json!({ "document": document.id })).dedup_key(document.id.to_string());
-    let ids = queue::enqueue(&txn, &[job], DEFAULT_MAX_PAYLOAD_BYTES).await?;
+    let (document, job) = add_document(&txn, "Ravens remember faces.").await?;
     txn.commit().await?; // the job exists, and wakes workers, only now
-    writeln!(out, "document {} and job {} committed", document.id, ids[0])?;
+    writeln!(out, "document {document} and job {job} committed")?;
 
-    // A worker runs the job; this tour stops it once the job is done.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(embed_worker(db.clone())?.run(async {
-        let _ = stopped.await;
-    }));
+    // The runtime runs the worker, the lease rescuer and the caches' flushers; this
+    // tour stops it once the job is done.
+    let runtime = Runtime::new(db.clone(), RuntimeConfig::default())
+        .worker(embed_worker(db.clone())?)
+        .flush(answers.clone())
+        .flush(pdfs.clone())
+        .flush(vision.clone())
+        .flush(exercises.clone())
+        .start();
     let done = loop {
-        match queue::job(&db, ids[0]).await? {
+        match queue::job(&db, job).await? {
             Some(job) if job.status == "completed" => break job,
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    let _ = stop.send(());
-    let report = running.await??;
+    // Running jobs finish, and the caches' buffered hit bookkeeping is written.
+    let stopped = runtime.stop(Duration::from_secs(30)).await;
+    let report = stopped.queues[0].report;
     writeln!(
         out,
         "job {}: {} after {} attempt(s), result {}",
@@ -222,11 +268,5 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
         "worker: {} completed, {} failed",
         report.completed, report.failed
     )?;
-
-    // Write the caches' buffered hit bookkeeping before leaving.
-    answers.shutdown().await?;
-    pdfs.shutdown().await?;
-    vision.shutdown().await?;
-    exercises.shutdown().await?;
     Ok(report)
 }

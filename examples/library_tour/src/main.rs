@@ -6,7 +6,7 @@ use service::error::BoxError;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let url = service::db::resolve_url(std::env::var("DATABASE_URL").ok().as_deref())?;
+    let url = devdb::embedded::database_url()?;
     if std::env::args().any(|a| a == "--serve") {
         let db = library_tour::own_pool(&url).await?;
         return library_tour::serve(db).await;

@@ -6,7 +6,7 @@ use service::error::BoxError;
 /// Recreates database `name` on `DATABASE_URL`'s server (else the embedded default
 /// cluster) and migrates it; its URL.
 pub async fn bench_database(name: &str) -> Result<String, BoxError> {
-    let url = service::db::resolve_url(None)?;
+    let url = devdb::embedded::resolve_url(None)?;
     let admin = Database::connect(
         ConnectOptions::new(service::db::url_with_database(&url, "postgres"))
             .sqlx_logging(false)

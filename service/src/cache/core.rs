@@ -257,6 +257,60 @@ impl<S: Store> CacheCore<S> {
     }
 }
 
+impl<S: Store> crate::runtime::Flush for CacheCore<S> {
+    fn flush_name(&self) -> String {
+        self.shared.store.name().to_owned()
+    }
+
+    fn flush_interval(&self) -> std::time::Duration {
+        self.shared.config.flush_interval
+    }
+
+    fn write_buffered(&self) -> crate::runtime::BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.shared.flush().await?) })
+    }
+
+    fn buffer_full(&self) -> crate::runtime::BoxFuture<'_, ()> {
+        Box::pin(self.shared.flush_now.notified())
+    }
+
+    /// Stops the cache's own flusher task once a flush it is making is done (no last
+    /// flush of its own: the runtime's flusher writes the buffer from now on).
+    fn hand_over_flushing(&self) {
+        let handle = self.flusher.lock().map(|mut h| h.take()).unwrap_or(None);
+        if handle.is_some() {
+            self.shared.stop.notify_one();
+        }
+    }
+}
+
+/// Each cache adapter (a `Deref` to its core) is flushed as its core.
+impl<T, S> crate::runtime::Flush for T
+where
+    T: std::ops::Deref<Target = CacheCore<S>> + Send + Sync + 'static,
+    S: Store,
+{
+    fn flush_name(&self) -> String {
+        (**self).flush_name()
+    }
+
+    fn flush_interval(&self) -> std::time::Duration {
+        (**self).flush_interval()
+    }
+
+    fn write_buffered(&self) -> crate::runtime::BoxFuture<'_, Result<(), BoxError>> {
+        (**self).write_buffered()
+    }
+
+    fn buffer_full(&self) -> crate::runtime::BoxFuture<'_, ()> {
+        (**self).buffer_full()
+    }
+
+    fn hand_over_flushing(&self) {
+        (**self).hand_over_flushing()
+    }
+}
+
 impl<S: Store> Drop for CacheCore<S> {
     fn drop(&mut self) {
         if let Ok(mut handle) = self.flusher.lock()

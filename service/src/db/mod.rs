@@ -4,14 +4,12 @@ pub mod binary_copy;
 mod own_connection;
 mod session;
 mod statement;
-pub mod tcp_nodelay;
 
 pub(crate) use own_connection::OwnConnection;
 pub(crate) use session::SessionConnection;
 pub(crate) use statement::execute_on;
 
 use crate::error::DbError;
-use devdb::embedded;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, FromQueryResult,
     Statement,
@@ -20,9 +18,6 @@ use sea_orm::{
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The embedded default cluster could not be started.
-    #[error("embedded PostgreSQL: {0}")]
-    Embedded(#[from] embedded::EmbeddedError),
     /// PostgreSQL refused or could not be reached.
     #[error("cannot connect to {url}: {source}")]
     Database {
@@ -33,32 +28,20 @@ pub enum ConnectError {
     },
 }
 
-/// The URL to use: `url` if given, else `DATABASE_URL`, else the embedded default
-/// cluster (started on demand; blocking, a few milliseconds when already running).
-pub fn resolve_url(url: Option<&str>) -> Result<String, ConnectError> {
-    match url.filter(|u| !u.trim().is_empty()) {
-        Some(u) => Ok(u.to_owned()),
-        None => Ok(embedded::database_url()?),
-    }
-}
-
-/// Opens a connection pool of at most `max_connections` to `url` (see [`resolve_url`]
-/// for the default), with `TCP_NODELAY` on every connection it opens (see
-/// [`tcp_nodelay`]). Two round trips per connection opened (the connection, then its
-/// ports for `TCP_NODELAY`); SQL statement logging off.
-pub async fn connect(
-    url: Option<&str>,
-    max_connections: u32,
-) -> Result<DatabaseConnection, ConnectError> {
-    let url = resolve_url(url)?;
-    let mut opt = ConnectOptions::new(url.clone());
+/// Opens a connection pool of at most `max_connections` to `url`, with SQL statement
+/// logging off. The library never starts a database: `url` is whatever the
+/// application was given (the `strata` command and the tests resolve their embedded
+/// default themselves). Nothing here is needed for speed: sqlx (0.9.1 and later) sets
+/// `TCP_NODELAY` on its sockets, so a pool an application builds with
+/// `Database::connect(url)` is as fast. One round trip per connection opened.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, ConnectError> {
+    let mut opt = ConnectOptions::new(url.to_owned());
     opt.max_connections(max_connections.max(1))
-        .sqlx_logging(false)
-        .map_sqlx_postgres_pool_opts(tcp_nodelay::on_every_connection);
+        .sqlx_logging(false);
     Database::connect(opt)
         .await
         .map_err(|source| ConnectError::Database {
-            url: redact(&url),
+            url: redact(url),
             source,
         })
 }

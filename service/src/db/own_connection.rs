@@ -2,16 +2,13 @@
 
 use sea_orm::sqlx;
 
-use super::tcp_nodelay;
-
 /// A connection of a component's own, outside the pool, for its batched writes (the
 /// queue worker's claims and outcomes, a cache's bookkeeping flushes): they never
 /// wait for a pooled connection nor take one from the traffic. By default they commit
 /// with `synchronous_commit = off` — a crash of the server may lose the last such
 /// commit, which these writers tolerate (a queue delivers at least once; bookkeeping
 /// is statistics); [`OwnConnection::synchronous_commit`] turns that off. Opened on
-/// first use and again after an error (see [`OwnConnection::run`]), with
-/// `TCP_NODELAY` set on its socket ([`tcp_nodelay`]).
+/// first use and again after an error (see [`OwnConnection::run`]).
 pub(crate) struct OwnConnection {
     options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
     settings: &'static [(&'static str, &'static str)],
@@ -19,11 +16,10 @@ pub(crate) struct OwnConnection {
     conn: Option<sqlx::PgConnection>,
 }
 
-/// What follows [`tcp_nodelay::Endpoints::SQL`] to apply the session settings in the
-/// same round trip that reads the connection's ends; the aggregate makes every
-/// `set_config` run.
-const APPLY_SETTINGS: &str = " FROM (SELECT count(set_config(name, value, false))
-     FROM unnest($1::text[], $2::text[]) AS s(name, value)) AS applied";
+/// Applies the session settings (names, values) in one round trip; the aggregate
+/// makes every `set_config` run (SeaORM has no statement for a session setting).
+const APPLY_SETTINGS_SQL: &str = "SELECT count(set_config(name, value, false))
+     FROM unnest($1::text[], $2::text[]) AS s(name, value)";
 
 impl OwnConnection {
     /// A connection like `pool`'s, not opened yet.
@@ -63,13 +59,11 @@ impl OwnConnection {
                     .into_iter()
                     .chain(self.settings.iter().copied());
                 let (names, values): (Vec<&str>, Vec<&str>) = settings.unzip();
-                let set_up = format!("{}{APPLY_SETTINGS}", tcp_nodelay::Endpoints::SQL);
-                let row: tcp_nodelay::EndpointsRow = sqlx::query_as(sqlx::AssertSqlSafe(set_up))
+                sqlx::query(APPLY_SETTINGS_SQL)
                     .bind(names)
                     .bind(values)
-                    .fetch_one(&mut conn)
+                    .execute(&mut conn)
                     .await?;
-                tcp_nodelay::set_for_endpoints(&tcp_nodelay::Endpoints::from_row(row));
                 conn
             }
         };

@@ -127,7 +127,8 @@ pub(super) async fn vector_index(db: &DatabaseTransaction, _: &Expectations) -> 
 const QUEUE_WAIT_WARNING_SECONDS: f64 = HOUR_SECONDS;
 
 /// One queue: `warn` for running jobs whose lease expired (their worker died; the
-/// `rescue_expired_leases` task requeues them) or a runnable job waiting over an hour.
+/// rescuer of any running `service::runtime::Runtime` requeues them) or a runnable job
+/// waiting over an hour.
 async fn queue(db: &DatabaseTransaction, table: QueueTable, name: &'static str) -> CheckResult {
     let q = queue::health(db, table).await?;
     let counts = format!(

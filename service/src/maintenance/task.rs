@@ -39,8 +39,6 @@ pub enum Task {
     AiCacheStatsRetention,
     /// Daily: delete both queues' jobs finished more than `days` (7) ago.
     JobRetention,
-    /// Every five minutes: return both queues' jobs whose lease expired.
-    RescueExpiredLeases,
     /// Seed 003, daily: delete audit events older than `days` (90).
     AuditLogRetention,
     /// Daily: delete finished runs of these tasks older than `days` (90).
@@ -54,7 +52,7 @@ pub enum Task {
 
 impl Task {
     /// Every task.
-    pub const ALL: [Task; 14] = [
+    pub const ALL: [Task; 13] = [
         Task::RefreshLayer0Stats,
         Task::RefreshCacheMetrics,
         Task::CleanupExpiredVisionCache,
@@ -64,7 +62,6 @@ impl Task {
         Task::AiResponseCacheRetention,
         Task::AiCacheStatsRetention,
         Task::JobRetention,
-        Task::RescueExpiredLeases,
         Task::AuditLogRetention,
         Task::MaintenanceRunRetention,
         Task::AnalyzeTables,
@@ -83,7 +80,6 @@ impl Task {
             Task::AiResponseCacheRetention => "ai_response_cache_retention",
             Task::AiCacheStatsRetention => "ai_cache_stats_retention",
             Task::JobRetention => "job_retention",
-            Task::RescueExpiredLeases => "rescue_expired_leases",
             Task::AuditLogRetention => "audit_log_retention",
             Task::MaintenanceRunRetention => "maintenance_run_retention",
             Task::AnalyzeTables => "analyze_tables",
@@ -170,13 +166,6 @@ impl Task {
                     jobs + ai,
                     json!({"days": days, "jobs": jobs, "ai_annotation_jobs": ai}),
                 )
-            }
-            Task::RescueExpiredLeases => {
-                let base = Duration::from_secs(parameter(parameters, "retry_base_seconds", 1)?);
-                let max = Duration::from_secs(parameter(parameters, "retry_max_seconds", 3600)?);
-                let jobs = queue::rescue_expired(db, JOBS, base, max).await?;
-                let ai = queue::rescue_expired(db, AI_ANNOTATION_JOBS, base, max).await?;
-                (jobs + ai, json!({"jobs": jobs, "ai_annotation_jobs": ai}))
             }
             Task::AuditLogRetention => {
                 let days = days(parameters, 90)?;

@@ -42,13 +42,14 @@ impl NewAiJob {
     }
 }
 
-/// Enqueues vision jobs in one statement (see [`super::enqueue`]: same checks, same
-/// dedup rule); an unknown provider refuses the batch before anything is written.
+/// Enqueues vision jobs in one statement (see [`super::enqueue`]: same checks, with
+/// the default [`super::EnqueueConfig`], and the same dedup rule); an unknown
+/// provider refuses the batch before anything is written.
 pub async fn enqueue_ai_jobs<C: sea_orm::ConnectionTrait>(
     db: &C,
     jobs: &[NewAiJob],
-    max_payload_bytes: usize,
 ) -> Result<Vec<Uuid>, QueueError> {
+    let max_payload_bytes = super::EnqueueConfig::default().max_payload_bytes;
     let mut providers = Vec::with_capacity(jobs.len());
     let mut payloads = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {

@@ -6,12 +6,107 @@ use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{BatchInsert, JOBS, QueueError};
+use super::{BatchInsert, InsertOptions, JOBS, JobArgs, QueueError};
 
 /// The largest priority; priorities are 0 (default) to this, higher runs first.
 pub const MAX_PRIORITY: i32 = 32_767;
 /// The largest payload accepted by default, in bytes of JSON.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// How enqueues are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueConfig {
+    /// The largest payload accepted, in bytes of JSON. Default
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`] (1 MiB).
+    pub max_payload_bytes: usize,
+}
+
+impl Default for EnqueueConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Enqueues into `jobs` with an [`EnqueueConfig`]; the free functions [`enqueue`] and
+/// [`insert`] are this with the default configuration. Copy it anywhere: it holds the
+/// configuration only, and every method runs on the connection it is given (so
+/// inside the caller's transaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enqueuer {
+    config: EnqueueConfig,
+}
+
+impl Enqueuer {
+    /// An enqueuer with `config`.
+    pub fn new(config: EnqueueConfig) -> Self {
+        Self { config }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &EnqueueConfig {
+        &self.config
+    }
+
+    /// Enqueues `jobs` in one statement, whatever their number, and returns their
+    /// ids in order. A job whose dedup key is already pending or running (or repeated
+    /// earlier in the batch) gets that job's id and adds nothing. Every job is checked
+    /// first: one bad job refuses the batch and nothing is written; payloads over
+    /// `max_payload_bytes` are refused. Runs on any connection: inside the caller's
+    /// transaction the jobs exist — and wake workers, by `NOTIFY` at commit — only if
+    /// it commits, so an application's row and the job that processes it are written
+    /// together or not at all. One round trip.
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Uuid>, QueueError> {
+        enqueue_checked(db, jobs, self.config.max_payload_bytes).await
+    }
+
+    /// Enqueues the job of `args` with its kind's [`JobArgs::insert_options`]; its id
+    /// (an existing job's, when the dedup key is live). One round trip.
+    pub async fn insert<C: ConnectionTrait, A: JobArgs>(
+        &self,
+        db: &C,
+        args: &A,
+    ) -> Result<Uuid, QueueError> {
+        self.insert_with(db, args, InsertOptions::default()).await
+    }
+
+    /// Like [`Enqueuer::insert`], with `options` over the kind's defaults.
+    pub async fn insert_with<C: ConnectionTrait, A: JobArgs>(
+        &self,
+        db: &C,
+        args: &A,
+        options: InsertOptions,
+    ) -> Result<Uuid, QueueError> {
+        let job = NewJob::from_args(args, options.or(args.insert_options()), 0)?;
+        let ids = self.enqueue(db, std::slice::from_ref(&job)).await?;
+        ids.into_iter().next().ok_or(QueueError::InvalidJob {
+            index: 0,
+            field: "job",
+            value: A::KIND.to_owned(),
+            reason: "the insert returned no id",
+        })
+    }
+
+    /// Enqueues the jobs of `args` in one statement, each with its kind's options;
+    /// their ids in order. One round trip.
+    pub async fn insert_many<C: ConnectionTrait, A: JobArgs>(
+        &self,
+        db: &C,
+        args: &[A],
+    ) -> Result<Vec<Uuid>, QueueError> {
+        let jobs = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| NewJob::from_args(a, a.insert_options(), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.enqueue(db, &jobs).await
+    }
+}
 
 /// A job to enqueue in `jobs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,15 +204,20 @@ pub(crate) fn check_job(
     Ok(text)
 }
 
-/// Enqueues `jobs` into `jobs` in one statement, whatever their number, and returns
-/// their ids in order. A job whose dedup key is already pending or running (or
-/// repeated earlier in the batch) gets that job's id and adds nothing. Every job is
-/// checked first: one bad job refuses the batch and nothing is written. Payloads
-/// over `max_payload_bytes` are refused. Runs on any connection: inside the caller's
-/// transaction the jobs exist — and wake workers, by `NOTIFY` at commit — only if it
-/// commits, so an application's row and the job that processes it are written
-/// together or not at all. One round trip.
-pub async fn enqueue<C: ConnectionTrait>(
+/// Enqueues `jobs` with the default [`EnqueueConfig`]: [`Enqueuer::enqueue`]. One
+/// round trip, on any connection (so inside the caller's transaction).
+pub async fn enqueue<C: ConnectionTrait>(db: &C, jobs: &[NewJob]) -> Result<Vec<Uuid>, QueueError> {
+    Enqueuer::default().enqueue(db, jobs).await
+}
+
+/// Enqueues the job of typed `args` with the default [`EnqueueConfig`]:
+/// [`Enqueuer::insert`]. One round trip, on any connection.
+pub async fn insert<C: ConnectionTrait, A: JobArgs>(db: &C, args: &A) -> Result<Uuid, QueueError> {
+    Enqueuer::default().insert(db, args).await
+}
+
+/// The enqueue itself: checks, then one statement.
+async fn enqueue_checked<C: ConnectionTrait>(
     db: &C,
     jobs: &[NewJob],
     max_payload_bytes: usize,

@@ -39,6 +39,7 @@ mod enqueue;
 mod error;
 mod finish;
 mod inspect;
+mod job_args;
 mod lease;
 mod sql;
 mod table;
@@ -53,7 +54,9 @@ pub use browse::{
 pub(crate) use claim::claim_on;
 pub use claim::{ClaimedJob, Lease, claim};
 pub(crate) use enqueue::check_job;
-pub use enqueue::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_PRIORITY, NewJob, enqueue};
+pub use enqueue::{
+    DEFAULT_MAX_PAYLOAD_BYTES, EnqueueConfig, Enqueuer, MAX_PRIORITY, NewJob, enqueue, insert,
+};
 pub use error::QueueError;
 pub(crate) use error::db_err;
 pub(crate) use finish::finish_on;
@@ -61,5 +64,6 @@ pub use finish::{Finished, Outcome, backoff, finish};
 pub use inspect::{
     FailedJob, QueueHealth, StatusCount, counts, failed_jobs, health, job, oldest_pending_age,
 };
+pub use job_args::{InsertOptions, JobArgs};
 pub use lease::{MAX_BACKOFF, fence, heartbeat, release, rescue_expired};
 pub use table::{AI_ANNOTATION_JOBS, JOBS, QueueTable};

@@ -96,6 +96,8 @@ enum Command {
 struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
+    /// The runtime writes the buffer on its timer: the writer's own timer is off.
+    handed_over: std::sync::atomic::AtomicBool,
 }
 
 /// The search log: [`SearchLog::record`] queues an entry; a task of its own writes the
@@ -106,6 +108,7 @@ struct Counters {
 pub struct SearchLog {
     sender: mpsc::UnboundedSender<Command>,
     counters: Arc<Counters>,
+    flush_every: Duration,
 }
 
 impl SearchLog {
@@ -116,9 +119,14 @@ impl SearchLog {
         let counters = Arc::new(Counters {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            handed_over: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(writer(db, config, receiver, counters.clone()));
-        Self { sender, counters }
+        Self {
+            sender,
+            counters,
+            flush_every: config.flush_every,
+        }
     }
 
     /// Queues `entry`: a channel send, no I/O. After [`SearchLog::shutdown`] it is
@@ -163,6 +171,29 @@ impl SearchLog {
     }
 }
 
+/// The search log under a runtime: its timed writes become the runtime's flushes (a
+/// full batch is still written at once by its own task).
+impl crate::runtime::Flush for SearchLog {
+    fn flush_name(&self) -> String {
+        "search_logs".to_owned()
+    }
+
+    fn flush_interval(&self) -> Duration {
+        self.flush_every
+    }
+
+    fn write_buffered(&self) -> crate::runtime::BoxFuture<'_, Result<(), crate::error::BoxError>> {
+        Box::pin(async move {
+            self.flush().await?;
+            Ok(())
+        })
+    }
+
+    fn hand_over_flushing(&self) {
+        self.counters.handed_over.store(true, Ordering::Relaxed);
+    }
+}
+
 async fn writer(
     db: DatabaseConnection,
     config: SearchLogConfig,
@@ -197,7 +228,9 @@ async fn writer(
                 }
             },
             _ = tick.tick() => {
-                let _ = write(&db, &mut buffer, &config, &counters).await;
+                if !counters.handed_over.load(Ordering::Relaxed) {
+                    let _ = write(&db, &mut buffer, &config, &counters).await;
+                }
             }
         }
     }

@@ -25,9 +25,9 @@ use crate::cache::vision::{VisionCache, VisionKey, VisionResponse};
 use crate::error::{BoxError, InvalidInput};
 use crate::http::HttpError;
 use crate::provider;
+use crate::queue::QueueError;
 use crate::queue::ai::{NewAiJob, complete_ai_job, create_batch, enqueue_ai_jobs, fail_ai_job};
 use crate::queue::worker::{JobContext, Worker};
-use crate::queue::{DEFAULT_MAX_PAYLOAD_BYTES, QueueError};
 
 /// The batch jobs' type.
 pub const BATCH_JOB_TYPE: &str = "vision_annotation";
@@ -70,7 +70,7 @@ pub async fn request_annotations<C: ConnectionTrait>(
     let mut job = NewAiJob::new(image_id, name, serde_json::to_value(&payload)?);
     job.dedup_key = Some(format!("annotate:{image_id}:{name}"));
     job.created_by = requested_by;
-    let ids = enqueue_ai_jobs(db, &[job], DEFAULT_MAX_PAYLOAD_BYTES).await?;
+    let ids = enqueue_ai_jobs(db, &[job]).await?;
     ids.into_iter()
         .next()
         .ok_or_else(|| VisionError::BadJob("the enqueue returned no job".into()))
@@ -140,7 +140,7 @@ pub async fn request_batch<C: ConnectionTrait + TransactionTrait>(
         job.created_by = requested_by;
         jobs.push(job);
     }
-    let jobs = enqueue_ai_jobs(&txn, &jobs, DEFAULT_MAX_PAYLOAD_BYTES).await?;
+    let jobs = enqueue_ai_jobs(&txn, &jobs).await?;
     txn.commit().await?;
     Ok(BatchRequest { batch_id, jobs })
 }

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
         eprintln!("usage: strata-test-maintain URL RUNNER");
         return ExitCode::FAILURE;
     };
-    let db = match service::db::connect(Some(url), 2).await {
+    let db = match service::db::connect(url, 2).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("{e}");

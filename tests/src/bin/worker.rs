@@ -1,5 +1,5 @@
-//! `strata-test-worker URL MODE CONCURRENCY LEASE_MS [PREFETCH]`: a queue worker
-//! process for the tests.
+//! `strata-test-worker URL MODE CONCURRENCY LEASE_MS [PREFETCH]`: a process running a
+//! queue worker in a `Runtime` (so with the lease rescuer) for the tests.
 //! - `drain`: handles `record` jobs by inserting the job id into `job_runs` (whose
 //!   primary key catches a second run), and stops once no job is pending or running.
 //! - `hang`: handles `slow` jobs by printing `started <id>` and never finishing (the
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sea_orm::sqlx;
 use service::queue::worker::{Worker, WorkerConfig};
+use service::runtime::{RescuerConfig, Runtime, RuntimeConfig};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -47,19 +48,28 @@ async fn run(
     lease_ms: u64,
     prefetch: usize,
 ) -> Result<(), service::error::BoxError> {
-    let db = service::db::connect(Some(url), concurrency as u32 + 4).await?;
+    let db = service::db::connect(url, concurrency as u32 + 4).await?;
     let lease = Duration::from_millis(lease_ms);
     let config = WorkerConfig {
         concurrency,
         lease,
         heartbeat_interval: lease / 3,
-        rescue_interval: lease / 2,
         poll_interval: Duration::from_millis(200),
         prefetch,
         ..WorkerConfig::default()
     };
     let worker = Worker::new(db.clone(), service::queue::JOBS, config)?;
-    let report = match mode {
+    let runtime = |worker| {
+        let config = RuntimeConfig {
+            rescuer: Some(RescuerConfig {
+                interval: lease / 2,
+                ..RescuerConfig::default()
+            }),
+            schedule: None,
+        };
+        Runtime::new(db.clone(), config).worker(worker).start()
+    };
+    let handle = match mode {
         "drain" => {
             let pool = db.get_postgres_connection_pool().clone();
             let worker = worker.handle("record", move |ctx| {
@@ -73,22 +83,19 @@ async fn run(
                     Ok(serde_json::json!({"ran": true}))
                 }
             })?;
-            let pool = db.get_postgres_connection_pool().clone();
-            worker
-                .run(async move {
-                    loop {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        let left: Result<i64, _> = sqlx::query_scalar(
-                            "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')",
-                        )
-                        .fetch_one(&pool)
-                        .await;
-                        if matches!(left, Ok(0)) {
-                            return;
-                        }
-                    }
-                })
-                .await?
+            let handle = runtime(worker);
+            let pool = db.get_postgres_connection_pool();
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let left: Result<i64, _> = sqlx::query_scalar(
+                    "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')",
+                )
+                .fetch_one(pool)
+                .await;
+                if matches!(left, Ok(0)) {
+                    break handle;
+                }
+            }
         }
         "hang" => {
             let worker = worker.handle("slow", |ctx| async move {
@@ -96,13 +103,22 @@ async fn run(
                 std::future::pending::<()>().await;
                 Ok(serde_json::Value::Null)
             })?;
-            worker.run(std::future::pending::<()>()).await?
+            // Runs until the test kills the process.
+            let _handle = runtime(worker);
+            std::future::pending::<()>().await;
+            return Ok(());
         }
         other => return Err(format!("unknown mode {other:?}").into()),
     };
+    let report = handle.stop(WorkerConfig::default().shutdown_timeout).await;
+    let queue = report
+        .queues
+        .first()
+        .ok_or("the worker did not report")?
+        .report;
     println!(
         "report {} {} {} {} {}",
-        report.completed, report.failed, report.released, report.stale, report.unwritten
+        queue.completed, queue.failed, queue.released, queue.stale, queue.unwritten
     );
     Ok(())
 }
