@@ -113,9 +113,8 @@ pub enum CacheCommand {
 }
 
 /// `pdf`, `ai`, `vision` or `exercise`.
-fn parse_kind(text: &str) -> Result<CacheKindArg, String> {
-    text.parse()
-        .map_err(|e: service::cache::CacheError| e.to_string())
+fn parse_kind(text: &str) -> anyhow::Result<CacheKindArg> {
+    Ok(text.parse::<CacheKindArg>()?)
 }
 
 /// `strata jobs`.

@@ -21,6 +21,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 mod cli;
@@ -50,19 +51,35 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata: {e}");
+            eprintln!("strata: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// `e` and its causes on one line, joined by ": " as `{e:#}` joins them, leaving out
+/// a cause whose text the line already holds: the service's errors print their
+/// source in their own message too (`database: {0}`, `cannot connect to {url}:
+/// {source}`), and `{e:#}` alone would print it twice.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut causes = e.chain().map(ToString::to_string);
+    let mut line = causes.next().unwrap_or_default();
+    for text in causes {
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// Runs a command other than `migrate`, writing to `out`, on one runtime.
-fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
+fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .context("cannot start the async runtime")?;
     let url = cli.database_url.as_deref();
     let mut out = Output::new(out, cli.json);
     runtime.block_on(async {
@@ -78,7 +95,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
         let pool_size = match &cli.command {
             Command::Worker(args) => {
                 u32::try_from(2 * args.concurrency + commands::POOL_SIZE as usize)
-                    .map_err(|_| format!("--concurrency {} is too large", args.concurrency))?
+                    .with_context(|| format!("--concurrency {} is too large", args.concurrency))?
             }
             _ => commands::POOL_SIZE,
         };

@@ -297,7 +297,7 @@ async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
         .await
         .parse()
         .expect("date");
-    let stats = cache.daily_stats(today, today).await.expect("stats");
+    let stats = cache.stored_stats(today, today).await.expect("stats");
     assert_eq!(
         (stats.total_requests, stats.cache_hits, stats.cache_misses),
         (1001, 1000, 1)
@@ -419,7 +419,7 @@ async fn expired_entries_are_misses_before_cleanup() {
         None,
         "a zero TTL expires at once"
     );
-    assert_eq!(exercises.cleanup_expired().await.expect("cleanup"), 1);
+    assert_eq!(exercises.delete_expired().await.expect("cleanup"), 1);
 }
 
 #[tokio::test]
@@ -446,7 +446,7 @@ async fn lru_eviction_keeps_the_most_recently_used() {
     for i in [2, 5, 7] {
         assert!(vision.get(&keys[i]).await.expect("get").is_some());
     }
-    assert_eq!(vision.evict_lru(3).await.expect("evict"), 7);
+    assert_eq!(vision.keep_recent(3).await.expect("evict"), 7);
     let left = t
         .column("SELECT image_url FROM vision_api_cache ORDER BY image_url")
         .await;
@@ -459,7 +459,7 @@ async fn lru_eviction_keeps_the_most_recently_used() {
         ]
     );
     assert!(matches!(
-        vision.evict_lru(-1).await,
+        vision.keep_recent(-1).await,
         Err(CacheError::InvalidField { .. })
     ));
 }
@@ -755,7 +755,7 @@ async fn a_lecture_changed_through_its_entity_invalidates_its_cached_responses()
         .key(&t.db, &request(Uuid::from_u128(0xa)))
         .await
         .expect("key");
-    assert_ne!(new_key_a.cache_key(), key_a.cache_key());
+    assert_ne!(new_key_a.hash(), key_a.hash());
     assert_eq!(cache.get(&new_key_a).await.expect("get"), None, "a miss");
     assert_eq!(
         cache.get(&key_b).await.expect("get"),
@@ -813,7 +813,7 @@ async fn logically_equal_ai_requests_share_an_entry() {
         .await
         .expect("put");
     let k2 = cache.key(&t.db, &two).await.expect("key");
-    assert_eq!(k1.cache_key(), k2.cache_key());
+    assert_eq!(k1.hash(), k2.hash());
     assert_eq!(
         cache.get(&k2).await.expect("get").map(|r| r.data),
         Some(json!("cached"))
@@ -839,7 +839,7 @@ async fn pdf_costs_reach_layer0_stats() {
     for _ in 0..3 {
         cache.get(&key).await.expect("get").expect("hit");
     }
-    let stats = cache.refresh_stats().await.expect("stats");
+    let stats = cache.stored_stats().await.expect("stats");
     assert_eq!(
         (
             stats.total_cache_entries,
@@ -933,7 +933,7 @@ async fn a_failed_flush_keeps_its_events_for_the_next_one() {
     t.sql("ALTER TABLE vision_api_cache_away RENAME TO vision_api_cache")
         .await;
     vision.get(&key).await.expect("get").expect("hit");
-    let stats = vision.db_stats().await.expect("flush and stats");
+    let stats = vision.stored_stats().await.expect("flush and stats");
     assert_eq!(
         (stats.total_entries, stats.active_entries, stats.total_hits),
         (1, 1, 8)

@@ -3,7 +3,7 @@
 //! commits — or rolls back — with the purge.
 
 use sea_orm::TransactionTrait;
-use service::cache::{CacheError, CacheKind, Purge, purge};
+use service::cache::{CacheError, CacheKind, Purge, ai_response, pdf, purge, vision};
 use tests::TestDb;
 use uuid::Uuid;
 
@@ -37,20 +37,15 @@ async fn each_purge_removes_what_it_names_and_is_audited() {
     let operator = Uuid::new_v4();
     vision_entries(&t).await;
     assert_eq!(
-        purge(&t.db, CacheKind::Vision, Purge::Expired, Some(operator))
+        purge(&t.db, vision::KIND, Purge::Expired, Some(operator))
             .await
             .expect("expired"),
         1
     );
     assert_eq!(
-        purge(
-            &t.db,
-            CacheKind::Vision,
-            Purge::KeepRecent(1),
-            Some(operator)
-        )
-        .await
-        .expect("lru"),
+        purge(&t.db, vision::KIND, Purge::KeepRecent(1), Some(operator))
+            .await
+            .expect("lru"),
         1
     );
     assert_eq!(
@@ -64,7 +59,7 @@ async fn each_purge_removes_what_it_names_and_is_audited() {
     ))
     .await;
     assert_eq!(
-        purge(&t.db, CacheKind::Pdf, Purge::All, None)
+        purge(&t.db, pdf::KIND, Purge::All, None)
             .await
             .expect("all"),
         2
@@ -84,9 +79,9 @@ async fn a_purge_a_cache_cannot_do_is_refused_and_a_rolled_back_one_leaves_all()
     let t = TestDb::new().await;
     vision_entries(&t).await;
     for (kind, what) in [
-        (CacheKind::Pdf, Purge::Expired),
-        (CacheKind::Ai, Purge::KeepRecent(10)),
-        (CacheKind::Vision, Purge::KeepRecent(-1)),
+        (pdf::KIND, Purge::Expired),
+        (ai_response::KIND, Purge::KeepRecent(10)),
+        (vision::KIND, Purge::KeepRecent(-1)),
     ] {
         assert!(
             matches!(
@@ -97,14 +92,11 @@ async fn a_purge_a_cache_cannot_do_is_refused_and_a_rolled_back_one_leaves_all()
         );
     }
     assert!("bitmap".parse::<CacheKind>().is_err());
-    assert_eq!(
-        "Vision".parse::<CacheKind>().expect("kind"),
-        CacheKind::Vision
-    );
+    assert_eq!("Vision".parse::<CacheKind>().expect("kind"), vision::KIND);
 
     let txn = t.db.begin().await.expect("begin");
     assert_eq!(
-        purge(&txn, CacheKind::Vision, Purge::All, None)
+        purge(&txn, vision::KIND, Purge::All, None)
             .await
             .expect("all"),
         3
@@ -116,4 +108,66 @@ async fn a_purge_a_cache_cannot_do_is_refused_and_a_rolled_back_one_leaves_all()
         "3"
     );
     assert!(purges_audited(&t).await.is_empty());
+}
+
+/// The registry is the one place a cache is described: every cache it lists has its
+/// row in the statistics, its check in the doctor, its tasks in the schedule (and no
+/// schedule row names a cache task it does not list), and purges by its description.
+#[tokio::test]
+async fn every_cache_of_the_registry_has_statistics_a_check_tasks_and_purges() {
+    use service::cache::{CACHES, Expiry, cache_stats};
+    use service::doctor::{Expectations, examine};
+    use service::maintenance::Task;
+
+    let t = TestDb::new().await;
+    let stats = cache_stats(&t.db).await.expect("stats");
+    assert_eq!(
+        stats.iter().map(|s| s.kind).collect::<Vec<_>>(),
+        CACHES.to_vec()
+    );
+    let exam = examine(&t.db, &Expectations::new(migration::names()))
+        .await
+        .expect("examine");
+    let scheduled = service::maintenance::list(&t.db).await.expect("schedule");
+    for kind in CACHES {
+        let described = kind.describe();
+        assert!(
+            exam.check(described.check).is_some(),
+            "no doctor check {}",
+            described.check
+        );
+        for task in described.tasks {
+            assert!(
+                scheduled.iter().any(|row| row.task == task.name),
+                "{} is not in maintenance_tasks",
+                task.name
+            );
+            assert_eq!(task.name.parse::<Task>().expect("task"), Task::Cache(task));
+        }
+        let expired = purge(&t.db, kind, Purge::Expired, None).await;
+        assert_eq!(
+            expired.is_ok(),
+            described.expiry != Expiry::Never,
+            "{kind}: {expired:?}"
+        );
+        let recent = purge(&t.db, kind, Purge::KeepRecent(0), None).await;
+        assert_eq!(
+            recent.is_ok(),
+            described.keep_recent.is_some(),
+            "{kind}: {recent:?}"
+        );
+        assert_eq!(purge(&t.db, kind, Purge::All, None).await.expect("all"), 0);
+    }
+    let cache_tasks = Task::all()
+        .into_iter()
+        .filter(|t| matches!(t, Task::Cache(_)))
+        .count();
+    assert_eq!(
+        cache_tasks,
+        CACHES
+            .iter()
+            .map(|k| k.describe().tasks.len())
+            .sum::<usize>()
+    );
+    assert_eq!(Task::all().len(), scheduled.len(), "one row per task");
 }

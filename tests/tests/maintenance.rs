@@ -16,6 +16,13 @@ fn key(n: u32) -> String {
     format!("{n:064x}")
 }
 
+/// A cache's task, by its name in the schedule (the registry lists them).
+fn cache_task(name: &str) -> Task {
+    let task: Task = name.parse().expect("a known task");
+    assert!(matches!(task, Task::Cache(_)), "{name} is a cache's task");
+    task
+}
+
 async fn run(t: &TestDb, task: Task, parameters: serde_json::Value) -> u64 {
     task.run(&t.db, &parameters)
         .await
@@ -41,9 +48,17 @@ async fn cache_tasks_remove_exactly_what_they_should() {
         key(4)
     ))
     .await;
-    assert_eq!(run(&t, Task::CleanupExpiredVisionCache, json!({})).await, 2);
     assert_eq!(
-        run(&t, Task::EvictVisionCache, json!({"max_entries": 1})).await,
+        run(&t, cache_task("cleanup_expired_vision_cache"), json!({})).await,
+        2
+    );
+    assert_eq!(
+        run(
+            &t,
+            cache_task("evict_vision_cache"),
+            json!({"max_entries": 1})
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -62,7 +77,10 @@ async fn cache_tasks_remove_exactly_what_they_should() {
            ('{user}', 'quiz', 1, 'new', '{{}}', now(), now() + interval '1 day')"
     ))
     .await;
-    assert_eq!(run(&t, Task::CleanupExpiredExercises, json!({})).await, 1);
+    assert_eq!(
+        run(&t, cache_task("cleanup_expired_exercises"), json!({})).await,
+        1
+    );
     assert_eq!(t.column("SELECT topic FROM exercise_cache").await, ["new"]);
 
     // PDF: 90 days without access (seed 000), and the statistics refresh after it.
@@ -75,9 +93,12 @@ async fn cache_tasks_remove_exactly_what_they_should() {
         key(6)
     ))
     .await;
-    assert_eq!(run(&t, Task::PdfCacheRetention, json!({})).await, 1);
+    assert_eq!(
+        run(&t, cache_task("pdf_cache_retention"), json!({})).await,
+        1
+    );
     assert_eq!(t.column("SELECT pdf_hash FROM pdf_cache").await, [key(6)]);
-    run(&t, Task::RefreshLayer0Stats, json!({})).await;
+    run(&t, Task::RefreshPdfStats, json!({})).await;
     assert_eq!(
         t.scalar("SELECT total_cache_entries::text FROM layer0_stats")
             .await,
@@ -93,7 +114,10 @@ async fn cache_tasks_remove_exactly_what_they_should() {
            (CURRENT_DATE - 91, 1, 0, 1, 0), (CURRENT_DATE - 89, 1, 1, 0, 5);",
     )
     .await;
-    assert_eq!(run(&t, Task::AiResponseCacheRetention, json!({})).await, 1);
+    assert_eq!(
+        run(&t, cache_task("ai_response_cache_retention"), json!({})).await,
+        1
+    );
     assert_eq!(
         t.column("SELECT cache_key FROM ai_response_cache").await,
         ["new"]
@@ -175,7 +199,7 @@ async fn queue_audit_and_catalogue_tasks_do_their_part() {
 async fn the_schedule_follows_the_seeds_and_refuses_bad_cron() {
     let t = TestDb::new().await;
     let rows = maintenance::list(&t.db).await.expect("list");
-    assert_eq!(rows.len(), Task::ALL.len());
+    assert_eq!(rows.len(), Task::all().len());
     let schedule = |name: &str| {
         rows.iter()
             .find(|r| r.task == name)
@@ -228,7 +252,7 @@ async fn run_due_runs_what_is_due_once_records_it_and_skips_the_rest() {
     let runs = maintenance::run_due(&t.db, "test-runner")
         .await
         .expect("run_due");
-    assert_eq!(runs.len(), Task::ALL.len());
+    assert_eq!(runs.len(), Task::all().len());
     let failed: Vec<Task> = runs
         .iter()
         .filter(|r| matches!(r.outcome, RunOutcome::Failure { .. }))
@@ -246,12 +270,12 @@ async fn run_due_runs_what_is_due_once_records_it_and_skips_the_rest() {
     assert_eq!(
         t.scalar("SELECT count(*)::text FROM maintenance_runs WHERE status = 'success'")
             .await,
-        (Task::ALL.len() - 1).to_string()
+        (Task::all().len() - 1).to_string()
     );
     assert_eq!(
         t.scalar("SELECT count(*)::text FROM audit_logs WHERE event_type = 'maintenance.run'")
             .await,
-        Task::ALL.len().to_string(),
+        Task::all().len().to_string(),
         "each run audited, the failure too"
     );
     assert_eq!(
@@ -296,7 +320,7 @@ async fn run_due_runs_what_is_due_once_records_it_and_skips_the_rest() {
         .expect("run_due");
     assert_eq!(
         runs.iter().map(|r| r.task).collect::<Vec<_>>(),
-        [Task::RefreshLayer0Stats]
+        [Task::RefreshPdfStats]
     );
     assert_eq!(
         t.scalar("SELECT count(*)::text FROM maintenance_runs WHERE task = 'refresh_layer0_stats'")
@@ -343,8 +367,8 @@ async fn concurrent_runners_in_one_process_run_each_due_run_once() {
     for task in tasks {
         total += task.await.expect("join").expect("run_due").len();
     }
-    assert_eq!(total, Task::ALL.len());
-    let once: Vec<String> = Task::ALL.iter().map(|t| format!("{t}:1")).collect();
+    assert_eq!(total, Task::all().len());
+    let once: Vec<String> = Task::all().iter().map(|t| format!("{t}:1")).collect();
     let mut once = once;
     once.sort();
     assert_eq!(runs_per_task(&t).await, once);
@@ -378,8 +402,8 @@ async fn runner_processes_started_together_run_each_due_run_once() {
                 .map(str::to_owned),
         );
     }
-    assert_eq!(lines.len(), Task::ALL.len(), "{lines:?}");
-    let mut once: Vec<String> = Task::ALL.iter().map(|t| format!("{t}:1")).collect();
+    assert_eq!(lines.len(), Task::all().len(), "{lines:?}");
+    let mut once: Vec<String> = Task::all().iter().map(|t| format!("{t}:1")).collect();
     once.sort();
     assert_eq!(runs_per_task(&t).await, once);
 }

@@ -238,7 +238,7 @@ async fn a_cache_put_and_the_apps_own_rows_roll_back_together() {
         assert_eq!(
             t.sql(&format!(
                 "SELECT count(*)::text FROM ai_response_cache WHERE cache_key = '{}'",
-                key.cache_key()
+                key.hash()
             ))
             .await,
             [["0"]]

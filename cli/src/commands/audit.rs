@@ -12,7 +12,7 @@ pub async fn run(
     db: &DatabaseConnection,
     command: AuditCommand,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let AuditCommand::List {
         actor,
         event_type,
@@ -31,9 +31,7 @@ pub async fn run(
         since,
         ..Default::default()
     };
-    let events = audit::query(db, &query, super::page(page)?)
-        .await
-        .map_err(|e| e.to_string())?;
+    let events = audit::query(db, &query, super::page(page)?).await?;
     let rows = events
         .iter()
         .map(|e| {

@@ -2,9 +2,10 @@
 //! `--dry-run` runs the real statements in a transaction and rolls it back, so the
 //! count it prints is exactly what the change would remove.
 
+use anyhow::{Context, bail};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde::Serialize;
-use service::cache::{self, CacheKind, Purge};
+use service::cache::{self, CACHES, CacheKind, Purge};
 use service::maintenance::{self, RunOutcome, Task};
 
 use super::Output;
@@ -25,27 +26,27 @@ pub async fn run(
     db: &DatabaseConnection,
     command: CacheCommand,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let runner = maintenance::runner_name();
     match command {
         CacheCommand::Stats => stats(db, out).await,
         CacheCommand::Cleanup { kind, dry_run } => {
-            let kinds = kind.map_or(CacheKind::ALL.to_vec(), |k| vec![k]);
+            let kinds = kind.map_or(CACHES.to_vec(), |k| vec![k]);
             let mut removed = Vec::new();
             let mut failures = Vec::new();
             for kind in kinds {
-                let task = cleanup_task(kind);
+                let task = cleanup_task(kind)?;
                 let outcome = if dry_run {
-                    let txn = db.begin().await.map_err(|e| e.to_string())?;
+                    let txn = db.begin().await?;
                     let record = maintenance::run(&txn, task, &runner).await;
-                    txn.rollback().await.map_err(|e| e.to_string())?;
+                    txn.rollback().await?;
                     record
                 } else {
                     // Recorded (and audited) as `strata maintain run` records it,
                     // a failure too.
                     maintenance::run(db, task, &runner).await
                 };
-                match outcome.map_err(|e| e.to_string())?.outcome {
+                match outcome?.outcome {
                     RunOutcome::Success(report) => removed.push(Removed {
                         cache: kind,
                         what: task.name().to_owned(),
@@ -58,11 +59,10 @@ pub async fn run(
                 }
             }
             show_removed(out, &removed)?;
-            if failures.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("clean-up failed: {}", failures.join("; ")))
+            if !failures.is_empty() {
+                bail!("clean-up failed: {}", failures.join("; "));
             }
+            Ok(())
         }
         CacheCommand::Evict {
             max,
@@ -83,14 +83,12 @@ pub async fn run(
     }
 }
 
-/// The seeds' clean-up of each cache, as a maintenance task.
-fn cleanup_task(kind: CacheKind) -> Task {
-    match kind {
-        CacheKind::Pdf => Task::PdfCacheRetention,
-        CacheKind::Ai => Task::AiResponseCacheRetention,
-        CacheKind::Vision => Task::CleanupExpiredVisionCache,
-        CacheKind::Exercise => Task::CleanupExpiredExercises,
-    }
+/// The seeds' clean-up of each cache, as a maintenance task: the first task the
+/// cache registry lists for it.
+fn cleanup_task(kind: CacheKind) -> anyhow::Result<Task> {
+    kind.cleanup_task()
+        .map(Task::Cache)
+        .with_context(|| format!("the {kind} cache has no clean-up task"))
 }
 
 /// An audited purge (or LRU eviction) of one cache.
@@ -101,20 +99,17 @@ async fn purge(
     dry_run: bool,
     by: Option<String>,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let actor = match by {
         Some(email) => Some(super::user_id(db, &email).await?),
         None => None,
     };
-    let text = |e: sea_orm::DbErr| e.to_string();
-    let txn = db.begin().await.map_err(text)?;
-    let rows = cache::purge(&txn, kind, what, actor)
-        .await
-        .map_err(|e| e.to_string())?;
+    let txn = db.begin().await?;
+    let rows = cache::purge(&txn, kind, what, actor).await?;
     if dry_run {
-        txn.rollback().await.map_err(text)?;
+        txn.rollback().await?;
     } else {
-        txn.commit().await.map_err(text)?;
+        txn.commit().await?;
     }
     let what = match what {
         Purge::Expired => "expired".to_owned(),
@@ -133,7 +128,7 @@ async fn purge(
 }
 
 /// Prints what went (or would go).
-fn show_removed(out: &mut Output<'_>, removed: &[Removed]) -> Result<(), String> {
+fn show_removed(out: &mut Output<'_>, removed: &[Removed]) -> anyhow::Result<()> {
     let rows = removed
         .iter()
         .map(|r| {
@@ -152,8 +147,8 @@ fn show_removed(out: &mut Output<'_>, removed: &[Removed]) -> Result<(), String>
 }
 
 /// Prints each cache's numbers.
-async fn stats(db: &DatabaseConnection, out: &mut Output<'_>) -> Result<(), String> {
-    let stats = cache::cache_stats(db).await.map_err(|e| e.to_string())?;
+async fn stats(db: &DatabaseConnection, out: &mut Output<'_>) -> anyhow::Result<()> {
+    let stats = cache::cache_stats(db).await?;
     let rows = stats
         .iter()
         .map(|s| {

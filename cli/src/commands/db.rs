@@ -19,12 +19,11 @@ pub async fn run(
     command: DbCommand,
     url: Option<&str>,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let dir = devdb::embedded::default_dir();
-    let text = |e: devdb::embedded::EmbeddedError| e.to_string();
     match command {
         DbCommand::Start => {
-            let cluster = devdb::embedded::start_or_reuse(&dir).map_err(text)?;
+            let cluster = devdb::embedded::start_or_reuse(&dir)?;
             let state = State {
                 running: true,
                 dir: cluster.dir.display().to_string(),
@@ -37,9 +36,9 @@ pub async fn run(
             };
             out.done(&state, &format!("{verb}: {}", cluster.url()))
         }
-        DbCommand::Stop => match devdb::embedded::running(&dir).map_err(text)? {
+        DbCommand::Stop => match devdb::embedded::running(&dir)? {
             Some(cluster) => {
-                cluster.stop().map_err(text)?;
+                cluster.stop()?;
                 let state = State {
                     running: false,
                     dir: cluster.dir.display().to_string(),
@@ -60,7 +59,7 @@ pub async fn run(
             }
         },
         DbCommand::Status => {
-            let cluster = devdb::embedded::running(&dir).map_err(text)?;
+            let cluster = devdb::embedded::running(&dir)?;
             let state = State {
                 running: cluster.is_some(),
                 dir: cluster
@@ -75,7 +74,7 @@ pub async fn run(
             out.done(&state, &message)
         }
         DbCommand::Url => {
-            let url = devdb::embedded::resolve_url(url).map_err(|e| e.to_string())?;
+            let url = devdb::embedded::resolve_url(url)?;
             #[derive(Serialize)]
             struct Url {
                 url: String,

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -59,20 +60,22 @@ enum AnyEmbedder {
 }
 
 impl AnyEmbedder {
-    fn load(which: EmbedArg) -> Result<Self, String> {
+    fn load(which: EmbedArg) -> anyhow::Result<Self> {
         match which {
+            // The hint follows the error's own text, which is also kept as the source
+            // (and not printed twice).
             #[cfg(feature = "local-embedder")]
             EmbedArg::Local => store::LocalEmbedder::load_default()
                 .map(Self::Local)
-                .map_err(|e| format!("{e} (scripts/setup-model.sh fetches the model)")),
+                .map_err(|e| {
+                    let hint = format!("{e} (scripts/setup-model.sh fetches the model)");
+                    anyhow::Error::new(e).context(hint)
+                }),
             #[cfg(not(feature = "local-embedder"))]
-            EmbedArg::Local => {
-                Err("this strata was built without the local-embedder feature".into())
-            }
-            EmbedArg::Http => HttpEmbedderConfig::from_env()
-                .and_then(HttpEmbedder::new)
-                .map(Self::Http)
-                .map_err(|e| e.to_string()),
+            EmbedArg::Local => bail!("this strata was built without the local-embedder feature"),
+            EmbedArg::Http => Ok(Self::Http(HttpEmbedder::new(
+                HttpEmbedderConfig::from_env()?,
+            )?)),
         }
     }
 }
@@ -121,7 +124,7 @@ pub async fn run(
     db: &DatabaseConnection,
     command: DocsCommand,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     match command {
         DocsCommand::Ingest { file, embed, model } => ingest(db, &file, embed, model, out).await,
         DocsCommand::Search {
@@ -134,9 +137,8 @@ pub async fn run(
         } => {
             let filter = source.map(|s| Filter::source([s]));
             let model = store::recorded_model(db)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("the store is empty: ingest documents first (strata docs ingest)")?;
+                .await?
+                .context("the store is empty: ingest documents first (strata docs ingest)")?;
             let vectors = VectorStore::new(model);
             if let Some(text) = text {
                 let embedder = AnyEmbedder::load(embed)?;
@@ -149,8 +151,7 @@ pub async fn run(
                         filter.as_ref(),
                         &HybridOptions::default(),
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 let rows = hits
                     .iter()
                     .enumerate()
@@ -165,31 +166,28 @@ pub async fn run(
             let (query, skip) = match (embedding, like) {
                 (Some(json), _) => (
                     serde_json::from_str::<Vec<f32>>(&json)
-                        .map_err(|e| format!("--embedding is not a JSON array of numbers: {e}"))?,
+                        .context("--embedding is not a JSON array of numbers")?,
                     None,
                 ),
                 (None, Some(like)) => {
                     let (doc, chunk) = like
                         .split_once(':')
                         .and_then(|(d, c)| Some((d.parse::<Uuid>().ok()?, c.parse::<i32>().ok()?)))
-                        .ok_or_else(|| {
+                        .with_context(|| {
                             format!("--like {like:?}: expected DOCUMENT_ID:CHUNK_INDEX")
                         })?;
-                    let vector = store::chunk_embedding(db, doc, chunk)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| {
-                            format!("no chunk {chunk} with an embedding in document {doc}")
-                        })?;
+                    let vector =
+                        store::chunk_embedding(db, doc, chunk)
+                            .await?
+                            .with_context(|| {
+                                format!("no chunk {chunk} with an embedding in document {doc}")
+                            })?;
                     (vector, Some((doc, chunk)))
                 }
-                (None, None) => return Err("give --text, --embedding or --like".into()),
+                (None, None) => bail!("give --text, --embedding or --like"),
             };
             let fetch = if skip.is_some() { k + 1 } else { k };
-            let mut hits = vectors
-                .search(db, &query, fetch, filter.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut hits = vectors.search(db, &query, fetch, filter.as_ref()).await?;
             if let Some((doc, chunk)) = skip {
                 hits.retain(|h| !(h.document_id == doc && h.chunk_index == chunk));
                 hits.truncate(k);
@@ -211,12 +209,12 @@ pub async fn run(
             let method = match method.as_str() {
                 "ivfflat" => IndexMethod::Ivfflat { lists },
                 "hnsw" => IndexMethod::Hnsw { m, ef_construction },
-                other => return Err(format!("--method {other:?}: ivfflat or hnsw")),
+                other => bail!("--method {other:?}: ivfflat or hnsw"),
             };
             reindex(db, method, &memory, out).await
         }
         DocsCommand::Health => {
-            let h = store::index_health(db).await.map_err(|e| e.to_string())?;
+            let h = store::index_health(db).await?;
             let rows = vec![
                 vec!["index".into(), h.index_name.clone()],
                 vec![
@@ -288,42 +286,42 @@ fn bar(out: &Output<'_>, len: u64, what: &str) -> ProgressBar {
 
 /// The documents of a JSONL file, each with its line number; an error naming the
 /// line of the first bad one.
-fn read_documents(path: &Path) -> Result<(Vec<NewDocument>, Vec<usize>), String> {
+fn read_documents(path: &Path) -> anyhow::Result<(Vec<NewDocument>, Vec<usize>)> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
         Box::new(BufReader::new(file))
     };
     let mut docs = Vec::new();
     let mut lines = Vec::new();
     for (i, text) in reader.lines().enumerate() {
         let number = i + 1;
-        let at = |e: &dyn std::fmt::Display| format!("{}:{number}: {e}", path.display());
-        let text = text.map_err(|e| at(&e))?;
+        let at = || format!("{}:{number}", path.display());
+        let text = text.with_context(at)?;
         if text.trim().is_empty() {
             continue;
         }
-        let line: Line = serde_json::from_str(&text).map_err(|e| at(&e))?;
-        docs.push(document(line).map_err(|e| at(&e))?);
+        let line: Line = serde_json::from_str(&text).with_context(at)?;
+        docs.push(document(line).with_context(at)?);
         lines.push(number);
     }
     if docs.is_empty() {
-        return Err(format!("{}: no documents", path.display()));
+        bail!("{}: no documents", path.display());
     }
     Ok((docs, lines))
 }
 
 /// A parsed line as a document to ingest.
-fn document(line: Line) -> Result<NewDocument, String> {
+fn document(line: Line) -> anyhow::Result<NewDocument> {
     if line.chunks.is_empty() {
-        return Err("the document has no chunks".into());
+        bail!("the document has no chunks");
     }
     let key = match (line.id, line.source.clone(), line.key) {
         (Some(id), _, None) => Some(DocumentKey::Id(id)),
         (None, Some(source), Some(key)) => Some(DocumentKey::External { source, key }),
-        (None, None, Some(_)) => return Err("a \"key\" needs a \"source\"".into()),
-        (Some(_), _, Some(_)) => return Err("give \"id\" or \"key\", not both".into()),
+        (None, None, Some(_)) => bail!("a \"key\" needs a \"source\""),
+        (Some(_), _, Some(_)) => bail!("give \"id\" or \"key\", not both"),
         (None, _, None) => None,
     };
     let chunks: Vec<NewChunk> = line
@@ -359,8 +357,9 @@ fn document(line: Line) -> Result<NewDocument, String> {
     })
 }
 
-/// The line a store error's document came from.
-fn with_line(e: StoreError, path: &Path, lines: &[usize]) -> String {
+/// A store error with the line its document came from (as context), when it names a
+/// document.
+fn with_line(e: StoreError, path: &Path, lines: &[usize]) -> anyhow::Error {
     let document = match &e {
         StoreError::ModelMismatch { document, .. }
         | StoreError::WrongDimension { document, .. }
@@ -370,8 +369,8 @@ fn with_line(e: StoreError, path: &Path, lines: &[usize]) -> String {
         _ => None,
     };
     match document.and_then(|d| lines.get(d)) {
-        Some(line) => format!("{}:{line}: {e}", path.display()),
-        None => e.to_string(),
+        Some(line) => anyhow::Error::new(e).context(format!("{}:{line}", path.display())),
+        None => e.into(),
     }
 }
 
@@ -382,7 +381,7 @@ async fn ingest(
     embed: Option<EmbedArg>,
     model: Option<String>,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut docs, lines) = read_documents(path)?;
     let chunks: usize = docs.iter().map(|d| d.chunks.len()).sum();
@@ -401,9 +400,7 @@ async fn ingest(
         Some(which) => {
             let embedder = AnyEmbedder::load(which)?;
             // Another model than the store's is refused before minutes of embedding.
-            store::check_recorded(db, embedder.model())
-                .await
-                .map_err(|e| e.to_string())?;
+            store::check_recorded(db, embedder.model()).await?;
             let progress = bar(out, missing.len() as u64, "embedding");
             store::embed_missing(
                 &embedder,
@@ -411,18 +408,17 @@ async fn ingest(
                 embedder.batch_size().max(1) * 4,
                 |n| progress.inc(n as u64),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             progress.finish_and_clear();
             embedder.model().clone()
         }
         None => {
             if let Some(&(d, c)) = missing.first() {
-                return Err(format!(
+                bail!(
                     "{}:{}: chunk {c} has no embedding: give --embed local|http",
                     path.display(),
                     lines[d]
-                ));
+                );
             }
             // Every document has a chunk (`document` refuses none), and every chunk a vector.
             let dimension = docs
@@ -433,13 +429,11 @@ async fn ingest(
                 .unwrap_or_default();
             let name = match model {
                 Some(name) => name,
-                None => store::recorded_model(db)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|m| m.name)
-                    .ok_or("give --model NAME for the file's embeddings (the store has none recorded yet)")?,
+                None => store::recorded_model(db).await?.map(|m| m.name).context(
+                    "give --model NAME for the file's embeddings (the store has none recorded yet)",
+                )?,
             };
-            EmbeddingModel::new(name, dimension).map_err(|e| e.to_string())?
+            EmbeddingModel::new(name, dimension)?
         }
     };
     for chunk in docs.iter_mut().flat_map(|d| d.chunks.iter_mut()) {
@@ -483,7 +477,7 @@ async fn reindex(
     method: IndexMethod,
     memory: &str,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let progress = bar(out, 0, "indexing");
     let build = store::reindex(db, method, memory);
     tokio::pin!(build);
@@ -506,7 +500,7 @@ async fn reindex(
         }
     };
     progress.finish_and_clear();
-    let report = report.map_err(|e| e.to_string())?;
+    let report = report?;
     let message = format!(
         "rebuilt idx_chunks_embedding: {} {} on {} rows in {:.2}s",
         report.method,

@@ -18,14 +18,14 @@ struct Report<'a> {
 
 /// Examines the database (each check under `timeout`), prints the checks, and fails
 /// naming the failing checks when any did.
-pub async fn run(url: Option<&str>, timeout: Duration, out: &mut Output<'_>) -> Result<(), String> {
-    let url = devdb::embedded::resolve_url(url).map_err(|e| e.to_string())?;
+pub async fn run(url: Option<&str>, timeout: Duration, out: &mut Output<'_>) -> anyhow::Result<()> {
+    let url = devdb::embedded::resolve_url(url)?;
     let db = super::connect(Some(&url), super::POOL_SIZE).await?;
     let mut expect = Expectations::new(migration::names());
     expect.statement_timeout = timeout;
     let examination = service::doctor::examine(&db, &expect).await;
     let _ = db.close().await;
-    let examination = examination.map_err(|e| e.to_string())?;
+    let examination = examination?;
     let report = Report {
         database: service::db::redact(&url),
         examination: &examination,
@@ -43,11 +43,7 @@ pub async fn run(url: Option<&str>, timeout: Duration, out: &mut Output<'_>) -> 
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.name)
             .collect();
-        return Err(format!(
-            "doctor: {} failing: {}",
-            failing.len(),
-            failing.join(", ")
-        ));
+        anyhow::bail!("doctor: {} failing: {}", failing.len(), failing.join(", "));
     }
     Ok(())
 }

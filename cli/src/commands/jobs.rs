@@ -1,6 +1,7 @@
 //! `strata jobs list|show|enqueue|stats|retry|cancel` on either queue. A bulk retry or
 //! cancel by filter shows its count first and changes nothing without `--yes`.
 
+use anyhow::{Context, bail};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
@@ -30,14 +31,11 @@ pub async fn run(
     db: &DatabaseConnection,
     args: JobsArgs,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let table = table(args.queue);
-    let text = |e: queue::QueueError| e.to_string();
     match args.command {
         JobsCommand::List { filter: f, page } => {
-            let jobs = queue::list_jobs(db, table, &filter(f), super::page(page)?)
-                .await
-                .map_err(text)?;
+            let jobs = queue::list_jobs(db, table, &filter(f), super::page(page)?).await?;
             let rows = jobs
                 .iter()
                 .map(|j| {
@@ -59,9 +57,8 @@ pub async fn run(
         }
         JobsCommand::Show { id } => {
             let job = queue::show_job(db, table, id)
-                .await
-                .map_err(text)?
-                .ok_or_else(|| format!("no job {id} in {}", table.name()))?;
+                .await?
+                .with_context(|| format!("no job {id} in {}", table.name()))?;
             let s = &job.summary;
             let rows = vec![
                 vec!["id".into(), s.id.to_string()],
@@ -96,17 +93,15 @@ pub async fn run(
             max_attempts,
             dedup_key,
         } => {
-            let payload: Value =
-                serde_json::from_str(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+            let payload: Value = serde_json::from_str(&payload).context("payload is not JSON")?;
             let id = match args.queue {
                 QueueArg::Jobs => {
                     let mut job = NewJob::new(job_type, payload).priority(priority);
                     if let Some(delay) = delay {
-                        let delay =
-                            chrono::Duration::from_std(delay).map_err(|e| format!("delay: {e}"))?;
+                        let delay = chrono::Duration::from_std(delay).context("delay")?;
                         let at = chrono::Utc::now()
                             .checked_add_signed(delay)
-                            .ok_or("--delay is too far in the future")?;
+                            .context("--delay is too far in the future")?;
                         job = job.run_at(at);
                     }
                     if let Some(n) = max_attempts {
@@ -116,11 +111,10 @@ pub async fn run(
                         job = job.dedup_key(key);
                     }
                     queue::enqueue(db, &[job])
-                        .await
-                        .map_err(text)?
+                        .await?
                         .into_iter()
                         .next()
-                        .ok_or("the enqueue returned no job")?
+                        .context("the enqueue returned no job")?
                 }
                 QueueArg::Ai => {
                     if priority != 0
@@ -128,20 +122,18 @@ pub async fn run(
                         || max_attempts.is_some()
                         || dedup_key.is_some()
                     {
-                        return Err("--queue ai takes no --priority, --delay, --max-attempts or --dedup-key: \
-                                    an annotation job is one per image and provider"
-                            .into());
+                        bail!(
+                            "--queue ai takes no --priority, --delay, --max-attempts or --dedup-key: \
+                             an annotation job is one per image and provider"
+                        );
                     }
-                    let provider =
-                        service::provider::parse(&job_type).map_err(|e| e.to_string())?;
+                    let provider = service::provider::parse(&job_type)?;
                     let image = payload
                         .get("image_id")
                         .and_then(Value::as_str)
                         .and_then(|s| s.parse().ok())
-                        .ok_or("the payload names no image: {\"image_id\": \"<uuid>\"}")?;
-                    service::vision::request_annotations(db, image, provider, None)
-                        .await
-                        .map_err(|e| e.to_string())?
+                        .context("the payload names no image: {\"image_id\": \"<uuid>\"}")?;
+                    service::vision::request_annotations(db, image, provider, None).await?
                 }
             };
             #[derive(Serialize)]
@@ -158,8 +150,8 @@ pub async fn run(
             )
         }
         JobsCommand::Stats => {
-            let counts = queue::counts(db, table).await.map_err(text)?;
-            let wait = queue::oldest_pending_age(db, table).await.map_err(text)?;
+            let counts = queue::counts(db, table).await?;
+            let wait = queue::oldest_pending_age(db, table).await?;
             #[derive(Serialize)]
             struct Stats<'a> {
                 queue: &'a str,
@@ -212,22 +204,21 @@ async fn change(
     bulk: BulkArgs,
     what: Change,
     out: &mut Output<'_>,
-) -> Result<(), String> {
-    let text = |e: queue::QueueError| e.to_string();
+) -> anyhow::Result<()> {
     let action = match what {
         Change::Retry => "retry",
         Change::Cancel => "cancel",
     };
     if let Some(id) = bulk.id {
         let changed = match what {
-            Change::Retry => queue::retry_failed(db, table, &[id]).await.map_err(text)?,
-            Change::Cancel => u64::from(queue::cancel(db, table, id).await.map_err(text)?),
+            Change::Retry => queue::retry_failed(db, table, &[id]).await?,
+            Change::Cancel => u64::from(queue::cancel(db, table, id).await?),
         };
         if changed == 0 {
-            return Err(match what {
-                Change::Retry => format!("job {id} is not failed (or does not exist)"),
-                Change::Cancel => format!("job {id} is not pending or running (or does not exist)"),
-            });
+            match what {
+                Change::Retry => bail!("job {id} is not failed (or does not exist)"),
+                Change::Cancel => bail!("job {id} is not pending or running (or does not exist)"),
+            }
         }
         let done = Changed {
             action,
@@ -242,12 +233,12 @@ async fn change(
     // enqueued between a count and the change is counted wrong); without, the count.
     let (matching, changed) = if bulk.yes {
         let changed = match what {
-            Change::Retry => queue::retry_matching(db, table, &f).await.map_err(text)?,
-            Change::Cancel => queue::cancel_matching(db, table, &f).await.map_err(text)?,
+            Change::Retry => queue::retry_matching(db, table, &f).await?,
+            Change::Cancel => queue::cancel_matching(db, table, &f).await?,
         };
         (changed as i64, changed)
     } else {
-        let matching = queue::count_matching(db, table, &f).await.map_err(text)?;
+        let matching = queue::count_matching(db, table, &f).await?;
         let matching = match what {
             Change::Retry => matching.retryable,
             Change::Cancel => matching.cancellable,

@@ -18,25 +18,19 @@ pub async fn run(
     db: &DatabaseConnection,
     args: MaintainArgs,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let runner = maintenance::runner_name();
     match args.command {
         Some(MaintainCommand::Run { task }) => {
-            let task: Task = task
-                .parse()
-                .map_err(|e: maintenance::MaintenanceError| e.to_string())?;
-            let record = maintenance::run(db, task, &runner)
-                .await
-                .map_err(|e| e.to_string())?;
+            let task: Task = task.parse()?;
+            let record = maintenance::run(db, task, &runner).await?;
             show_runs(out, std::slice::from_ref(&record))?;
             failed(&[record])
         }
         Some(MaintainCommand::List) => list(db, out).await,
         None => match args.every {
             None => {
-                let runs = maintenance::run_due(db, &runner)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let runs = maintenance::run_due(db, &runner).await?;
                 show_runs(out, &runs)?;
                 failed(&runs)
             }
@@ -53,7 +47,7 @@ async fn every_until_interrupted(
     runner: &str,
     every: Duration,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<RunRecord>>();
     let schedule = ScheduleConfig {
         every,
@@ -86,7 +80,7 @@ async fn every_until_interrupted(
 }
 
 /// An error when any run failed, so the exit status says so.
-pub(super) fn failed(runs: &[RunRecord]) -> Result<(), String> {
+pub(super) fn failed(runs: &[RunRecord]) -> anyhow::Result<()> {
     let failures: Vec<String> = runs
         .iter()
         .filter_map(|r| match &r.outcome {
@@ -94,18 +88,13 @@ pub(super) fn failed(runs: &[RunRecord]) -> Result<(), String> {
             RunOutcome::Success(_) => None,
         })
         .collect();
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} task(s) failed: {}",
-            failures.len(),
-            failures.join("; ")
-        ))
+    if !failures.is_empty() {
+        anyhow::bail!("{} task(s) failed: {}", failures.len(), failures.join("; "));
     }
+    Ok(())
 }
 
-fn show_runs(out: &mut Output<'_>, runs: &[RunRecord]) -> Result<(), String> {
+fn show_runs(out: &mut Output<'_>, runs: &[RunRecord]) -> anyhow::Result<()> {
     let rows = runs
         .iter()
         .map(|r| match &r.outcome {
@@ -128,8 +117,8 @@ fn show_runs(out: &mut Output<'_>, runs: &[RunRecord]) -> Result<(), String> {
     out.show(&runs, &["task", "status", "rows", "ms", "error"], rows)
 }
 
-async fn list(db: &DatabaseConnection, out: &mut Output<'_>) -> Result<(), String> {
-    let tasks = maintenance::list(db).await.map_err(|e| e.to_string())?;
+async fn list(db: &DatabaseConnection, out: &mut Output<'_>) -> anyhow::Result<()> {
+    let tasks = maintenance::list(db).await?;
     let rows = tasks
         .iter()
         .map(|t| {

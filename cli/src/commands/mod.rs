@@ -14,6 +14,7 @@ pub mod worker;
 
 pub use output::Output;
 
+use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -21,25 +22,22 @@ use uuid::Uuid;
 pub const POOL_SIZE: u32 = 4;
 
 /// Connects to `url` (or the embedded default) with a pool of `pool_size`.
-pub async fn connect(url: Option<&str>, pool_size: u32) -> Result<DatabaseConnection, String> {
-    let url = devdb::embedded::resolve_url(url).map_err(|e| e.to_string())?;
-    service::db::connect(&url, pool_size)
-        .await
-        .map_err(|e| e.to_string())
+pub async fn connect(url: Option<&str>, pool_size: u32) -> anyhow::Result<DatabaseConnection> {
+    let url = devdb::embedded::resolve_url(url)?;
+    Ok(service::db::connect(&url, pool_size).await?)
 }
 
 /// The id of the user with `email`; an error naming it when there is none.
-pub async fn user_id(db: &DatabaseConnection, email: &str) -> Result<Uuid, String> {
+pub async fn user_id(db: &DatabaseConnection, email: &str) -> anyhow::Result<Uuid> {
     service::accounts::get_user_by_email(db, email)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .map(|u| u.id)
-        .ok_or_else(|| format!("no user with email {email:?}"))
+        .with_context(|| format!("no user with email {email:?}"))
 }
 
 /// A page from its arguments.
-pub fn page(args: crate::cli::PageArgs) -> Result<service::page::Page, String> {
-    service::page::Page::new(args.limit, args.offset).map_err(|e| e.to_string())
+pub fn page(args: crate::cli::PageArgs) -> anyhow::Result<service::page::Page> {
+    Ok(service::page::Page::new(args.limit, args.offset)?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

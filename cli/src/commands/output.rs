@@ -29,10 +29,10 @@ impl<'a> Output<'a> {
         value: &T,
         headers: &[&str],
         rows: Vec<Vec<String>>,
-    ) -> Result<(), String> {
+    ) -> anyhow::Result<()> {
         if self.json {
-            let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-            writeln!(self.out, "{text}").map_err(|e| e.to_string())
+            let text = serde_json::to_string_pretty(value)?;
+            writeln!(self.out, "{text}")?;
         } else {
             let mut table = Table::new();
             table
@@ -46,18 +46,20 @@ impl<'a> Output<'a> {
             for row in rows {
                 table.add_row(row);
             }
-            writeln!(self.out, "{table}").map_err(|e| e.to_string())
+            writeln!(self.out, "{table}")?;
         }
+        Ok(())
     }
 
     /// Prints a one-line message (or `value` as JSON).
-    pub fn done<T: Serialize>(&mut self, value: &T, message: &str) -> Result<(), String> {
+    pub fn done<T: Serialize>(&mut self, value: &T, message: &str) -> anyhow::Result<()> {
         if self.json {
-            let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-            writeln!(self.out, "{text}").map_err(|e| e.to_string())
+            let text = serde_json::to_string_pretty(value)?;
+            writeln!(self.out, "{text}")?;
         } else {
-            writeln!(self.out, "{message}").map_err(|e| e.to_string())
+            writeln!(self.out, "{message}")?;
         }
+        Ok(())
     }
 }
 

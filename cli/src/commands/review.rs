@@ -12,7 +12,7 @@ pub async fn run(
     db: &DatabaseConnection,
     command: ReviewCommand,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     match command {
         ReviewCommand::List {
             provider,
@@ -20,18 +20,13 @@ pub async fn run(
             max_confidence,
             page,
         } => {
-            let provider = provider
-                .map(|p| service::provider::parse(&p))
-                .transpose()
-                .map_err(|e| e.to_string())?;
+            let provider = provider.map(|p| service::provider::parse(&p)).transpose()?;
             let filter = PendingFilter {
                 provider,
                 min_confidence,
                 max_confidence,
             };
-            let pending = review::pending(db, &filter, super::page(page)?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let pending = review::pending(db, &filter, super::page(page)?).await?;
             let rows = pending
                 .iter()
                 .map(|p| {
@@ -60,23 +55,17 @@ pub async fn run(
         }
         ReviewCommand::Approve { id, by } => {
             let reviewer = super::user_id(db, &by).await?;
-            let decided = review::approve(db, id, reviewer)
-                .await
-                .map_err(|e| e.to_string())?;
+            let decided = review::approve(db, id, reviewer).await?;
             out.done(&decided, &format!("approved {id} ({})", decided.label))
         }
         ReviewCommand::Reject { id, by } => {
             let reviewer = super::user_id(db, &by).await?;
-            let decided = review::reject(db, id, reviewer)
-                .await
-                .map_err(|e| e.to_string())?;
+            let decided = review::reject(db, id, reviewer).await?;
             out.done(&decided, &format!("rejected {id} ({})", decided.label))
         }
         ReviewCommand::Stats => {
-            let reviewers = review::reviewer_stats(db)
-                .await
-                .map_err(|e| e.to_string())?;
-            let jobs = review::ai_job_stats(db).await.map_err(|e| e.to_string())?;
+            let reviewers = review::reviewer_stats(db).await?;
+            let jobs = review::ai_job_stats(db).await?;
             let value = serde_json::json!({"reviewers": reviewers, "ai_jobs": jobs});
             let mut rows: Vec<Vec<String>> = reviewers
                 .iter()

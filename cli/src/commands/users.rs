@@ -12,7 +12,7 @@ pub async fn run(
     db: &DatabaseConnection,
     command: UsersCommand,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     match command {
         UsersCommand::Create {
             email,
@@ -20,14 +20,10 @@ pub async fn run(
             password_hash,
             display_name,
         } => {
-            let role: Role = role
-                .parse()
-                .map_err(|e: accounts::UnknownRole| e.to_string())?;
+            let role: Role = role.parse()?;
             let mut user = NewUser::new(email, password_hash).with_role(role);
             user.display_name = display_name;
-            let created = accounts::create_user(db, user)
-                .await
-                .map_err(|e| e.to_string())?;
+            let created = accounts::create_user(db, user).await?;
             let message = format!(
                 "created {} ({}) as {}",
                 created.email, created.id, created.role
@@ -37,9 +33,7 @@ pub async fn run(
         UsersCommand::Role { email, role, by } => {
             let target = super::user_id(db, &email).await?;
             let admin = super::user_id(db, &by).await?;
-            let change = accounts::change_user_role(db, target, &role, admin)
-                .await
-                .map_err(|e| e.to_string())?;
+            let change = accounts::change_user_role(db, target, &role, admin).await?;
             let message = if change.old == change.new {
                 format!("{email} is already {}", change.new)
             } else {
@@ -51,13 +45,8 @@ pub async fn run(
             out.done(&value, &message)
         }
         UsersCommand::List { role, page } => {
-            let role = role
-                .map(|r| r.parse::<Role>())
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            let users = accounts::list_users(db, role, super::page(page)?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let role = role.map(|r| r.parse::<Role>()).transpose()?;
+            let users = accounts::list_users(db, role, super::page(page)?).await?;
             let rows = users
                 .iter()
                 .map(|u| {

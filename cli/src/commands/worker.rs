@@ -13,8 +13,8 @@ use service::cache::CacheConfig;
 use service::cache::vision::VisionCache;
 use service::error::BoxError;
 use service::maintenance::{self, Task};
+use service::queue;
 use service::queue::worker::{JobContext, Worker, WorkerConfig};
-use service::queue::{self, QueueError};
 use service::runtime::{Runtime, RuntimeConfig, ScheduleConfig};
 use service::vision::{AnnotationPipeline, OpenAiVision, OpenAiVisionConfig};
 
@@ -53,21 +53,18 @@ pub async fn run(
     db: &DatabaseConnection,
     args: WorkerArgs,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let config = WorkerConfig {
         concurrency: args.concurrency,
         shutdown_timeout: args.shutdown_timeout,
         ..WorkerConfig::default()
     };
-    let text = |e: QueueError| e.to_string();
     let handler_db = db.clone();
-    let jobs = Worker::new(db.clone(), queue::JOBS, config.clone())
-        .and_then(|w| {
-            w.handle(MAINTENANCE_JOB, move |ctx| {
-                maintenance_job(handler_db.clone(), ctx)
-            })
+    let jobs = Worker::new(db.clone(), queue::JOBS, config.clone()).and_then(|w| {
+        w.handle(MAINTENANCE_JOB, move |ctx| {
+            maintenance_job(handler_db.clone(), ctx)
         })
-        .map_err(text)?;
+    })?;
     eprintln!(
         "strata worker: {} on jobs ({MAINTENANCE_JOB}); maintenance every {}; Ctrl-C stops",
         jobs.id(),
@@ -76,21 +73,17 @@ pub async fn run(
     let mut runtime = Runtime::new(db.clone(), RuntimeConfig::default()).worker(jobs);
     match OpenAiVisionConfig::from_env() {
         Ok(vision) => {
-            let provider = OpenAiVision::new(vision).map_err(|e| e.to_string())?;
+            let provider = OpenAiVision::new(vision)?;
             let cache = VisionCache::new(
                 db.clone(),
                 CacheConfig::default(),
                 TimeDelta::days(VISION_TTL_DAYS),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let cache = Arc::new(cache);
             let pipeline = AnnotationPipeline::new(db.clone(), Arc::clone(&cache), provider);
-            let worker =
-                Worker::new(db.clone(), queue::AI_ANNOTATION_JOBS, config).map_err(text)?;
+            let worker = Worker::new(db.clone(), queue::AI_ANNOTATION_JOBS, config)?;
             eprintln!("strata worker: and on ai_annotation_jobs");
-            runtime = runtime
-                .worker(pipeline.register(worker).map_err(text)?)
-                .flush(cache);
+            runtime = runtime.worker(pipeline.register(worker)?).flush(cache);
         }
         Err(e) => eprintln!("strata worker: annotation jobs are not worked: {e}"),
     }
@@ -138,8 +131,8 @@ pub async fn run(
         ],
         rows,
     )?;
-    match report.flushes.iter().find_map(|f| f.error.as_ref()) {
-        Some(error) => Err(format!("the last flush failed: {error}")),
-        None => Ok(()),
+    if let Some(error) = report.flushes.iter().find_map(|f| f.error.as_ref()) {
+        anyhow::bail!("the last flush failed: {error}");
     }
+    Ok(())
 }

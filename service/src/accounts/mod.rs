@@ -11,9 +11,9 @@ use uuid::Uuid;
 use crate::error::{DbError, InvalidInput};
 use crate::page::InvalidPage;
 
-pub mod permissions;
-pub mod role;
-pub mod users;
+mod permissions;
+mod role;
+mod users;
 
 pub use permissions::{
     RoleChange, RoleSummary, change_user_role, has_permission, user_roles_summary,

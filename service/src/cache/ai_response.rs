@@ -21,10 +21,32 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::core::db_err;
+use super::registry::{CacheAction, CacheKind, CacheTable, CacheTask, Expiry};
 use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, canonical_json, sha256_hex};
 use crate::error::DbError;
 
 const NAME: &str = "ai_response_cache";
+
+/// The AI-response cache in the registry: entries do not expire; seed 001's weekly
+/// retention deletes those written over 30 days ago.
+pub const KIND: CacheKind = CacheKind(&CacheTable {
+    name: "ai",
+    table: NAME,
+    check: "cache ai",
+    hits_column: "hit_count",
+    created_column: "created_at",
+    accessed_column: "last_accessed_at",
+    expiry: Expiry::Never,
+    keep_recent: None,
+    tasks: &[CacheTask {
+        name: "ai_response_cache_retention",
+        table: NAME,
+        action: CacheAction::Retention {
+            column: "created_at",
+            default_days: 30,
+        },
+    }],
+});
 
 /// The hit path (`$1` the cache key): one round trip on the pool's sqlx session,
 /// measured against a raw SELECT in the cache bench.
@@ -133,7 +155,7 @@ impl AiKey {
     }
 
     /// The hex cache key.
-    pub fn cache_key(&self) -> &str {
+    pub fn hash(&self) -> &str {
         &self.cache_key
     }
 }
@@ -359,7 +381,7 @@ impl AiResponseCache {
     }
 
     /// Flushes the bookkeeping and reads `get_cache_stats(start, end)`. Two round trips.
-    pub async fn daily_stats(
+    pub async fn stored_stats(
         &self,
         start: chrono::NaiveDate,
         end: chrono::NaiveDate,
@@ -404,13 +426,13 @@ mod tests {
             &hashes,
         )
         .unwrap();
-        assert_eq!(a.cache_key(), b.cache_key());
+        assert_eq!(a.hash(), b.hash());
         let other_params = AiKey::derive(
             &request(&[1, 2], serde_json::json!({"n": 6, "lang": "es"})),
             &hashes,
         )
         .unwrap();
-        assert_ne!(a.cache_key(), other_params.cache_key());
+        assert_ne!(a.hash(), other_params.hash());
         let changed = HashMap::from([
             (Uuid::from_u128(1), "a2".into()),
             (Uuid::from_u128(2), "b".into()),
@@ -421,8 +443,8 @@ mod tests {
         )
         .unwrap();
         assert_ne!(
-            a.cache_key(),
-            after_edit.cache_key(),
+            a.hash(),
+            after_edit.hash(),
             "a lecture's new content gives a new key"
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::exercise_cache;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
@@ -16,9 +16,27 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::core::db_err;
+use super::registry::{self, CacheAction, CacheKind, CacheTable, CacheTask, Expiry};
 use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, expires_in};
 
 const NAME: &str = "exercise_cache";
+
+/// The exercise cache in the registry: entries expire at `expires_at`.
+pub const KIND: CacheKind = CacheKind(&CacheTable {
+    name: "exercise",
+    table: NAME,
+    check: "cache exercise",
+    hits_column: "access_count",
+    created_column: "created_at",
+    accessed_column: "last_accessed_at",
+    expiry: Expiry::Column("expires_at"),
+    keep_recent: None,
+    tasks: &[CacheTask {
+        name: "cleanup_expired_exercises",
+        table: NAME,
+        action: CacheAction::DeleteExpired,
+    }],
+});
 
 /// The hit path (`$1`-`$4` the key): one round trip on the pool's sqlx session.
 const LOAD_SQL: &str = "SELECT exercise_data FROM exercise_cache
@@ -250,20 +268,10 @@ impl ExerciseCache {
         Ok(done.rows_affected)
     }
 
-    /// Deletes expired exercises; how many went. One round trip through the entity.
-    pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
-        cleanup_expired_exercises(self.core.db()).await
+    /// Deletes expired exercises; how many went. One round trip.
+    pub async fn delete_expired(&self) -> Result<u64, CacheError> {
+        registry::delete_expired(self.core.db(), KIND).await
     }
-}
-
-/// Deletes the expired cached exercises on any connection; how many went. One round
-/// trip through the entity.
-pub async fn cleanup_expired_exercises<C: ConnectionTrait>(db: &C) -> Result<u64, CacheError> {
-    let done = exercise_cache::Entity::delete_many()
-        .filter(Expr::col(exercise_cache::Column::ExpiresAt).lte(Expr::current_timestamp()))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected)
 }
 
 #[cfg(test)]

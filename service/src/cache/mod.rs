@@ -32,14 +32,19 @@ pub mod ai_response;
 mod core;
 pub mod exercise;
 pub mod pdf;
-pub mod purge;
+mod purge;
+mod registry;
 mod row_id;
-pub mod stats;
+mod stats;
 mod store;
 pub mod vision;
 
 pub use self::core::CacheCore;
-pub use self::purge::{CacheKind, Purge, purge};
+pub use self::purge::{Purge, purge};
+pub use self::registry::{
+    CACHES, CacheAction, CacheKind, CacheTable, CacheTask, Expiry, delete_all, delete_expired,
+    delete_older_than, keep_recent,
+};
 pub use self::row_id::RowId;
 pub use self::stats::{CacheTableStats, cache_stats};
 pub use self::store::{Found, Store};

@@ -21,10 +21,32 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::core::db_err;
+use super::registry::{CacheAction, CacheKind, CacheTable, CacheTask, Expiry};
 use super::{CacheConfig, CacheCore, CacheError, Found, RowId, Store, is_sha256_hex};
 use crate::error::DbError;
 
 const NAME: &str = "pdf_cache";
+
+/// The PDF cache in the registry: entries do not expire; seed 000's monthly
+/// retention deletes those not accessed for 90 days.
+pub const KIND: CacheKind = CacheKind(&CacheTable {
+    name: "pdf",
+    table: NAME,
+    check: "cache pdf",
+    hits_column: "access_count",
+    created_column: "created_at",
+    accessed_column: "last_accessed",
+    expiry: Expiry::Never,
+    keep_recent: None,
+    tasks: &[CacheTask {
+        name: "pdf_cache_retention",
+        table: NAME,
+        action: CacheAction::Retention {
+            column: "last_accessed",
+            default_days: 90,
+        },
+    }],
+});
 
 /// One flush of buffered lookups: access counts by row address (`ctid`, then by key
 /// for rows that moved) and the cost-tracking rows, in one data-modifying CTE over
@@ -442,7 +464,7 @@ impl Store for PdfStore {
 
 /// `layer0_stats` after a refresh.
 #[derive(Debug, Clone, PartialEq, FromQueryResult)]
-pub struct Layer0Stats {
+pub struct PdfStats {
     /// Entries in `pdf_cache`.
     pub total_cache_entries: i64,
     /// Their stored (compressed) size in MiB.
@@ -476,7 +498,7 @@ const REFRESH_LAYER0_STATS_SQL: &str = "SELECT refresh_layer0_stats()";
 /// Refreshes `layer0_stats` (`refresh_layer0_stats()`: `REFRESH MATERIALIZED VIEW
 /// CONCURRENTLY`, so readers go on) on any connection, by the bookkeeping stored now
 /// (a [`PdfCache`]'s buffered hits count once flushed). One round trip.
-pub async fn refresh_layer0_stats<C: ConnectionTrait>(db: &C) -> Result<(), CacheError> {
+pub async fn refresh_pdf_stats<C: ConnectionTrait>(db: &C) -> Result<(), CacheError> {
     db.execute_unprepared(REFRESH_LAYER0_STATS_SQL).await?;
     Ok(())
 }
@@ -550,11 +572,11 @@ impl PdfCache {
 
     /// Flushes the bookkeeping, refreshes `layer0_stats` (`refresh_layer0_stats()`)
     /// and reads it. Three round trips.
-    pub async fn refresh_stats(&self) -> Result<Layer0Stats, CacheError> {
+    pub async fn stored_stats(&self) -> Result<PdfStats, CacheError> {
         self.core.flush().await?;
         let db = self.core.db();
-        refresh_layer0_stats(db).await?;
-        Layer0Stats::find_by_statement(Statement::from_string(
+        refresh_pdf_stats(db).await?;
+        PdfStats::find_by_statement(Statement::from_string(
             DbBackend::Postgres,
             LAYER0_STATS_SQL,
         ))

@@ -1,11 +1,14 @@
-//! The four caches at a glance: entries, size on disk, hits, expired entries, and the
+//! Every cache at a glance: entries, size on disk, hits, expired entries, and the
 //! hit rate those imply.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 
-use super::{CacheError, CacheKind};
+use std::sync::LazyLock;
+
+use super::CacheError;
+use super::registry::{CACHES, CacheKind, Expiry};
 
 /// One cache's numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,29 +36,40 @@ pub struct CacheTableStats {
     pub least_recent: Option<DateTime<Utc>>,
 }
 
-/// Each cache's counts, one row per table: a `UNION ALL` of four aggregates (each a
-/// full scan of its table) and the relation sizes.
-const STATS_SQL: &str = "
-SELECT kind, entries, total_bytes, hits, expired, newest, least_recent FROM (
-SELECT 1 AS ord, 'pdf' AS kind, count(*) AS entries, pg_total_relation_size('pdf_cache') AS total_bytes,
-       coalesce(sum(access_count), 0)::bigint AS hits, NULL::bigint AS expired,
-       max(created_at) AS newest, min(last_accessed) AS least_recent
-FROM pdf_cache
-UNION ALL
-SELECT 2, 'ai', count(*), pg_total_relation_size('ai_response_cache'),
-       coalesce(sum(hit_count), 0)::bigint, NULL::bigint, max(created_at), min(last_accessed_at)
-FROM ai_response_cache
-UNION ALL
-SELECT 3, 'vision', count(*), pg_total_relation_size('vision_api_cache'),
-       coalesce(sum(access_count), 0)::bigint, count(*) FILTER (WHERE expires_at <= now()),
-       max(created_at), min(last_accessed_at)
-FROM vision_api_cache
-UNION ALL
-SELECT 4, 'exercise', count(*), pg_total_relation_size('exercise_cache'),
-       coalesce(sum(access_count), 0)::bigint, count(*) FILTER (WHERE expires_at <= now()),
-       max(created_at), min(last_accessed_at)
-FROM exercise_cache
-) AS caches ORDER BY ord";
+/// Each cache's counts, one row per table in [`CACHES`]' order: a `UNION ALL` of one
+/// aggregate per cache (each a full scan of its table) and the relation sizes, built
+/// once from the registry's table and column names (no value of a caller's).
+static STATS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let branches = CACHES
+        .iter()
+        .enumerate()
+        .map(|(ord, kind)| {
+            let t = kind.describe();
+            let expired = match t.expiry {
+                Expiry::Never => "NULL::bigint".to_owned(),
+                // The seed functions expire by `expires_at`, as the adapters read it.
+                Expiry::Column(column) => format!("count(*) FILTER (WHERE {column} <= now())"),
+                Expiry::Function(_) => "count(*) FILTER (WHERE expires_at <= now())".to_owned(),
+            };
+            format!(
+                "SELECT {ord} AS ord, '{name}' AS kind, count(*) AS entries, \
+                 pg_total_relation_size('{table}') AS total_bytes, \
+                 coalesce(sum({hits}), 0)::bigint AS hits, {expired} AS expired, \
+                 max({created}) AS newest, min({accessed}) AS least_recent FROM {table}",
+                name = t.name,
+                table = t.table,
+                hits = t.hits_column,
+                created = t.created_column,
+                accessed = t.accessed_column,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n");
+    format!(
+        "SELECT kind, entries, total_bytes, hits, expired, newest, least_recent \
+         FROM ({branches}) AS caches ORDER BY ord"
+    )
+});
 
 #[derive(FromQueryResult)]
 struct Row {
@@ -68,12 +82,15 @@ struct Row {
     least_recent: Option<DateTime<Utc>>,
 }
 
-/// The four caches' numbers, in [`CacheKind::ALL`]'s order. One statement that scans
-/// each cache table once (no index answers a sum); on any connection.
+/// Every cache's numbers, in [`CACHES`]' order. One statement that scans each cache
+/// table once (no index answers a sum); on any connection.
 pub async fn cache_stats<C: ConnectionTrait>(db: &C) -> Result<Vec<CacheTableStats>, CacheError> {
-    let rows = Row::find_by_statement(Statement::from_string(DbBackend::Postgres, STATS_SQL))
-        .all(db)
-        .await?;
+    let rows = Row::find_by_statement(Statement::from_string(
+        DbBackend::Postgres,
+        STATS_SQL.as_str(),
+    ))
+    .all(db)
+    .await?;
     rows.into_iter()
         .map(|r| {
             let kind: CacheKind = r.kind.parse()?;

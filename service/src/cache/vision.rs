@@ -10,12 +10,13 @@ use entity::vision_api_cache;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Statement,
+    ActiveEnum, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryTrait, Statement,
 };
 use serde_json::Value;
 
 use super::core::db_err;
+use super::registry::{self, CacheAction, CacheKind, CacheTable, CacheTask, Expiry};
 use super::{
     CacheConfig, CacheCore, CacheError, Found, RowId, Store, check_ttl, expires_in, sha256_hex,
 };
@@ -23,6 +24,33 @@ use crate::error::DbError;
 use crate::provider;
 
 const NAME: &str = "vision_api_cache";
+
+/// The vision cache in the registry. Its expiry and LRU eviction are seed 004's
+/// functions `cleanup_expired_cache()` and `evict_lru_cache(max)`.
+pub const KIND: CacheKind = CacheKind(&CacheTable {
+    name: "vision",
+    table: NAME,
+    check: "cache vision",
+    hits_column: "access_count",
+    created_column: "created_at",
+    accessed_column: "last_accessed_at",
+    expiry: Expiry::Function("SELECT cleanup_expired_cache()"),
+    keep_recent: Some("SELECT evict_lru_cache($1)"),
+    tasks: &[
+        CacheTask {
+            name: "cleanup_expired_vision_cache",
+            table: NAME,
+            action: CacheAction::DeleteExpired,
+        },
+        CacheTask {
+            name: "evict_vision_cache",
+            table: NAME,
+            action: CacheAction::KeepRecent {
+                default_max: 10_000,
+            },
+        },
+    ],
+});
 
 /// The hit path (`$1` the URL hash, `$2` the provider): one round trip on the pool's
 /// sqlx session.
@@ -95,7 +123,7 @@ impl VisionKey {
     }
 
     /// The hex SHA-256 of the normalised URL.
-    pub fn url_hash(&self) -> &str {
+    pub fn hash(&self) -> &str {
         &self.url_hash
     }
 
@@ -279,71 +307,23 @@ impl VisionCache {
         })
     }
 
-    /// Deletes expired entries (`cleanup_expired_cache()`); how many went. One round trip.
-    pub async fn cleanup_expired(&self) -> Result<u64, CacheError> {
-        cleanup_expired_entries(self.core.db()).await
+    /// Deletes expired entries (`cleanup_expired_cache()`); how many went. One round
+    /// trip.
+    pub async fn delete_expired(&self) -> Result<u64, CacheError> {
+        registry::delete_expired(self.core.db(), KIND).await
     }
 
     /// Keeps the `max_entries` most recently used entries and deletes the rest
     /// (`evict_lru_cache(max_entries)`), after flushing the buffered accesses so
     /// recency is current; how many went. Two round trips.
-    pub async fn evict_lru(&self, max_entries: i32) -> Result<u64, CacheError> {
-        check_max_entries(max_entries)?;
-        self.core.flush().await?;
-        evict_lru_entries(self.core.db(), max_entries).await
+    pub async fn keep_recent(&self, max_entries: i32) -> Result<u64, CacheError> {
+        if max_entries >= 0 {
+            self.core.flush().await?;
+        }
+        registry::keep_recent(self.core.db(), KIND, max_entries).await
     }
 }
 
-/// Refuses a negative maximum.
-fn check_max_entries(max_entries: i32) -> Result<(), CacheError> {
-    if max_entries < 0 {
-        return Err(CacheError::InvalidField {
-            cache: NAME,
-            field: "max_entries",
-            value: max_entries.to_string(),
-            reason: "cannot be negative",
-        });
-    }
-    Ok(())
-}
-
-/// Deletes the vision cache's expired entries (`cleanup_expired_cache()`) on any
-/// connection; how many went. One round trip.
-pub async fn cleanup_expired_entries<C: ConnectionTrait>(db: &C) -> Result<u64, CacheError> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            CLEANUP_EXPIRED_SQL,
-        ))
-        .await?
-        .ok_or_else(|| DbError::no_row("cleanup_expired_cache"))?;
-    Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
-}
-
-/// Keeps the vision cache's `max_entries` most recently used entries and deletes the
-/// rest (`evict_lru_cache(max_entries)`) on any connection, by the recency stored now
-/// (a [`VisionCache`]'s buffered accesses count once flushed); how many went. One
-/// round trip.
-pub async fn evict_lru_entries<C: ConnectionTrait>(
-    db: &C,
-    max_entries: i32,
-) -> Result<u64, CacheError> {
-    check_max_entries(max_entries)?;
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            EVICT_LRU_SQL,
-            [max_entries.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbError::no_row("evict_lru_cache"))?;
-    Ok(row.try_get_by_index::<i32>(0)?.max(0) as u64)
-}
-
-/// Seed 004's expiry clean-up: a call of the seed's function.
-const CLEANUP_EXPIRED_SQL: &str = "SELECT cleanup_expired_cache()";
-/// Seed 004's LRU eviction to `$1` entries: a call of the seed's function.
-const EVICT_LRU_SQL: &str = "SELECT evict_lru_cache($1)";
 /// Seed 004's `get_cache_stats()`: a call of the seed's function, its numeric size
 /// as float8.
 const DB_STATS_SQL: &str = "SELECT total_entries, active_entries, expired_entries, total_hits,
@@ -367,7 +347,7 @@ pub struct VisionCacheStats {
 
 impl VisionCache {
     /// Flushes the bookkeeping and reads `get_cache_stats()`. Two round trips.
-    pub async fn db_stats(&self) -> Result<VisionCacheStats, CacheError> {
+    pub async fn stored_stats(&self) -> Result<VisionCacheStats, CacheError> {
         self.core.flush().await?;
         VisionCacheStats::find_by_statement(Statement::from_string(
             DbBackend::Postgres,

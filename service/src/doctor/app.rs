@@ -4,8 +4,7 @@
 use sea_orm::{DatabaseTransaction, FromQueryResult};
 
 use super::{Check, CheckResult, Expectations, first, human_bytes, sql};
-use crate::cache::CacheKind;
-use crate::cache::stats::cache_stats;
+use crate::cache::cache_stats;
 use crate::queue::{self, QueueTable};
 use crate::store::{Recommendation, index_health};
 
@@ -177,12 +176,7 @@ pub(super) async fn caches(db: &DatabaseTransaction, _: &Expectations) -> CheckR
     Ok(stats
         .into_iter()
         .map(|s| {
-            let name = match s.kind {
-                CacheKind::Pdf => "cache pdf",
-                CacheKind::Ai => "cache ai",
-                CacheKind::Vision => "cache vision",
-                CacheKind::Exercise => "cache exercise",
-            };
+            let name = s.kind.describe().check;
             let rate = s.hit_rate.map_or("no lookups".to_owned(), |r| {
                 format!("hit rate {:.1}%", r * 100.0)
             });

@@ -14,9 +14,9 @@ use crate::error::{DbError, InvalidInput};
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
-pub mod runner;
-pub mod schedule;
-pub mod task;
+mod runner;
+mod schedule;
+mod task;
 
 pub use runner::{RunOutcome, RunRecord, STALE_RUN, run, run_due, runner_name};
 pub use schedule::{Schedule, list, set_enabled, set_parameters, set_schedule};

@@ -6,35 +6,27 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as TimeDelta, Utc};
-use entity::{ai_cache_stats, ai_response_cache, maintenance_runs, pdf_cache};
+use entity::{ai_cache_stats, maintenance_runs};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::MaintenanceError;
-use crate::cache::{exercise, pdf, vision};
+use crate::cache::{self, CACHES, CacheAction, CacheKind, CacheTask, pdf};
 use crate::error::InvalidInput;
 use crate::queue::{self, AI_ANNOTATION_JOBS, JOBS};
 use crate::{audit, store};
 
-/// A maintenance task of the seeds' schedules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// A maintenance task of the seeds' schedules. The caches' tasks come from the cache
+/// registry ([`crate::cache::CACHES`]): each cache lists its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Task {
     /// Seed 000, hourly: refresh `layer0_stats` (concurrently).
-    RefreshLayer0Stats,
+    RefreshPdfStats,
     /// Seed 004, monthly: refresh `cache_performance_metrics` (concurrently).
     RefreshCacheMetrics,
-    /// Seed 004, daily: `cleanup_expired_cache()` of the vision cache.
-    CleanupExpiredVisionCache,
-    /// Daily: delete expired cached exercises.
-    CleanupExpiredExercises,
-    /// Seed 004: LRU eviction of the vision cache to `max_entries` (10,000).
-    EvictVisionCache,
-    /// Seed 000, monthly: delete `pdf_cache` entries not accessed for `days` (90).
-    PdfCacheRetention,
-    /// Seed 001, weekly: delete `ai_response_cache` entries older than `days` (30).
-    AiResponseCacheRetention,
+    /// A cache's task: expiry, LRU eviction or retention (see [`CacheAction`]).
+    Cache(&'static CacheTask),
     /// Seed 001, monthly: delete `ai_cache_stats` days older than `days` (90).
     AiCacheStatsRetention,
     /// Daily: delete both queues' jobs finished more than `days` (7) ago.
@@ -50,34 +42,33 @@ pub enum Task {
     VectorIndexHealth,
 }
 
+/// The tasks that are not a cache's, in the order [`Task::all`] lists them.
+const OWN_TASKS: [Task; 8] = [
+    Task::RefreshPdfStats,
+    Task::RefreshCacheMetrics,
+    Task::AiCacheStatsRetention,
+    Task::JobRetention,
+    Task::AuditLogRetention,
+    Task::MaintenanceRunRetention,
+    Task::AnalyzeTables,
+    Task::VectorIndexHealth,
+];
+
 impl Task {
-    /// Every task.
-    pub const ALL: [Task; 13] = [
-        Task::RefreshLayer0Stats,
-        Task::RefreshCacheMetrics,
-        Task::CleanupExpiredVisionCache,
-        Task::CleanupExpiredExercises,
-        Task::EvictVisionCache,
-        Task::PdfCacheRetention,
-        Task::AiResponseCacheRetention,
-        Task::AiCacheStatsRetention,
-        Task::JobRetention,
-        Task::AuditLogRetention,
-        Task::MaintenanceRunRetention,
-        Task::AnalyzeTables,
-        Task::VectorIndexHealth,
-    ];
+    /// Every task: this module's, then each cache's.
+    pub fn all() -> Vec<Task> {
+        let caches = CACHES
+            .iter()
+            .flat_map(|kind| kind.describe().tasks.iter().map(Task::Cache));
+        OWN_TASKS.into_iter().chain(caches).collect()
+    }
 
     /// The task's name in `maintenance_tasks`.
     pub fn name(self) -> &'static str {
         match self {
-            Task::RefreshLayer0Stats => "refresh_layer0_stats",
+            Task::RefreshPdfStats => "refresh_layer0_stats",
             Task::RefreshCacheMetrics => "refresh_cache_metrics",
-            Task::CleanupExpiredVisionCache => "cleanup_expired_vision_cache",
-            Task::CleanupExpiredExercises => "cleanup_expired_exercises",
-            Task::EvictVisionCache => "evict_vision_cache",
-            Task::PdfCacheRetention => "pdf_cache_retention",
-            Task::AiResponseCacheRetention => "ai_response_cache_retention",
+            Task::Cache(task) => task.name,
             Task::AiCacheStatsRetention => "ai_cache_stats_retention",
             Task::JobRetention => "job_retention",
             Task::AuditLogRetention => "audit_log_retention",
@@ -104,47 +95,15 @@ impl Task {
     ) -> Result<TaskReport, MaintenanceError> {
         let started = Instant::now();
         let (rows_affected, details) = match self {
-            Task::RefreshLayer0Stats => {
-                pdf::refresh_layer0_stats(db).await?;
+            Task::RefreshPdfStats => {
+                pdf::refresh_pdf_stats(db).await?;
                 (0, json!({}))
             }
             Task::RefreshCacheMetrics => {
                 db.execute_unprepared(REFRESH_CACHE_METRICS_SQL).await?;
                 (0, json!({}))
             }
-            Task::CleanupExpiredVisionCache => {
-                (vision::cleanup_expired_entries(db).await?, json!({}))
-            }
-            Task::CleanupExpiredExercises => {
-                (exercise::cleanup_expired_exercises(db).await?, json!({}))
-            }
-            Task::EvictVisionCache => {
-                let max = parameter(parameters, "max_entries", 10_000)?;
-                let max = i32::try_from(max)
-                    .map_err(|_| InvalidInput::new("max_entries", max, "at most 2147483647"))?;
-                (
-                    vision::evict_lru_entries(db, max).await?,
-                    json!({"max_entries": max}),
-                )
-            }
-            Task::PdfCacheRetention => {
-                let days = days(parameters, 90)?;
-                let done = pdf_cache::Entity::delete_many()
-                    .filter(pdf_cache::Column::LastAccessed.lt(Utc::now() - TimeDelta::days(days)))
-                    .exec(db)
-                    .await?;
-                (done.rows_affected, json!({"days": days}))
-            }
-            Task::AiResponseCacheRetention => {
-                let days = days(parameters, 30)?;
-                let done = ai_response_cache::Entity::delete_many()
-                    .filter(
-                        ai_response_cache::Column::CreatedAt.lt(Utc::now() - TimeDelta::days(days)),
-                    )
-                    .exec(db)
-                    .await?;
-                (done.rows_affected, json!({"days": days}))
-            }
+            Task::Cache(task) => cache_task(db, task, parameters).await?,
             Task::AiCacheStatsRetention => {
                 let days = days(parameters, 90)?;
                 let done = ai_cache_stats::Entity::delete_many()
@@ -156,17 +115,7 @@ impl Task {
                     .await?;
                 (done.rows_affected, json!({"days": days}))
             }
-            Task::JobRetention => {
-                let days = days(parameters, 7)?;
-                let retention = Duration::from_secs(days as u64 * 86_400);
-                let jobs = queue::delete_finished(db, JOBS, retention, RETENTION_BATCH).await?;
-                let ai = queue::delete_finished(db, AI_ANNOTATION_JOBS, retention, RETENTION_BATCH)
-                    .await?;
-                (
-                    jobs + ai,
-                    json!({"days": days, "jobs": jobs, "ai_annotation_jobs": ai}),
-                )
-            }
+            Task::JobRetention => job_retention(db, parameters).await?,
             Task::AuditLogRetention => {
                 let days = days(parameters, 90)?;
                 let gone = audit::cleanup_old_logs(db, days as u32).await?;
@@ -203,6 +152,60 @@ impl Task {
     }
 }
 
+/// A cache's task, as its [`CacheAction`] says: rows gone, and the parameters used.
+async fn cache_task<C: ConnectionTrait>(
+    db: &C,
+    task: &CacheTask,
+    parameters: &Value,
+) -> Result<(u64, Value), MaintenanceError> {
+    let kind: CacheKind = task.kind()?;
+    Ok(match task.action {
+        CacheAction::DeleteExpired => (cache::delete_expired(db, kind).await?, json!({})),
+        CacheAction::KeepRecent { default_max } => {
+            let max = parameter(parameters, "max_entries", default_max)?;
+            let max = i32::try_from(max)
+                .map_err(|_| InvalidInput::new("max_entries", max, "at most 2147483647"))?;
+            (
+                cache::keep_recent(db, kind, max).await?,
+                json!({"max_entries": max}),
+            )
+        }
+        CacheAction::Retention {
+            column,
+            default_days,
+        } => {
+            let days = days(parameters, default_days)?;
+            (
+                cache::delete_older_than(db, kind, column, days).await?,
+                json!({"days": days}),
+            )
+        }
+    })
+}
+
+/// Both queues' jobs finished more than `days` ago, deleted in batches that commit as
+/// they go.
+async fn job_retention<C: ConnectionTrait>(
+    db: &C,
+    parameters: &Value,
+) -> Result<(u64, Value), MaintenanceError> {
+    let days = days(parameters, 7)?;
+    let retention = Duration::from_secs(days as u64 * 86_400);
+    let jobs = queue::delete_finished(db, JOBS, retention, RETENTION_BATCH).await?;
+    let ai = queue::delete_finished(db, AI_ANNOTATION_JOBS, retention, RETENTION_BATCH).await?;
+    Ok((
+        jobs + ai,
+        json!({"days": days, "jobs": jobs, "ai_annotation_jobs": ai}),
+    ))
+}
+
+impl Serialize for Task {
+    /// As its name.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl fmt::Display for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -214,7 +217,7 @@ impl FromStr for Task {
 
     /// The task of this name; [`MaintenanceError::UnknownTask`] otherwise.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Task::ALL
+        Task::all()
             .into_iter()
             .find(|t| t.name() == s.trim())
             .ok_or_else(|| MaintenanceError::UnknownTask(s.to_owned()))
@@ -300,7 +303,7 @@ mod tests {
 
     #[test]
     fn task_names_round_trip_and_the_analyze_list_matches_its_statement() {
-        for task in Task::ALL {
+        for task in Task::all() {
             assert_eq!(task.name().parse::<Task>().expect("known"), task);
         }
         assert!(matches!(

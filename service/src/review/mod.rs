@@ -12,9 +12,9 @@ use crate::error::{DbError, InvalidInput};
 use crate::page::InvalidPage;
 use crate::vision::InvalidBox;
 
-pub mod decide;
-pub mod pending;
-pub mod stats;
+mod decide;
+mod pending;
+mod stats;
 
 pub use decide::{
     Correction, Decision, approve, bulk_approve, correct_and_approve, reject, review,

@@ -502,7 +502,7 @@ async fn write_documents<C: ConnectionTrait>(
     model: &EmbeddingModel,
     docs: &[NewDocument],
 ) -> Result<(Vec<Uuid>, u64), StoreError> {
-    model::record(txn, model).await?;
+    model::record_model(txn, model).await?;
     txn.execute_unprepared(CUSTOM_PLANS_SQL).await?;
 
     let mut ids = vec![Uuid::nil(); docs.len()];

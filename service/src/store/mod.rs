@@ -8,7 +8,7 @@
 //!   replaced. Documents are found again by id or by the caller's
 //!   `(source, external_key)`.
 //! - Every vector comes from one embedding model, recorded in `embedding_model` by the
-//!   first ingest ([`model::record`]); another model, a wrong dimension, a NaN or
+//!   first ingest ([`record_model`]); another model, a wrong dimension, a NaN or
 //!   infinite component, empty text, or a document without chunks is a typed
 //!   [`StoreError`] naming the document and chunk, and nothing is written.
 //! - [`VectorStore`] searches: the `k` nearest chunks with their documents
@@ -29,27 +29,27 @@ use uuid::Uuid;
 
 use crate::error::DbError;
 
-pub mod embed;
-pub mod filter;
-pub mod http_embedder;
-pub mod hybrid;
-pub mod index;
-pub mod ingest;
+mod embed;
+mod filter;
+mod http_embedder;
+mod hybrid;
+mod index;
+mod ingest;
 #[cfg(feature = "local-embedder")]
-pub mod local_embedder;
-pub mod mmr;
-pub mod model;
-pub mod search;
-pub mod search_log;
-pub mod vector_store;
+mod local_embedder;
+mod mmr;
+mod model;
+mod search;
+mod search_log;
+mod vector_store;
 
 pub use embed::{EmbedError, Embedder, embed_all, embed_missing, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
 pub use hybrid::{HybridHit, HybridOptions, hybrid_search};
 pub use index::{
-    BuildProgress, IndexHealth, IndexMethod, Recommendation, build_progress, index_health,
-    promote_key, reindex,
+    BuildProgress, INDEX_NAME, IndexHealth, IndexMethod, Recommendation, build_progress,
+    index_health, lists_for, promote_key, reindex,
 };
 pub use ingest::{
     DeletedDocument, DocumentKey, IngestReport, NewChunk, NewDocument, chunk_embedding,
@@ -58,7 +58,7 @@ pub use ingest::{
 #[cfg(feature = "local-embedder")]
 pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
 pub use mmr::{MmrOptions, mmr_search};
-pub use model::{EmbeddingModel, check_recorded, recorded as recorded_model};
+pub use model::{EmbeddingModel, check_recorded, record_model, recorded_model};
 pub use search::{MAX_K, SearchHit, SearchOptions, Served, search};
 pub use search_log::{SearchKind, SearchLog, SearchLogConfig, SearchLogEntry};
 pub use vector_store::VectorStore;

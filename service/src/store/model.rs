@@ -73,7 +73,10 @@ const RECORD_SQL: &str = "WITH recorded AS (
 /// `VECTOR_DIMENSION` when the schema was made): [`StoreError::WrongModel`] or
 /// [`StoreError::WrongDimension`] when it differs. One round trip, on any connection
 /// (inside the caller's transaction when given one).
-pub async fn record<C: ConnectionTrait>(db: &C, model: &EmbeddingModel) -> Result<(), StoreError> {
+pub async fn record_model<C: ConnectionTrait>(
+    db: &C,
+    model: &EmbeddingModel,
+) -> Result<(), StoreError> {
     let row = Recorded::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         RECORD_SQL,
@@ -106,7 +109,9 @@ pub async fn record<C: ConnectionTrait>(db: &C, model: &EmbeddingModel) -> Resul
 
 /// The store's recorded model, if an ingest has recorded one. One round trip, through
 /// the `embedding_model` entity, on any connection.
-pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<Option<EmbeddingModel>, StoreError> {
+pub async fn recorded_model<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Option<EmbeddingModel>, StoreError> {
     use sea_orm::EntityTrait;
     let row = entity::embedding_model::Entity::find().one(db).await?;
     Ok(row.map(|m| EmbeddingModel {
@@ -123,7 +128,7 @@ pub async fn check_recorded<C: ConnectionTrait>(
     db: &C,
     model: &EmbeddingModel,
 ) -> Result<(), StoreError> {
-    match recorded(db).await? {
+    match recorded_model(db).await? {
         Some(stored) if stored.name != model.name => Err(StoreError::WrongModel {
             expected: stored.name,
             got: model.name.clone(),

@@ -13,10 +13,10 @@ use crate::error::{DbError, InvalidInput};
 use crate::http::HttpError;
 use crate::queue::QueueError;
 
-pub mod bounding_box;
-pub mod openai_vision;
-pub mod pipeline;
-pub mod provider;
+mod bounding_box;
+mod openai_vision;
+mod pipeline;
+mod provider;
 
 pub use bounding_box::{BoundingBox, InvalidBox, Point};
 pub use openai_vision::{OpenAiVision, OpenAiVisionConfig};
