@@ -240,7 +240,7 @@ async fn cache_stats_purges_dry_runs_and_cleanup() {
     fails(
         &t,
         &["cache", "evict", "--max", "1", "--kind", "pdf"],
-        "vision cache",
+        "the caches with one: vision",
     );
     let usage = strata(&t, &["cache", "purge", "--kind", "pdf"]);
     assert_eq!(

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use chrono::{Duration as TimeDelta, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
@@ -178,12 +179,26 @@ impl FromStr for CacheKind {
     }
 }
 
-/// A refusal of an operation the cache has no notion of.
-fn unsupported(kind: CacheKind, field: &'static str, reason: &'static str) -> CacheError {
+/// Why a keep-recent purge is refused, naming the caches that have one (from
+/// [`CACHES`]).
+static KEEP_RECENT_CACHES: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = CACHES
+        .iter()
+        .filter(|k| k.0.keep_recent.is_some())
+        .map(|k| k.name())
+        .collect();
+    format!(
+        "no LRU eviction to a count here; the caches with one: {}",
+        names.join(", ")
+    )
+});
+
+/// A refusal of an operation (`what`) the cache has no notion of.
+fn unsupported(kind: CacheKind, what: &str, reason: &'static str) -> CacheError {
     CacheError::InvalidField {
         cache: kind.table(),
-        field,
-        value: kind.name().to_owned(),
+        field: "purge",
+        value: what.to_owned(),
         reason,
     }
 }
@@ -206,7 +221,7 @@ pub async fn delete_expired<C: ConnectionTrait>(
     match kind.0.expiry {
         Expiry::Never => Err(unsupported(
             kind,
-            "expiry",
+            "expired",
             "this cache's entries do not expire",
         )),
         Expiry::Column(column) => {
@@ -232,11 +247,7 @@ pub async fn keep_recent<C: ConnectionTrait>(
     max_entries: i32,
 ) -> Result<u64, CacheError> {
     let Some(sql) = kind.0.keep_recent else {
-        return Err(unsupported(
-            kind,
-            "keep_recent",
-            "this cache has no LRU eviction to a count",
-        ));
+        return Err(unsupported(kind, "keep_recent", &KEEP_RECENT_CACHES));
     };
     if max_entries < 0 {
         return Err(CacheError::InvalidField {

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::error::DbError;
 
+mod documents;
 mod embed;
 mod filter;
 mod http_embedder;
@@ -43,6 +44,7 @@ mod search;
 mod search_log;
 mod vector_store;
 
+pub use documents::{DeletedDocument, chunk_embedding, delete_document};
 pub use embed::{EmbedError, Embedder, embed_all, embed_missing, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
@@ -51,10 +53,7 @@ pub use index::{
     BuildProgress, INDEX_NAME, IndexHealth, IndexMethod, Recommendation, build_progress,
     index_health, lists_for, promote_key, reindex,
 };
-pub use ingest::{
-    DeletedDocument, DocumentKey, IngestReport, NewChunk, NewDocument, chunk_embedding,
-    delete_document, ingest, ingest_copy,
-};
+pub use ingest::{DocumentKey, IngestReport, NewChunk, NewDocument, ingest, ingest_copy};
 #[cfg(feature = "local-embedder")]
 pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
 pub use mmr::{MmrOptions, mmr_search};

@@ -1,22 +1,24 @@
-//! Documents and their chunks in (idempotently, in bulk) and out.
+//! Documents and their chunks in, idempotently and in bulk: the batch's types and
+//! checks, and the preamble both write paths share (the model, the document upserts,
+//! the stale chunks). The paths: `insert` ([`ingest`], in the caller's transaction)
+//! and `copy` ([`ingest_copy`], binary `COPY` on a session of its own).
 
-use std::collections::{HashMap, HashSet};
+mod copy;
+mod insert;
 
-use sea_orm::prelude::PgVector;
-use sea_orm::sqlx;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement, TransactionSession,
-    TransactionTrait, Value as SqlValue,
-};
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use copy::ingest_copy;
+pub use insert::ingest;
+
 use super::model::{self, EmbeddingModel};
 use super::{StoreError, check_vector};
 use crate::cache::canonical_json;
-use crate::db::binary_copy::BinaryCopy;
-use crate::db::{SessionConnection, postgres_pool};
 use crate::error::DbError;
 
 /// How a document is found again by a later ingest.
@@ -178,31 +180,6 @@ const DELETE_STALE_CHUNKS_SQL: &str = "DELETE FROM document_chunks c
            SELECT 1 FROM unnest($2::uuid[], $3::int4[], $4::text[]) AS i(doc, idx, hash)
            WHERE i.doc = c.document_id AND i.idx = c.chunk_index AND i.hash = c.content_hash)";
 
-/// Inserts a group of the batch's chunks from `unnest` of its arrays, each vector a
-/// bound `vector` parameter of its own (`{vectors}`: `$7` onwards), so the client
-/// sends each vector as one binary value rather than 384 array elements. The ids are
-/// the client's UUIDv7s, so the primary key's inserts stay at its right edge. After
-/// [`DELETE_STALE_CHUNKS_SQL`], a chunk still stored at its (document, index) is
-/// unchanged, so `ON CONFLICT DO NOTHING` on the unique index skips it. An INSERT …
-/// SELECT from `unnest`: SeaORM's builder cannot say it.
-const INSERT_CHUNKS_SQL: &str = "INSERT INTO document_chunks
-         (id, document_id, chunk_index, content, content_hash, metadata, embedding)
-     SELECT i.id, i.doc, i.idx, i.content, i.hash, i.metadata::jsonb, i.embedding
-     FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::text[], $5::text[], $6::text[],
-                 ARRAY[{vectors}]::vector[])
-          AS i(id, doc, idx, content, hash, metadata, embedding)
-     ON CONFLICT (document_id, chunk_index) DO NOTHING";
-
-/// The most chunks one INSERT carries: one parameter per vector, under PostgreSQL's
-/// 65,535 parameters per statement.
-const INSERT_GROUP: usize = 8000;
-
-/// [`INSERT_CHUNKS_SQL`] for `n` vectors.
-fn insert_chunks_sql(n: usize) -> String {
-    let placeholders: Vec<String> = (7..7 + n).map(|p| format!("${p}")).collect();
-    INSERT_CHUNKS_SQL.replace("{vectors}", &placeholders.join(","))
-}
-
 #[derive(FromQueryResult)]
 struct Upserted {
     id: Uuid,
@@ -296,78 +273,6 @@ fn object_text(value: &Value) -> String {
     }
 }
 
-/// Ingests `docs` — each with its chunks, embedded by `model` — in one transaction (a
-/// savepoint inside the caller's, when `db` is one): all of the batch or nothing.
-/// Every document and chunk is checked first; a bad one is a typed error naming it,
-/// and nothing is written. The first ingest records `model` as the store's; later
-/// ones must use it.
-///
-/// Idempotent: a document whose fields are unchanged is not written, a chunk stored
-/// with the same hash at the same index is not touched, a changed chunk is replaced,
-/// and chunks past a document's new last one go. Statements: begin, the model check,
-/// the plan setting, one or two document upserts (by id, by external key), one
-/// DELETE of stale chunks (when a document has a key: a document without one is new,
-/// with nothing stored), one INSERT of chunks per 8,000 chunks, commit. For loading
-/// many chunks
-/// outside a caller's transaction, [`ingest_copy`] is faster.
-pub async fn ingest<C: ConnectionTrait + TransactionTrait>(
-    db: &C,
-    model: &EmbeddingModel,
-    docs: &[NewDocument],
-) -> Result<IngestReport, StoreError> {
-    check(model, docs)?;
-    let txn = db.begin().await?;
-    let (ids, written) = write_documents(&txn, model, docs).await?;
-    // The keyed documents' chunks first (only they can be stored already), then the
-    // new documents'.
-    let (keyed, new) = split_by_key(docs, &ids);
-    let keyed_ids: Vec<Uuid> = keyed.iter().map(|(_, id)| *id).collect();
-    let mut keys = ChunkKeys::default();
-    keys.extend(&keyed);
-    let removed = delete_stale(&txn, &keyed_ids, &keys).await?;
-    keys.extend(&new);
-    let ChunkKeys {
-        docs: mut chunk_docs,
-        mut indexes,
-        mut hashes,
-    } = keys;
-
-    let total = chunk_docs.len();
-    let mut texts = Vec::with_capacity(total);
-    let mut metadata = Vec::with_capacity(total);
-    let mut vectors: Vec<SqlValue> = Vec::with_capacity(total);
-    for chunk in keyed.iter().chain(&new).flat_map(|(d, _)| &d.chunks) {
-        texts.push(chunk.content.clone());
-        metadata.push(object_text(&chunk.metadata));
-        vectors.push(PgVector::from(chunk.embedding.clone()).into());
-    }
-    // Each group moves its share of the arrays into its statement: no vector is
-    // copied again.
-    let mut added = 0;
-    while !vectors.is_empty() {
-        let n = vectors.len().min(INSERT_GROUP);
-        let mut values: Vec<SqlValue> = vec![
-            (0..n).map(|_| Uuid::now_v7()).collect::<Vec<_>>().into(),
-            chunk_docs.drain(..n).collect::<Vec<_>>().into(),
-            indexes.drain(..n).collect::<Vec<_>>().into(),
-            texts.drain(..n).collect::<Vec<_>>().into(),
-            hashes.drain(..n).collect::<Vec<_>>().into(),
-            metadata.drain(..n).collect::<Vec<_>>().into(),
-        ];
-        values.extend(vectors.drain(..n));
-        added += txn
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                insert_chunks_sql(n),
-                values,
-            ))
-            .await?
-            .rows_affected();
-    }
-    txn.commit().await?;
-    Ok(IngestReport::new(ids, written, total, added, removed))
-}
-
 /// The batch's documents with their ids: those that carry a key, then those that do
 /// not. Only a keyed document can have chunks stored already: one without gets a new
 /// id.
@@ -380,119 +285,42 @@ fn split_by_key<'a>(docs: &'a [NewDocument], ids: &[Uuid]) -> Split<'a> {
         .partition(|(d, _)| d.key.is_some())
 }
 
-/// Lists the (document, index) of the chunks stored for documents `$1` (after
-/// [`DELETE_STALE_CHUNKS_SQL`], the unchanged ones): `= ANY` of one `uuid[]`
-/// parameter, whatever the batch's size.
-const STORED_CHUNKS_SQL: &str =
-    "SELECT document_id, chunk_index FROM document_chunks WHERE document_id = ANY($1::uuid[])";
-
-/// Streams the new chunks into `document_chunks` (times and the `tsvector` from the
-/// column defaults). The ids come from the client: the column's volatile default
-/// (`gen_random_uuid()`) would make the server insert row by row instead of in
-/// batches (PostgreSQL's `COPY` falls back to single inserts then), and UUIDv7 keeps
-/// the primary key's inserts at its right edge.
-const COPY_CHUNKS_SQL: &str = "COPY document_chunks
-         (id, document_id, chunk_index, content, content_hash, metadata, embedding)
-     FROM STDIN WITH (FORMAT binary)";
-
-/// How many encoded bytes [`ingest_copy`] sends at a time, so the server parses rows
-/// while the client encodes the next ones.
-const COPY_SEND_BYTES: usize = 1 << 20;
-
-#[derive(FromQueryResult)]
-struct StoredChunk {
-    document_id: Uuid,
-    chunk_index: i32,
+/// What both write paths do before their chunks: the documents written, the batch
+/// split into keyed and new documents (only a keyed one can have chunks stored
+/// already), the keyed documents' chunk keys, and their stale chunks deleted.
+struct Prepared<'a> {
+    ids: Vec<Uuid>,
+    written: u64,
+    keyed: Vec<(&'a NewDocument, Uuid)>,
+    new: Vec<(&'a NewDocument, Uuid)>,
+    keyed_ids: Vec<Uuid>,
+    keys: ChunkKeys,
+    removed: u64,
 }
 
-/// [`ingest`], with the chunks streamed by binary `COPY` straight into
-/// `document_chunks` — for loading: faster than [`ingest`] on large batches (see
-/// `docs/performance.md`). It does the same checks and is as idempotent, but it
-/// cannot join a caller's transaction: it takes a connection of `db`'s pool for its
-/// own transaction (COPY needs the session itself). Statements: begin, the model
-/// check, the plan setting, the document upserts, one DELETE of stale chunks and one
-/// read of the chunks kept (both only when a document has a key: one without is
-/// new), one COPY of the rest (none when nothing changed), commit.
-pub async fn ingest_copy(
-    db: &DatabaseConnection,
+/// The preamble both paths share, on their transaction: records or checks the model,
+/// upserts the documents, and deletes the keyed documents' stale chunks. Three to six
+/// round trips (see [`write_documents`] and [`delete_stale`]).
+async fn prepare<'a, C: ConnectionTrait>(
+    txn: &C,
     model: &EmbeddingModel,
-    docs: &[NewDocument],
-) -> Result<IngestReport, StoreError> {
-    check(model, docs)?;
-    let pool = postgres_pool(db)?;
-    let mut conn = pool.acquire().await.map_err(DbError::from)?;
-    let mut tx = sqlx::Connection::begin(&mut *conn)
-        .await
-        .map_err(DbError::from)?;
-    let session = SessionConnection::new(&mut tx);
-    let (ids, written) = write_documents(&session, model, docs).await?;
-    // Only keyed documents can have chunks stored already: their chunks are hashed
-    // now, for the DELETE of stale chunks and the read of those kept. A new
-    // document's chunks are hashed as they are encoded, while the server inserts the
-    // rows sent before them.
+    docs: &'a [NewDocument],
+) -> Result<Prepared<'a>, StoreError> {
+    let (ids, written) = write_documents(txn, model, docs).await?;
     let (keyed, new) = split_by_key(docs, &ids);
     let keyed_ids: Vec<Uuid> = keyed.iter().map(|(_, id)| *id).collect();
     let mut keys = ChunkKeys::default();
     keys.extend(&keyed);
-    let removed = delete_stale(&session, &keyed_ids, &keys).await?;
-    let stored: HashSet<(Uuid, i32)> = if keyed_ids.is_empty() {
-        HashSet::new()
-    } else {
-        StoredChunk::find_by_statement(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            STORED_CHUNKS_SQL,
-            [keyed_ids.into()],
-        ))
-        .all(&session)
-        .await?
-        .into_iter()
-        .map(|c| (c.document_id, c.chunk_index))
-        .collect()
-    };
-
-    let total: usize = docs.iter().map(|d| d.chunks.len()).sum();
-    let mut added = 0;
-    if stored.len() < total {
-        let mut copy = tx
-            .copy_in_raw(COPY_CHUNKS_SQL)
-            .await
-            .map_err(DbError::from)?;
-        let mut rows = BinaryCopy::with_capacity(COPY_SEND_BYTES + (64 << 10));
-        let keyed_chunks = keyed
-            .iter()
-            .flat_map(|(d, _)| &d.chunks)
-            .enumerate()
-            .map(|(i, chunk)| (chunk, keys.docs[i], keys.indexes[i], Some(&keys.hashes[i])));
-        let fresh_chunks = new.iter().flat_map(|&(d, id)| {
-            d.chunks
-                .iter()
-                .enumerate()
-                .map(move |(c, chunk)| (chunk, id, c as i32, None))
-        });
-        for (chunk, doc, index, hash) in keyed_chunks.chain(fresh_chunks) {
-            if hash.is_some() && stored.contains(&(doc, index)) {
-                continue;
-            }
-            rows.row(7);
-            rows.uuid(&Uuid::now_v7());
-            rows.uuid(&doc);
-            rows.int4(index);
-            rows.text(&chunk.content);
-            match hash {
-                Some(hash) => rows.text(hash),
-                None => rows.text(&chunk.hash()),
-            }
-            rows.jsonb(&object_text(&chunk.metadata));
-            rows.vector(&chunk.embedding);
-            if rows.len() >= COPY_SEND_BYTES {
-                copy.send(rows.take()).await.map_err(DbError::from)?;
-            }
-        }
-        copy.send(rows.finish()).await.map_err(DbError::from)?;
-        added = copy.finish().await.map_err(DbError::from)?;
-    }
-    tx.commit().await.map_err(DbError::from)?;
-    Ok(IngestReport::new(ids, written, total, added, removed))
+    let removed = delete_stale(txn, &keyed_ids, &keys).await?;
+    Ok(Prepared {
+        ids,
+        written,
+        keyed,
+        new,
+        keyed_ids,
+        keys,
+        removed,
+    })
 }
 
 /// Records or checks the model, then upserts the batch's documents: their ids in
@@ -609,64 +437,6 @@ async fn delete_stale<C: ConnectionTrait>(
         ))
         .await?;
     Ok(done.rows_affected())
-}
-
-/// What [`delete_document`] removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
-pub struct DeletedDocument {
-    /// Chunks that went with it (the foreign key's cascade).
-    pub chunks: i64,
-}
-
-/// Deletes document `$1` and counts its chunks in the same snapshot (the cascade
-/// deletes them): a data-modifying CTE.
-const DELETE_DOCUMENT_SQL: &str = "WITH gone AS (DELETE FROM documents WHERE id = $1 RETURNING id)
-     SELECT (SELECT count(*) FROM gone) AS found,
-            (SELECT count(*) FROM document_chunks WHERE document_id = $1) AS chunks";
-
-#[derive(FromQueryResult)]
-struct Deleted {
-    found: i64,
-    chunks: i64,
-}
-
-/// Deletes document `id` with its chunks (the foreign key cascades) and says how many
-/// chunks went; [`StoreError::NotFound`] when there is no such document. One round
-/// trip, on any connection.
-pub async fn delete_document<C: ConnectionTrait>(
-    db: &C,
-    id: Uuid,
-) -> Result<DeletedDocument, StoreError> {
-    let row = Deleted::find_by_statement(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        DELETE_DOCUMENT_SQL,
-        [id.into()],
-    ))
-    .one(db)
-    .await?
-    .ok_or_else(|| DbError::no_row("delete_document"))?;
-    if row.found == 0 {
-        return Err(StoreError::NotFound(id));
-    }
-    Ok(DeletedDocument { chunks: row.chunks })
-}
-
-/// The stored embedding of chunk `chunk_index` of document `document_id` (to search
-/// for chunks like it), if the chunk exists and has one. One round trip, through the
-/// `document_chunks` entity, on any connection.
-pub async fn chunk_embedding<C: ConnectionTrait>(
-    db: &C,
-    document_id: Uuid,
-    chunk_index: i32,
-) -> Result<Option<Vec<f32>>, StoreError> {
-    use entity::document_chunks::{Column, Entity};
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let chunk = Entity::find()
-        .filter(Column::DocumentId.eq(document_id))
-        .filter(Column::ChunkIndex.eq(chunk_index))
-        .one(db)
-        .await?;
-    Ok(chunk.and_then(|c| c.embedding).map(|v| v.to_vec()))
 }
 
 #[cfg(test)]
