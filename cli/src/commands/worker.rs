@@ -65,27 +65,38 @@ pub async fn run(
             maintenance_job(handler_db.clone(), ctx)
         })
     })?;
-    eprintln!(
-        "strata worker: {} on jobs ({MAINTENANCE_JOB}); maintenance every {}; Ctrl-C stops",
-        jobs.id(),
-        humantime::format_duration(args.maintain_every)
-    );
-    let mut runtime = Runtime::new(db.clone(), RuntimeConfig::default()).worker(jobs);
-    match OpenAiVisionConfig::from_env() {
+    // The annotation pipeline, when a vision provider is configured: its worker, and
+    // the vision cache whose bookkeeping the runtime flushes.
+    let annotations = match OpenAiVisionConfig::from_env() {
         Ok(vision) => {
             let provider = OpenAiVision::new(vision)?;
-            let cache = VisionCache::new(
+            let cache = Arc::new(VisionCache::new(
                 db.clone(),
                 CacheConfig::default(),
                 TimeDelta::days(VISION_TTL_DAYS),
-            )?;
-            let cache = Arc::new(cache);
+            )?);
             let pipeline = AnnotationPipeline::new(db.clone(), Arc::clone(&cache), provider);
             let worker = Worker::new(db.clone(), queue::AI_ANNOTATION_JOBS, config)?;
-            eprintln!("strata worker: and on ai_annotation_jobs");
-            runtime = runtime.worker(pipeline.register(worker)?).flush(cache);
+            Some((pipeline.register(worker)?, cache))
         }
-        Err(e) => eprintln!("strata worker: annotation jobs are not worked: {e}"),
+        Err(e) => {
+            eprintln!("strata worker: annotation jobs are not worked: {e}");
+            None
+        }
+    };
+    eprintln!(
+        "strata worker: {} on jobs ({MAINTENANCE_JOB}){}; maintenance every {}; Ctrl-C stops",
+        jobs.id(),
+        if annotations.is_some() {
+            " and ai_annotation_jobs"
+        } else {
+            ""
+        },
+        humantime::format_duration(args.maintain_every)
+    );
+    let mut runtime = Runtime::new(db.clone(), RuntimeConfig::default()).worker(jobs);
+    if let Some((worker, cache)) = annotations {
+        runtime = runtime.worker(worker).flush(cache);
     }
     if !args.maintain_every.is_zero() {
         runtime = runtime.schedule(ScheduleConfig {

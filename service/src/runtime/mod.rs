@@ -180,7 +180,9 @@ impl Runtime {
     }
 }
 
-/// A started [`Runtime`].
+/// A started [`Runtime`]. Dropping it without [`RuntimeHandle::stop`] asks every
+/// service to stop at once (running jobs are given back, buffers flushed), without
+/// waiting for them.
 pub struct RuntimeHandle {
     probes: Vec<Probe>,
     tasks: Vec<JoinHandle<Option<Ended>>>,
