@@ -38,7 +38,9 @@ mod m20250801_000001_audit_outcome;
 mod m20250801_000002_maintenance_schedule;
 mod m20250801_000003_batch_item_progress;
 mod m20261201_000001_one_lease_rescuer;
+mod m20261207_000001_deny_client_roles;
 
+pub use m20261207_000001_deny_client_roles::{CLIENT_ROLES, SEED_GRANTS, SeedGrant};
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
 };
@@ -75,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250801_000002_maintenance_schedule::Migration),
             Box::new(m20250801_000003_batch_item_progress::Migration),
             Box::new(m20261201_000001_one_lease_rescuer::Migration),
+            Box::new(m20261207_000001_deny_client_roles::Migration),
         ]
     }
 }

@@ -35,8 +35,11 @@ pub struct TestDb {
     pub name: String,
     /// Its URL.
     pub url: String,
-    /// A pool of up to 10 connections to it.
+    /// A pool of up to 10 connections to it, acting as [`test_role`].
     pub db: DatabaseConnection,
+    /// The raw-SQL helpers' pool ([`TestDb::sql`] and its kin): the server user that
+    /// owns the schema, for a test's set-up and inspection whatever role `db` acts as.
+    owner: DatabaseConnection,
 }
 
 impl TestDb {
@@ -52,6 +55,14 @@ impl TestDb {
     }
 
     async fn create(template: Option<&str>) -> Self {
+        let db = Self::create_bare(template).await;
+        if template.is_none() {
+            db.sql(SUPABASE_PREPARATION).await;
+        }
+        db
+    }
+
+    async fn create_bare(template: Option<&str>) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "{TEST_DB_PREFIX}{}_{}",
@@ -68,12 +79,24 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let _ = admin.close().await;
-        let url = url_with_database(&server_url(), &name);
+        let owner_url = url_with_database(&server_url(), &name);
+        let url = as_test_role(&owner_url);
         let db = pool(&url, 10).await;
-        Self { name, url, db }
+        let owner = if url == owner_url {
+            db.clone()
+        } else {
+            pool(&owner_url, 4).await
+        };
+        Self {
+            name,
+            url,
+            db,
+            owner,
+        }
     }
 
-    /// Runs `sql` and returns the first column of every row as text (NULL as "NULL").
+    /// Runs `sql` (as the schema's owner) and returns the first column of every row
+    /// as text (NULL as "NULL").
     pub async fn column(&self, sql: &str) -> Vec<String> {
         first_column(&self.sql(sql).await)
     }
@@ -227,6 +250,57 @@ pub fn text_at(row: &sea_orm::QueryResult, i: usize) -> Result<String, DbErr> {
     )))
 }
 
+/// The role the tests' connections act as: `STRATA_TEST_ROLE` when set (for example
+/// `service_role`, Supabase's `BYPASSRLS` role that owns nothing), else the server
+/// user the migrations ran as, which owns every table.
+pub fn test_role() -> Option<String> {
+    std::env::var("STRATA_TEST_ROLE")
+        .ok()
+        .filter(|r| !r.is_empty())
+}
+
+/// `url` whose sessions act as [`test_role`] (`SET ROLE` at connection start, the
+/// connection parameter `role`), or `url` itself when none is set.
+pub fn as_test_role(url: &str) -> String {
+    match test_role() {
+        Some(role) => with_role(url, &role),
+        None => url.to_owned(),
+    }
+}
+
+/// `url` whose sessions act as `role` from their start (`options[role]=…`: the
+/// server's `SET ROLE`, as Supabase's API does for its roles).
+pub fn with_role(url: &str, role: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options[role]={role}")
+}
+
+/// What Supabase does to every project's database before any migration of the
+/// application runs, so every test database is prepared the same way (the template
+/// and [`TestDb::empty`]): the client roles `anon` and `authenticated` and the
+/// `service_role` (`BYPASSRLS`), `USAGE` on `public` for all three, and default
+/// privileges that grant them every table, sequence and function created in `public`
+/// afterwards. Roles are cluster-wide: each is created in a block that accepts losing
+/// the race to another database.
+pub const SUPABASE_PREPARATION: &str = r#"
+DO $prep$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $prep$;
+DO $prep$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $prep$;
+DO $prep$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $prep$;
+GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+"#;
+
 /// A one-connection pool to the server's `postgres` database.
 async fn admin() -> DatabaseConnection {
     pool(&server_url(), 1).await
@@ -241,10 +315,11 @@ pub fn template_name() -> String {
         .collect();
     let dimension = std::env::var("VECTOR_DIMENSION").unwrap_or_default();
     let key = format!(
-        "{}|{}|{}",
+        "{}|{}|{}|{}",
         names.join(","),
         env!("STRATA_MIGRATIONS_HASH"),
-        dimension
+        dimension,
+        SUPABASE_PREPARATION
     );
     for b in key.bytes() {
         hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -284,6 +359,12 @@ pub async fn template() -> String {
                     .await
                     .expect("create template database");
                 let url = url_with_database(&server_url(), &name);
+                let prepare = pool(&url, 1).await;
+                prepare
+                    .execute_unprepared(SUPABASE_PREPARATION)
+                    .await
+                    .unwrap_or_else(|e| panic!("preparing the template {name}: {e}"));
+                let _ = prepare.close().await;
                 migration::up(&url)
                     .await
                     .unwrap_or_else(|e| panic!("migrating the template {name}: {e}"));
@@ -340,9 +421,9 @@ pub type Rows = Result<Vec<Vec<String>>, sea_orm::sqlx::Error>;
 
 impl TestDb {
     /// Runs `sql` (one or more statements, verbatim) with the simple-query protocol on
-    /// one connection and returns every row as text, or the error.
+    /// one of the owner's connections and returns every row as text, or the error.
     pub async fn try_sql(&self, sql: &str) -> Rows {
-        let pool = self.db.get_postgres_connection_pool();
+        let pool = self.owner.get_postgres_connection_pool();
         let mut conn = pool.acquire().await?;
         let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_all(&mut *conn)
@@ -361,7 +442,7 @@ impl TestDb {
     /// for the seeds' destructive statements (rollback DROPs, re-created indexes) and
     /// for session settings such as `SET LOCAL enable_seqscan = off`.
     pub async fn rolled_back(&self, sql: &str) -> Rows {
-        let pool = self.db.get_postgres_connection_pool();
+        let pool = self.owner.get_postgres_connection_pool();
         let mut conn = pool.acquire().await?;
         sea_orm::sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql.to_owned()))

@@ -1,11 +1,11 @@
 //! Checks of what the database is and holds: server, pgvector, migrations, the objects
-//! the service needs, invalid indexes and constraints, row-level security.
+//! the service needs, invalid indexes and constraints.
 
 use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
 
-use super::{Check, CheckResult, Expectations, ObjectKind, first, sql};
+use super::{Check, CheckResult, Expectations, first, sql};
 
 /// Server version and its number, in one row.
 const SERVER_SQL: &str = "SELECT current_setting('server_version') AS version,
@@ -268,46 +268,5 @@ pub(super) async fn invalid_constraints(db: &DatabaseTransaction, _: &Expectatio
             format!("{} not validated: {}", found.len(), first(&found, 3)),
         )
         .with_details(found)
-    }])
-}
-
-/// Tables with row-level security on and no policy: only their owner and
-/// superusers see rows.
-const RLS_WITHOUT_POLICY_SQL: &str = "SELECT c.relname::text AS name
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = 'public' AND c.relrowsecurity
-       AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
-     ORDER BY 1";
-
-/// Row-level security where the seeds require it (`required objects` names a table
-/// whose RLS is off); `warn` for a table with RLS on and no policy.
-pub(super) async fn row_level_security(
-    db: &DatabaseTransaction,
-    expect: &Expectations,
-) -> CheckResult {
-    let required: Vec<String> = expect
-        .objects
-        .iter()
-        .filter(|o| o.kind == ObjectKind::RowLevelSecurity)
-        .map(|o| o.name.to_owned())
-        .collect();
-    let bare = names(db, RLS_WITHOUT_POLICY_SQL).await?;
-    Ok(vec![if bare.is_empty() {
-        Check::ok(
-            "row-level security",
-            format!(
-                "required on {} (see required objects); every RLS table has a policy",
-                first(&required, 3)
-            ),
-        )
-    } else {
-        Check::warn(
-            "row-level security",
-            format!(
-                "on without a policy (only the owner sees rows): {}",
-                first(&bare, 3)
-            ),
-        )
-        .with_details(bare)
     }])
 }

@@ -4,9 +4,10 @@
 //! [`examine`] runs every check in its own read-only transaction under a statement
 //! timeout, so one slow catalogue or a missing privilege costs that check only: a
 //! check that times out or lacks a privilege is a `warn` saying so, never a failure
-//! of the whole examination. The checks are in three files: `catalog` (the server,
+//! of the whole examination. The checks are in four files: `catalog` (the server,
 //! pgvector, migrations, the objects the service needs, invalid indexes and
-//! constraints, row-level security), `usage` (unused and duplicate indexes, sizes,
+//! constraints), `security` (what Supabase's database advisor checks: row-level
+//! security, what the client roles `anon` and `authenticated` can reach), `usage` (unused and duplicate indexes, sizes,
 //! dead tuples and vacuum, sequence headroom, the buffer cache hit rate, long and
 //! idle-in-transaction sessions) and `app` (the materialized views, the vector index,
 //! both queues, the caches, the maintenance schedule).
@@ -14,6 +15,7 @@
 mod app;
 mod catalog;
 mod required;
+mod security;
 mod usage;
 
 use std::future::Future;
@@ -33,6 +35,7 @@ use crate::store::StoreError;
 
 pub use catalog::{PRESENT_OBJECTS_SQL, PresentObject, present_objects};
 pub use required::{ObjectKind, REQUIRED_OBJECTS, RequiredObject};
+pub use security::CLIENT_ROLES;
 
 /// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -198,7 +201,7 @@ fn setup_sql(timeout: Duration) -> String {
 
 /// Examines `db` (a connection, not a transaction: each check needs its own): every check, each in a read-only transaction of its own (rolled
 /// back) under `expect.statement_timeout`. Round trips: about four per check
-/// (begin, read-only and timeouts, its one or two queries, rollback), 22 checks. Needs
+/// (begin, read-only and timeouts, its one or two queries, rollback), 27 checks. Needs
 /// only the rights to read the catalogue and the statistics views; a check without a
 /// privilege it needs is a `warn` naming the missing privilege.
 pub async fn examine(
@@ -259,7 +262,15 @@ fn probes() -> Vec<Probe> {
         probe!("required objects", catalog::required_objects),
         probe!("invalid indexes", catalog::invalid_indexes),
         probe!("invalid constraints", catalog::invalid_constraints),
-        probe!("row-level security", catalog::row_level_security),
+        probe!("row-level security", security::row_level_security),
+        probe!("client access to tables", security::client_tables),
+        probe!("views", security::views),
+        probe!("materialized views in the api", security::materialized_views),
+        probe!("functions", security::functions),
+        probe!(
+            "client access to functions and sequences",
+            security::client_functions_and_sequences
+        ),
         probe!("unused indexes", usage::unused_indexes),
         probe!("duplicate indexes", usage::duplicate_indexes),
         probe!("sizes", usage::sizes),

@@ -45,6 +45,18 @@ pub enum MaintenanceError {
     /// The vector index check failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The task needs the tables' owner (`ANALYZE`): the session's role owns none
+    /// of `tables`, so the server would skip them with a warning. Supabase's
+    /// `service_role` owns nothing: run this task as the role that ran the migrations.
+    #[error("{task} needs the owner of {tables:?}; the role {role:?} does not own them")]
+    NotOwner {
+        /// The task.
+        task: &'static str,
+        /// The session's role (`current_user`).
+        role: String,
+        /// The tables it does not own.
+        tables: Vec<String>,
+    },
     /// The database failed; the variant says how.
     #[error("database: {0}")]
     Database(#[from] DbError),

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as TimeDelta, Utc};
 use entity::{ai_cache_stats, maintenance_runs};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
+};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
@@ -133,6 +135,20 @@ impl Task {
                 (done.rows_affected, json!({"days": days}))
             }
             Task::AnalyzeTables => {
+                let not_owned = NotOwned::find_by_statement(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    NOT_OWNED_SQL,
+                    [ANALYZED_TABLES.map(str::to_owned).to_vec().into()],
+                ))
+                .one(db)
+                .await?;
+                if let Some(n) = not_owned.filter(|n| !n.tables.is_empty()) {
+                    return Err(MaintenanceError::NotOwner {
+                        task: self.name(),
+                        role: n.role,
+                        tables: n.tables,
+                    });
+                }
                 db.execute_unprepared(ANALYZE_SQL).await?;
                 (0, json!({"tables": ANALYZED_TABLES}))
             }
@@ -270,6 +286,20 @@ const ANALYZED_TABLES: [&str; 18] = [
     "batch_job_errors",
     "exercise_cache",
 ];
+
+/// The session's role and which of $1 it cannot `ANALYZE` (it is not their owner or
+/// a member of the owner's role): the server would skip those with only a warning.
+const NOT_OWNED_SQL: &str = "SELECT current_user::text AS role,
+        COALESCE(array_agg(c.relname::text ORDER BY c.relname)
+                 FILTER (WHERE NOT pg_has_role(c.relowner, 'USAGE')), '{}') AS tables
+     FROM pg_class c WHERE c.oid = ANY(SELECT to_regclass(t) FROM unnest($1::text[]) t)";
+
+/// [`NOT_OWNED_SQL`]'s row.
+#[derive(FromQueryResult)]
+struct NotOwned {
+    role: String,
+    tables: Vec<String>,
+}
 
 /// `ANALYZE` of [`ANALYZED_TABLES`] in one statement: a utility command SeaORM cannot
 /// say.
