@@ -40,10 +40,10 @@ mod m20250801_000003_batch_item_progress;
 mod m20261201_000001_one_lease_rescuer;
 mod m20261207_000001_deny_client_roles;
 
-pub use m20261207_000001_deny_client_roles::{CLIENT_ROLES, SEED_GRANTS, SeedGrant};
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
 };
+pub use m20261207_000001_deny_client_roles::{CLIENT_ROLES, SEED_GRANTS, SeedGrant};
 
 /// Every migration of the project, in the order they apply.
 pub struct Migrator;

@@ -203,18 +203,13 @@ BEGIN
       EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM @CLIENTS@, PUBLIC', seq);
     END LOOP;
   END LOOP;
-  FOREACH t IN ARRAY @VIEWS@ LOOP
+  FOREACH t IN ARRAY @VIEWS@ || @MATVIEWS@ LOOP
     obj := to_regclass(t);
     CONTINUE WHEN obj IS NULL;
     EXECUTE format('REVOKE ALL ON TABLE %s FROM @CLIENTS@, PUBLIC', obj);
-    IF current_setting('server_version_num')::int >= 150000 THEN
+    IF t = ANY(@VIEWS@) AND current_setting('server_version_num')::int >= 150000 THEN
       EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', obj);
     END IF;
-  END LOOP;
-  FOREACH t IN ARRAY @MATVIEWS@ LOOP
-    obj := to_regclass(t);
-    CONTINUE WHEN obj IS NULL;
-    EXECUTE format('REVOKE ALL ON TABLE %s FROM @CLIENTS@, PUBLIC', obj);
   END LOOP;
   FOREACH f IN ARRAY @FUNCTIONS@ LOOP
     fn := to_regprocedure(f);

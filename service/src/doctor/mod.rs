@@ -265,7 +265,10 @@ fn probes() -> Vec<Probe> {
         probe!("row-level security", security::row_level_security),
         probe!("client access to tables", security::client_tables),
         probe!("views", security::views),
-        probe!("materialized views in the api", security::materialized_views),
+        probe!(
+            "materialized views in the api",
+            security::materialized_views
+        ),
         probe!("functions", security::functions),
         probe!(
             "client access to functions and sequences",

@@ -189,7 +189,11 @@ fn verdict(name: &'static str, found: Vec<Finding>, what: &str, fine: String) ->
     } else if !theirs.is_empty() {
         Check::warn(
             name,
-            format!("{} {what}, none Strata's: {}", theirs.len(), first(&theirs, 3)),
+            format!(
+                "{} {what}, none Strata's: {}",
+                theirs.len(),
+                first(&theirs, 3)
+            ),
         )
         .with_details(theirs)
     } else {
@@ -224,10 +228,7 @@ pub(super) async fn row_level_security(
 
 /// Tables a client role can read or write: `fail` for a Strata table unless only a
 /// seed's policy opens it (listed in the `ok` line).
-pub(super) async fn client_tables(
-    db: &DatabaseTransaction,
-    expect: &Expectations,
-) -> CheckResult {
+pub(super) async fn client_tables(db: &DatabaseTransaction, expect: &Expectations) -> CheckResult {
     let tables = strata(expect, &[ObjectKind::Table, ObjectKind::RowLevelSecurity]);
     let policies = strata(expect, &[ObjectKind::Policy]);
     let open = OpenTable::find_by_statement(statement(OPEN_TABLES_SQL, vec![tables, policies]))
