@@ -356,10 +356,10 @@ async fn run_due_runs_what_is_due_once_records_it_and_skips_the_rest() {
     );
 
     // A disabled task is skipped even when due; run() runs one now.
-    maintenance::set_enabled(&t.db, Task::AnalyzeTables, false)
+    maintenance::set_enabled(&t.db, Task::VectorIndexHealth, false)
         .await
         .expect("disable");
-    t.sql("UPDATE maintenance_tasks SET next_run_at = now() - interval '1 minute' WHERE task = 'analyze_tables'")
+    t.sql("UPDATE maintenance_tasks SET next_run_at = now() - interval '1 minute' WHERE task = 'vector_index_health'")
         .await;
     assert!(
         maintenance::run_due(&t.db, "test-runner")
@@ -367,7 +367,7 @@ async fn run_due_runs_what_is_due_once_records_it_and_skips_the_rest() {
             .expect("run_due")
             .is_empty()
     );
-    let now = maintenance::run(&t.db, Task::AnalyzeTables, "test-runner")
+    let now = maintenance::run(&t.db, Task::VectorIndexHealth, "test-runner")
         .await
         .expect("run");
     assert!(matches!(now.outcome, RunOutcome::Success(_)));
