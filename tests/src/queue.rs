@@ -82,7 +82,7 @@ pub async fn wait_for(t: &TestDb, sql: &str, expected: &str, limit: Duration) {
 /// Enqueues one job of `job_type` with an empty payload into `jobs` on `db` (a
 /// test's pool, a pool of its own, a transaction); its id.
 pub async fn enqueue_one(db: &impl sea_orm::ConnectionTrait, job_type: &str) -> uuid::Uuid {
-    queue::enqueue(db, &[NewJob::new(job_type, json!({}))])
+    queue::enqueue_one(db, NewJob::new(job_type, json!({})))
         .await
-        .expect("enqueue")[0]
+        .expect("enqueue")
 }

@@ -12,7 +12,7 @@ use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
 use service::cache::exercise::{ExerciseCache, ExerciseKey};
 use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
 use service::cache::vision::{VisionCache, VisionKey, VisionResponse};
-use service::cache::{CacheConfig, CacheError};
+use service::cache::{CacheConfig, CacheError, Origin};
 use service::error::BoxError;
 use service::lectures;
 use tests::TestDb;
@@ -62,14 +62,23 @@ async fn fifty_concurrent_misses_compute_once() {
             })
         })
         .collect();
-    let mut hits = 0;
+    let mut origins = std::collections::HashMap::new();
     for task in tasks {
-        let (value, hit) = task.await.expect("join").expect("get_or_compute");
-        assert_eq!(value, b"processed");
-        hits += usize::from(hit);
+        let fetched = task.await.expect("join").expect("get_or_compute");
+        assert_eq!(fetched.value, b"processed");
+        *origins.entry(fetched.origin).or_insert(0) += 1;
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the compute ran once");
-    assert_eq!(hits, 49, "everyone else received its result");
+    assert_eq!(origins.get(&Origin::Computed), Some(&1), "{origins:?}");
+    assert_eq!(
+        origins.get(&Origin::Waited).unwrap_or(&0) + origins.get(&Origin::Hit).unwrap_or(&0),
+        49,
+        "everyone else received its result: {origins:?}"
+    );
+    assert!(
+        origins.get(&Origin::Waited).unwrap_or(&0) >= &1,
+        "the 200 ms compute kept some waiting: {origins:?}"
+    );
     let stats = cache.stats();
     assert_eq!((stats.computes, stats.misses, stats.hits), (1, 1, 49));
     assert!(stats.waits >= 1);
@@ -105,8 +114,8 @@ async fn two_instances_on_separate_pools_compute_once() {
         }));
     }
     for task in tasks {
-        let (value, _) = task.await.expect("join").expect("get_or_compute");
-        assert_eq!(value, vec![7u8; 1000]);
+        let fetched = task.await.expect("join").expect("get_or_compute");
+        assert_eq!(fetched.value, vec![7u8; 1000]);
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(a.stats().computes + b.stats().computes, 1);
@@ -264,7 +273,7 @@ async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
         params: json!({"questionsCount": 5}),
     };
     let key = cache.key(&t.db, &request).await.expect("key");
-    let (_, hit) = cache
+    let fetched = cache
         .get_or_compute(&key, || async {
             Ok::<_, BoxError>(AiResponse {
                 data: json!({"questions": ["Q?"]}),
@@ -273,7 +282,7 @@ async fn ai_hits_and_misses_reach_hit_count_and_daily_stats() {
         })
         .await
         .expect("miss");
-    assert!(!hit);
+    assert_eq!(fetched.origin, Origin::Computed);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let (cache, key) = (Arc::clone(&cache), key.clone());
@@ -334,7 +343,10 @@ async fn a_failed_compute_reaches_its_caller_and_the_next_waiter_computes() {
         matches!(&err, CacheError::Compute { source, .. } if source.to_string() == "provider returned 503"),
         "{err}"
     );
-    assert_eq!(second, (b"second try".to_vec(), false));
+    assert_eq!(
+        (second.value, second.origin),
+        (b"second try".to_vec(), Origin::Computed)
+    );
     assert_eq!(cache.stats().computes, 2);
 }
 
@@ -366,7 +378,7 @@ async fn waiting_too_long_is_a_typed_timeout() {
         .await
         .expect_err("times out");
     assert!(matches!(err, CacheError::WaitTimeout { .. }), "{err}");
-    assert_eq!(leader.await.expect("join").expect("leader").0, b"late");
+    assert_eq!(leader.await.expect("join").expect("leader").value, b"late");
 }
 
 #[tokio::test]
@@ -392,11 +404,11 @@ async fn expired_entries_are_misses_before_cleanup() {
         "1",
         "not yet cleaned"
     );
-    let (_, hit) = vision
+    let fetched = vision
         .get_or_compute(&key, || async { Ok::<_, BoxError>(response.clone()) })
         .await
         .expect("recompute");
-    assert!(!hit);
+    assert_eq!(fetched.origin, Origin::Computed);
     assert_eq!(
         t.scalar("SELECT (expires_at > now())::text FROM vision_api_cache")
             .await,
@@ -514,11 +526,14 @@ async fn a_corrupt_blob_is_a_miss_and_is_replaced() {
         .await;
     assert_eq!(cache.get(&key).await.expect("no panic, no error"), None);
     assert_eq!(cache.stats().errors, 1);
-    let (value, hit) = cache
+    let fetched = cache
         .get_or_compute(&key, || async { Ok::<_, BoxError>(b"recomputed".to_vec()) })
         .await
         .expect("recompute");
-    assert_eq!((value.as_slice(), hit), (&b"recomputed"[..], false));
+    assert_eq!(
+        (fetched.value.as_slice(), fetched.origin),
+        (&b"recomputed"[..], Origin::Computed)
+    );
     assert_eq!(
         cache.get(&key).await.expect("get"),
         Some(b"recomputed".to_vec())
@@ -890,11 +905,14 @@ async fn a_cancelled_compute_does_not_leave_its_lock_behind() {
         PdfSettings::default(),
     )
     .expect("other");
-    let (value, hit) = other
+    let fetched = other
         .get_or_compute(&key, || async { Ok::<_, BoxError>(b"fresh".to_vec()) })
         .await
         .expect("not blocked by the abandoned lock");
-    assert_eq!((value.as_slice(), hit), (&b"fresh"[..], false));
+    assert_eq!(
+        (fetched.value.as_slice(), fetched.origin),
+        (&b"fresh"[..], Origin::Computed)
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ use sea_orm::DatabaseConnection;
 use serde_json::json;
 use service::accounts::{self, NewUser, Role};
 use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
-use service::cache::{CacheConfig, CacheError};
+use service::cache::{CacheConfig, CacheError, Origin};
 use service::doctor::{self, Examination, Expectations, ObjectKind, REQUIRED_OBJECTS, Status};
 use service::error::BoxError;
 use service::maintenance::{self, MaintenanceError, RunOutcome, Task};
@@ -482,7 +482,7 @@ async fn serve(t: &TestDb, db: &DatabaseConnection, role: &str, owns_tables: boo
             })
         })
         .await;
-    assert!(!computed.expect("miss").1);
+    assert_eq!(computed.expect("miss").origin, Origin::Computed);
     assert!(cache.get(&key).await.expect("get").is_some());
     cache.shutdown().await.expect("flush");
     assert_eq!(

@@ -20,15 +20,15 @@ async fn the_library_tour_runs_to_completion_on_an_empty_database() {
         format!("migrated: {} migrations", migration::names().len())
     );
     assert!(
-        lines.contains(&"ai answer: \"6 words\" (hit: false)"),
+        lines.contains(&"ai answer: \"6 words\" (computed)"),
         "{out}"
     );
     assert!(
-        lines.contains(&"ai answer: \"6 words\" (hit: true)"),
+        lines.contains(&"ai answer: \"6 words\" (hit)"),
         "{out}"
     );
     assert!(
-        lines.contains(&"pdf: 26 bytes of text (hit: false)"),
+        lines.contains(&"pdf: 26 bytes of text (computed)"),
         "{out}"
     );
     assert!(

@@ -197,10 +197,10 @@ async fn dedup_priority_and_run_at() {
     .await
     .expect("enqueue");
     assert_eq!(first[0], first[1], "a key repeated in one batch is one job");
-    let again = queue::enqueue(&t.db, &[NewJob::new("mail", json!({})).dedup_key("user-1")])
+    let again = queue::enqueue_one(&t.db, NewJob::new("mail", json!({})).dedup_key("user-1"))
         .await
         .expect("enqueue");
-    assert_eq!(again[0], first[0], "an existing pending job is returned");
+    assert_eq!(again, first[0], "an existing pending job is returned");
     assert_eq!(t.scalar("SELECT count(*) FROM jobs").await, "1");
 
     let types = vec!["work".to_string()];

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
-use service::cache::CacheConfig;
+use service::cache::{CacheConfig, Origin};
 use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
 use service::error::BoxError;
 use service::queue::worker::Worker;
@@ -133,11 +133,11 @@ async fn the_runtime_starts_and_stops_every_service_and_reports_what_each_did() 
         .collect();
     queue::enqueue(&t.db, &jobs).await.expect("enqueue");
     let key = PdfKey::from_bytes(b"%PDF-1.7 runtime");
-    let (_, hit) = pdf
+    let fetched = pdf
         .get_or_compute(&key, || async { Ok::<_, BoxError>(b"text".to_vec()) })
         .await
         .expect("compute");
-    assert!(!hit);
+    assert_eq!(fetched.origin, Origin::Computed);
     for _ in 0..5 {
         assert!(pdf.get(&key).await.expect("get").is_some());
     }

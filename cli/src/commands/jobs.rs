@@ -110,11 +110,7 @@ pub async fn run(
                     if let Some(key) = dedup_key {
                         job = job.dedup_key(key);
                     }
-                    queue::enqueue(db, &[job])
-                        .await?
-                        .into_iter()
-                        .next()
-                        .context("the enqueue returned no job")?
+                    queue::enqueue_one(db, job).await?
                 }
                 QueueArg::Ai => {
                     if priority != 0

@@ -147,10 +147,14 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     };
     let key = answers.key(&db, &request).await?;
     for _ in 0..2 {
-        let (answer, hit) = answers
+        let answer = answers
             .get_or_compute(&key, || summarise(&lecture.content))
             .await?;
-        writeln!(out, "ai answer: {} (hit: {hit})", answer.data["summary"])?;
+        writeln!(
+            out,
+            "ai answer: {} ({})",
+            answer.value.data["summary"], answer.origin
+        )?;
     }
 
     // New content and its new summary, in one transaction: the content change
@@ -165,10 +169,14 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
         .await?;
     txn.commit().await?;
     writeln!(out, "revised: {invalidated} answer(s) invalidated")?;
-    let (answer, hit) = answers
+    let answer = answers
         .get_or_compute(&new_key, || summarise(revised))
         .await?;
-    writeln!(out, "ai answer: {} (hit: {hit})", answer.data["summary"])?;
+    writeln!(
+        out,
+        "ai answer: {} ({})",
+        answer.value.data["summary"], answer.origin
+    )?;
 
     // The PDF cache: keyed by the SHA-256 of the file, zstd-compressed.
     let pdfs = Arc::new(PdfCache::new(
@@ -178,15 +186,16 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     )?);
     let pdf = b"%PDF-1.7 a lecture handout".to_vec();
     let pdf_key = PdfKey::from_reader(std::io::Cursor::new(pdf.clone())).await?;
-    let (parsed, hit) = pdfs
+    let parsed = pdfs
         .get_or_compute(&pdf_key, || async {
             Ok::<_, std::io::Error>(format!("{} bytes of text", pdf.len()).into_bytes())
         })
         .await?;
     writeln!(
         out,
-        "pdf: {} (hit: {hit})",
-        String::from_utf8_lossy(&parsed)
+        "pdf: {} ({})",
+        String::from_utf8_lossy(&parsed.value),
+        parsed.origin
     )?;
 
     // The vision cache: per normalised image URL and provider, with a time to live.

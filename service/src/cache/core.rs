@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::advisory_lock::{HeldLock, lock_id};
-use super::{CacheConfig, CacheError, CacheStats, Found, Store};
+use super::{CacheConfig, CacheError, CacheStats, Fetched, Found, Origin, Store};
 use crate::db::{OwnConnection, execute_on, postgres_pool};
 use crate::error::BoxError;
 
@@ -166,8 +166,9 @@ impl<S: Store> CacheCore<S> {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The value for `key` and whether it was a hit, computing and storing it on a
-    /// miss.
+    /// The value for `key` and how it was got ([`Origin`]: a hit, computed by this
+    /// caller, or computed by another while this one waited), computing and storing
+    /// it on a miss.
     ///
     /// A hit costs one round trip. On a miss, concurrent callers for the same key —
     /// tasks of this process or other processes on the same database — compute once:
@@ -180,7 +181,7 @@ impl<S: Store> CacheCore<S> {
         &self,
         key: &S::Key,
         compute: F,
-    ) -> Result<(S::Value, bool), CacheError>
+    ) -> Result<Fetched<S::Value>, CacheError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<S::Value, E>>,
@@ -188,7 +189,10 @@ impl<S: Store> CacheCore<S> {
     {
         let shared = &self.shared;
         if let Some(value) = shared.load_hit(&mut *shared.conn().await?, key).await? {
-            return Ok((value, true));
+            return Ok(Fetched {
+                value,
+                origin: Origin::Hit,
+            });
         }
         let deadline = Instant::now() + shared.config.wait_timeout;
         let local = shared.local_lock(key);
@@ -409,14 +413,17 @@ impl<S: Store> Shared<S> {
         conn: &mut PgConnection,
         key: &S::Key,
         compute: F,
-    ) -> Result<(S::Value, bool), CacheError>
+    ) -> Result<Fetched<S::Value>, CacheError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<S::Value, E>>,
         E: Into<BoxError>,
     {
         if let Some(value) = self.load_hit(&mut *conn, key).await? {
-            return Ok((value, true));
+            return Ok(Fetched {
+                value,
+                origin: Origin::Waited,
+            });
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         self.counters.computes.fetch_add(1, Ordering::Relaxed);
@@ -439,7 +446,10 @@ impl<S: Store> Shared<S> {
         {
             self.buffer(event);
         }
-        Ok((value, false))
+        Ok(Fetched {
+            value,
+            origin: Origin::Computed,
+        })
     }
 
     /// Buffers a bookkeeping event; the `max_batch_events`-th wakes the flusher.

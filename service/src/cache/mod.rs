@@ -31,6 +31,7 @@ mod advisory_lock;
 pub mod ai_response;
 mod core;
 pub mod exercise;
+mod fetched;
 pub mod pdf;
 mod purge;
 mod registry;
@@ -40,6 +41,7 @@ mod store;
 pub mod vision;
 
 pub use self::core::CacheCore;
+pub use self::fetched::{Fetched, Origin};
 pub use self::purge::{Purge, purge};
 pub use self::registry::{
     CACHES, CacheAction, CacheKind, CacheTable, CacheTask, Expiry, delete_all, delete_expired,

@@ -42,6 +42,15 @@ impl NewAiJob {
     }
 }
 
+/// Enqueues one vision job and returns its id (an existing job's when its dedup key
+/// is live): [`enqueue_ai_jobs`] of one. One round trip.
+pub async fn enqueue_ai_job<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    job: NewAiJob,
+) -> Result<Uuid, QueueError> {
+    super::first_id(enqueue_ai_jobs(db, std::slice::from_ref(&job)).await?)
+}
+
 /// Enqueues vision jobs in one statement (see [`super::enqueue`]: same checks, with
 /// the default [`super::EnqueueConfig`], and the same dedup rule); an unknown
 /// provider refuses the batch before anything is written.

@@ -65,6 +65,16 @@ impl Enqueuer {
         enqueue_checked(db, jobs, self.config.max_payload_bytes).await
     }
 
+    /// Enqueues one job and returns its id (an existing job's when its dedup key is
+    /// already pending or running): [`Enqueuer::enqueue`] of one. One round trip.
+    pub async fn enqueue_one<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        job: NewJob,
+    ) -> Result<Uuid, QueueError> {
+        first_id(self.enqueue(db, std::slice::from_ref(&job)).await?)
+    }
+
     /// Enqueues the job of `args` with its kind's [`JobArgs::insert_options`]; its id
     /// (an existing job's, when the dedup key is live). One round trip.
     pub async fn insert<C: ConnectionTrait, A: JobArgs>(
@@ -83,13 +93,7 @@ impl Enqueuer {
         options: InsertOptions,
     ) -> Result<Uuid, QueueError> {
         let job = NewJob::from_args(args, options.or(args.insert_options()), 0)?;
-        let ids = self.enqueue(db, std::slice::from_ref(&job)).await?;
-        ids.into_iter().next().ok_or(QueueError::InvalidJob {
-            index: 0,
-            field: "job",
-            value: A::KIND.to_owned(),
-            reason: "the insert returned no id",
-        })
+        self.enqueue_one(db, job).await
     }
 
     /// Enqueues the jobs of `args` in one statement, each with its kind's options;
@@ -208,6 +212,19 @@ pub(crate) fn check_job(
 /// round trip, on any connection (so inside the caller's transaction).
 pub async fn enqueue<C: ConnectionTrait>(db: &C, jobs: &[NewJob]) -> Result<Vec<Uuid>, QueueError> {
     Enqueuer::default().enqueue(db, jobs).await
+}
+
+/// Enqueues one job with the default [`EnqueueConfig`] and returns its id:
+/// [`Enqueuer::enqueue_one`]. One round trip, on any connection.
+pub async fn enqueue_one<C: ConnectionTrait>(db: &C, job: NewJob) -> Result<Uuid, QueueError> {
+    Enqueuer::default().enqueue_one(db, job).await
+}
+
+/// The id of a one-job enqueue (the statement returns one per job).
+pub(crate) fn first_id(ids: Vec<Uuid>) -> Result<Uuid, QueueError> {
+    ids.into_iter()
+        .next()
+        .ok_or_else(|| QueueError::Database(crate::error::DbError::no_row("the enqueue")))
 }
 
 /// Enqueues the job of typed `args` with the default [`EnqueueConfig`]:

@@ -26,7 +26,9 @@ use crate::error::{BoxError, InvalidInput};
 use crate::http::HttpError;
 use crate::provider;
 use crate::queue::QueueError;
-use crate::queue::ai::{NewAiJob, complete_ai_job, create_batch, enqueue_ai_jobs, fail_ai_job};
+use crate::queue::ai::{
+    NewAiJob, complete_ai_job, create_batch, enqueue_ai_job, enqueue_ai_jobs, fail_ai_job,
+};
 use crate::queue::worker::{JobContext, Worker};
 
 /// The batch jobs' type.
@@ -70,10 +72,7 @@ pub async fn request_annotations<C: ConnectionTrait>(
     let mut job = NewAiJob::new(image_id, name, serde_json::to_value(&payload)?);
     job.dedup_key = Some(format!("annotate:{image_id}:{name}"));
     job.created_by = requested_by;
-    let ids = enqueue_ai_jobs(db, &[job]).await?;
-    ids.into_iter()
-        .next()
-        .ok_or_else(|| VisionError::BadJob("the enqueue returned no job".into()))
+    Ok(enqueue_ai_job(db, job).await?)
 }
 
 /// A batch request: its `batch_jobs` row and one job per image, in order.
@@ -221,7 +220,7 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
         let key = VisionKey::new(&job.image_url, name)?;
         let provider = Arc::clone(&self.provider);
         let url = job.image_url.clone();
-        let (response, hit) = self
+        let fetched = self
             .cache
             .get_or_compute(&key, || async move {
                 let started = Instant::now();
@@ -237,6 +236,9 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
             })
             .await
             .map_err(VisionError::from_cache)?;
+        // Only a compute of this caller paid the provider.
+        let hit = !fetched.computed();
+        let response = fetched.value;
         let answer: VisionAnswer = serde_json::from_value(response.data.clone())
             .map_err(|e| VisionError::BadAnswer(format!("cached answer: {e}")))?;
         let annotations = answer.checked()?;
