@@ -2,6 +2,7 @@
 //! and a subcommand per family.
 
 use clap::{Args, Parser, Subcommand};
+use service::accounts::Role;
 use uuid::Uuid;
 
 /// Strata: PostgreSQL + pgvector data layer for AI-heavy applications.
@@ -355,7 +356,7 @@ pub enum UsersCommand {
         email: String,
         /// `user`, `moderator` or `admin`.
         #[arg(long, default_value = "user")]
-        role: String,
+        role: Role,
         /// The application's password hash; `!` (the default) allows no password login.
         #[arg(long, default_value = "!")]
         password_hash: String,
@@ -367,8 +368,8 @@ pub enum UsersCommand {
     Role {
         /// The user's email.
         email: String,
-        /// The new role.
-        role: String,
+        /// The new role: `user`, `moderator` or `admin`.
+        role: Role,
         /// The acting admin's email.
         #[arg(long)]
         by: String,
@@ -377,7 +378,7 @@ pub enum UsersCommand {
     List {
         /// Only this role.
         #[arg(long)]
-        role: Option<String>,
+        role: Option<Role>,
         #[command(flatten)]
         page: PageArgs,
     },

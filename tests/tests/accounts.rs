@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sea_orm::TransactionTrait;
 use service::accounts::{
-    self, AccountError, NewUser, Role, RoleChange, UnknownRole, change_user_role, create_user,
+    self, AccountError, NewUser, Permission, Role, RoleChange, change_user_role, create_user,
     has_permission,
 };
 use service::error::InvalidInput;
@@ -142,11 +142,11 @@ async fn users_are_listed_by_role_a_page_at_a_time() {
         .expect("list");
     assert_eq!(all.len(), 6);
     let summary = accounts::user_roles_summary(&t.db).await.expect("summary");
-    let counts: Vec<(String, i64)> = summary
+    let counts: Vec<(Role, i64)> = summary
         .into_iter()
         .map(|s| (s.role, s.user_count))
         .collect();
-    assert_eq!(counts, [("admin".into(), 1), ("moderator".into(), 5)]);
+    assert_eq!(counts, [(Role::Admin, 1), (Role::Moderator, 5)]);
 }
 
 #[tokio::test]
@@ -185,7 +185,7 @@ async fn every_role_change_path_is_a_typed_outcome_with_its_audit_row() {
     );
 
     // The same role again: nothing changes, no audit row.
-    let same = change_user_role(&t.db, plain, "moderator", admin)
+    let same = change_user_role(&t.db, plain, Role::Moderator, admin)
         .await
         .expect("same");
     assert_eq!((same.old, same.new), (Role::Moderator, Role::Moderator));
@@ -196,10 +196,15 @@ async fn every_role_change_path_is_a_typed_outcome_with_its_audit_row() {
         change_user_role(&t.db, plain, Role::Admin, moderator).await,
         Err(AccountError::NotAdmin(id)) if id == moderator
     ));
-    assert!(matches!(
-        change_user_role(&t.db, plain, "root", admin).await,
-        Err(AccountError::UnknownRole(UnknownRole(ref r))) if r == "root"
-    ));
+    // An unknown role cannot be named in Rust (`Role`); the SQL function refuses one
+    // from psql.
+    let refused = t
+        .try_sql(&format!(
+            "SELECT change_user_role('{plain}', 'root', '{admin}')"
+        ))
+        .await
+        .expect_err("root is no role");
+    assert_eq!(tests::sqlstate(&refused), "22023", "{refused}");
     let ghost = Uuid::new_v4();
     assert!(matches!(
         change_user_role(&t.db, ghost, Role::User, admin).await,
@@ -311,15 +316,14 @@ async fn permissions_follow_the_matrix() {
     let moderator = user(&t, "mod@example.org", Role::Moderator).await;
     let admin = user(&t, "admin@example.org", Role::Admin).await;
     let cases = [
-        ("images.upload", [true, true, true]),
-        ("annotations.create", [true, true, true]),
-        ("annotations.review", [false, true, true]),
-        ("ai.annotate", [false, true, true]),
-        ("users.change_role", [false, false, true]),
-        ("system.maintain", [false, false, true]),
-        ("moderator", [false, true, true]),
-        ("admin", [false, false, true]),
-        ("no.such.permission", [false, false, false]),
+        (Permission::ImagesUpload, [true, true, true]),
+        (Permission::AnnotationsCreate, [true, true, true]),
+        (Permission::AnnotationsReview, [false, true, true]),
+        (Permission::AiAnnotate, [false, true, true]),
+        (Permission::UsersChangeRole, [false, false, true]),
+        (Permission::SystemMaintain, [false, false, true]),
+        (Permission::AtLeast(Role::Moderator), [false, true, true]),
+        (Permission::AtLeast(Role::Admin), [false, false, true]),
     ];
     for (permission, expected) in cases {
         for (who, allowed) in [plain, moderator, admin].into_iter().zip(expected) {
@@ -331,8 +335,22 @@ async fn permissions_follow_the_matrix() {
         }
     }
     assert!(
-        !has_permission(&t.db, Uuid::new_v4(), "images.read")
+        !has_permission(&t.db, Uuid::new_v4(), Permission::ImagesRead)
             .await
             .expect("ask")
     );
+    // The enum is the matrix: every permission role_permissions() knows, no other
+    let mut matrix = t
+        .column("SELECT DISTINCT permission FROM role_permissions()")
+        .await;
+    matrix.sort();
+    // (The role names are rows of it too, meaning "at least this role".)
+    let mut typed: Vec<String> = Permission::ALL
+        .into_iter()
+        .chain(Role::ALL.map(Permission::AtLeast))
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    typed.sort();
+    assert_eq!(typed, matrix);
+    assert!("no.such.permission".parse::<Permission>().is_err());
 }

@@ -529,7 +529,7 @@ async fn serve(t: &TestDb, db: &DatabaseConnection, role: &str, owns_tables: boo
     let user = accounts::create_user(db, NewUser::new(format!("user-{role}@example.com"), "h"))
         .await
         .expect("user");
-    let change = accounts::change_user_role(db, user.id, "moderator", admin.id)
+    let change = accounts::change_user_role(db, user.id, Role::Moderator, admin.id)
         .await
         .expect("role change");
     assert_eq!(change.new, Role::Moderator);

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::json;
-use service::cache::{CacheConfig, Origin};
 use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+use service::cache::{CacheConfig, Origin};
 use service::error::BoxError;
 use service::queue::worker::Worker;
 use service::queue::{self, JOBS, NewJob};

@@ -1,7 +1,7 @@
 //! `strata users create|role|list`.
 
 use sea_orm::DatabaseConnection;
-use service::accounts::{self, NewUser, Role};
+use service::accounts::{self, NewUser};
 
 use super::Output;
 use super::output::or_dash;
@@ -20,7 +20,6 @@ pub async fn run(
             password_hash,
             display_name,
         } => {
-            let role: Role = role.parse()?;
             let mut user = NewUser::new(email, password_hash).with_role(role);
             user.display_name = display_name;
             let created = accounts::create_user(db, user).await?;
@@ -33,7 +32,7 @@ pub async fn run(
         UsersCommand::Role { email, role, by } => {
             let target = super::user_id(db, &email).await?;
             let admin = super::user_id(db, &by).await?;
-            let change = accounts::change_user_role(db, target, &role, admin).await?;
+            let change = accounts::change_user_role(db, target, role, admin).await?;
             let message = if change.old == change.new {
                 format!("{email} is already {}", change.new)
             } else {
@@ -45,7 +44,6 @@ pub async fn run(
             out.done(&value, &message)
         }
         UsersCommand::List { role, page } => {
-            let role = role.map(|r| r.parse::<Role>()).transpose()?;
             let users = accounts::list_users(db, role, super::page(page)?).await?;
             let rows = users
                 .iter()

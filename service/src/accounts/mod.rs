@@ -3,18 +3,21 @@
 //! admin, audited in the same statement); permissions from `has_permission` over the
 //! `role_permissions()` matrix.
 //!
-//! The files: `role` (the [`Role`] enum), `users` (create, get, list), `permissions`
-//! (role changes, permission checks, the roles summary).
+//! The files: `role` (the [`Role`] enum), `permission` (the [`Permission`] enum),
+//! `users` (create, get, list), `permissions` (role changes, permission checks, the
+//! roles summary).
 
 use uuid::Uuid;
 
 use crate::error::{DbError, InvalidInput};
 use crate::page::InvalidPage;
 
+mod permission;
 mod permissions;
 mod role;
 mod users;
 
+pub use permission::{Permission, UnknownPermission};
 pub use permissions::{
     RoleChange, RoleSummary, change_user_role, has_permission, user_roles_summary,
 };

@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{AccountError, Role, UnknownRole};
+use super::{AccountError, Permission, Role, UnknownRole};
 use crate::error::DbError;
 
 /// A role change that happened (or found the role already set: `old == new`).
@@ -22,7 +22,7 @@ pub struct RoleChange {
 
 #[derive(FromQueryResult)]
 struct OldRole {
-    old_role: String,
+    old_role: Role,
 }
 
 /// Calls seed 004's `change_user_role`, which locks the admins' rows, checks, updates
@@ -41,10 +41,10 @@ const CHANGE_USER_ROLE_SQL: &str = "SELECT change_user_role($1, $2, $3) AS old_r
 pub async fn change_user_role<C: ConnectionTrait>(
     db: &C,
     target: Uuid,
-    new_role: impl AsRef<str>,
+    new_role: Role,
     changed_by: Uuid,
 ) -> Result<RoleChange, AccountError> {
-    let name = new_role.as_ref();
+    let name = new_role.as_str();
     let row = OldRole::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         CHANGE_USER_ROLE_SQL,
@@ -60,11 +60,10 @@ pub async fn change_user_role<C: ConnectionTrait>(
         e => AccountError::Database(e),
     })?
     .ok_or_else(|| DbError::no_row("change_user_role"))?;
-    let parse = |r: &str| r.parse::<Role>().map_err(AccountError::from);
     Ok(RoleChange {
         user: target,
-        old: parse(&row.old_role)?,
-        new: parse(name)?,
+        old: row.old_role,
+        new: new_role,
     })
 }
 
@@ -76,18 +75,18 @@ struct Allowed {
 /// Asks seed 004's `has_permission`.
 const HAS_PERMISSION_SQL: &str = "SELECT has_permission($1, $2) AS allowed";
 
-/// Whether `user` has `permission` — a permission of the matrix (`annotations.review`,
-/// `users.change_role`, …) or a role name, meaning "at least that role". An unknown
-/// user or permission is `false`. One round trip.
+/// Whether `user` has `permission` — a permission of the matrix
+/// ([`Permission::AnnotationsReview`], …) or [`Permission::AtLeast`] a role. An
+/// unknown user is `false`. One round trip.
 pub async fn has_permission<C: ConnectionTrait>(
     db: &C,
     user: Uuid,
-    permission: &str,
+    permission: Permission,
 ) -> Result<bool, DbError> {
     let row = Allowed::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
         HAS_PERMISSION_SQL,
-        [user.into(), permission.into()],
+        [user.into(), permission.as_str().into()],
     ))
     .one(db)
     .await?
@@ -99,7 +98,7 @@ pub async fn has_permission<C: ConnectionTrait>(
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult, Serialize)]
 pub struct RoleSummary {
     /// The role.
-    pub role: String,
+    pub role: Role,
     /// How many users have it.
     pub user_count: i64,
     /// When the first of them was created.

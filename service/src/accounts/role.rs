@@ -6,8 +6,24 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A user's role: admin ⊇ moderator ⊇ user in `role_permissions()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Read from a query as a value of its own (`users.role` is text with a check):
+/// a name the check would refuse is a decoding error.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sea_orm::DeriveValueType,
+)]
 #[serde(rename_all = "lowercase")]
+#[sea_orm(value_type = "String")]
 pub enum Role {
     /// Reads and uploads images, creates annotations, uses exercises.
     User,

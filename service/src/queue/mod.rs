@@ -56,8 +56,8 @@ pub use claim::{ClaimedJob, Lease, claim};
 pub(crate) use enqueue::check_job;
 pub(crate) use enqueue::first_id;
 pub use enqueue::{
-    DEFAULT_MAX_PAYLOAD_BYTES, EnqueueConfig, Enqueuer, MAX_PRIORITY, NewJob, enqueue,
-    enqueue_one, insert,
+    DEFAULT_MAX_PAYLOAD_BYTES, EnqueueConfig, Enqueuer, MAX_PRIORITY, NewJob, enqueue, enqueue_one,
+    insert,
 };
 pub use error::QueueError;
 pub(crate) use error::db_err;
