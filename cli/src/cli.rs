@@ -144,7 +144,7 @@ pub struct JobFilterArgs {
     /// Only this status (`pending`, `running`/`processing`, `completed`, `failed`,
     /// `cancelled`).
     #[arg(long)]
-    pub status: Option<String>,
+    pub status: Option<service::queue::JobStatus>,
     /// Only this job type (the provider, for `--queue ai`).
     #[arg(long = "type")]
     pub job_type: Option<String>,

@@ -87,8 +87,8 @@ async fn jobs_list_show_stats_and_bulk_changes_wait_for_yes() {
     fails(&t, &["jobs", "retry", &ids[1]], "is not failed");
     fails(
         &t,
-        &["jobs", "list", "--status", "stuck"],
-        "status \"stuck\" is not one of jobs's: pending, running, completed, failed, cancelled",
+        &["jobs", "list", "--status", "processing"],
+        "status \"processing\" is not one of jobs's: pending, running, completed, failed, cancelled",
     );
     fails(
         &t,

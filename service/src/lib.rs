@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cache;
 pub mod db;
+mod db_enum;
 pub mod doctor;
 pub mod error;
 pub mod http;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use entity::sea_orm_active_enums::AiProvider;
 use serde_json::json;
 use service::cache::ai_response::{AiRequest, AiResponse, AiResponseCache};
 use service::cache::exercise::{ExerciseCache, ExerciseKey};
@@ -385,7 +386,7 @@ async fn waiting_too_long_is_a_typed_timeout() {
 async fn expired_entries_are_misses_before_cleanup() {
     let t = TestDb::new().await;
     let vision = VisionCache::new(t.db.clone(), config(), TimeDelta::hours(1)).expect("vision");
-    let key = VisionKey::new("https://example.com/pica.jpg", "google").expect("key");
+    let key = VisionKey::new("https://example.com/pica.jpg", AiProvider::Google).expect("key");
     let response = VisionResponse {
         data: json!({"label": "Pica pica"}),
         response_time_ms: Some(420),
@@ -439,7 +440,10 @@ async fn lru_eviction_keeps_the_most_recently_used() {
     let t = TestDb::new().await;
     let vision = VisionCache::new(t.db.clone(), config(), TimeDelta::days(1)).expect("vision");
     let keys: Vec<VisionKey> = (0..10)
-        .map(|i| VisionKey::new(&format!("https://example.com/{i}.jpg"), "openai").expect("key"))
+        .map(|i| {
+            VisionKey::new(&format!("https://example.com/{i}.jpg"), AiProvider::Openai)
+                .expect("key")
+        })
         .collect();
     for key in &keys {
         vision
@@ -579,10 +583,8 @@ async fn bad_input_is_refused_and_writes_nothing() {
         PdfKey::parse("XYZ"),
         Err(CacheError::InvalidKey { .. })
     ));
-    assert!(matches!(
-        VisionKey::new("https://x.org/a.jpg", "midjourney"),
-        Err(CacheError::UnknownProvider(_))
-    ));
+    // A provider is an `AiProvider`: a name from outside is parsed first.
+    assert!(service::provider::parse("midjourney").is_err());
     assert!(matches!(
         VisionCache::new(t.db.clone(), small.clone(), TimeDelta::seconds(-5)),
         Err(CacheError::NegativeTtl { seconds: -5, .. })
@@ -927,7 +929,7 @@ async fn a_failed_flush_keeps_its_events_for_the_next_one() {
         TimeDelta::days(1),
     )
     .expect("vision");
-    let key = VisionKey::new("https://example.com/corvus.jpg", "anthropic").expect("key");
+    let key = VisionKey::new("https://example.com/corvus.jpg", AiProvider::Anthropic).expect("key");
     vision
         .put(
             &t.db,

@@ -3,6 +3,7 @@
 //! connection are each their own `DbError` variant, matched by variant — never by
 //! message text.
 
+use entity::sea_orm_active_enums::AiProvider;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, IsolationLevel, Set, TransactionTrait};
 use serde_json::json;
 use service::error::DbError;
@@ -14,9 +15,12 @@ use tests::TestDb;
 async fn a_missing_parent_row_through_the_service_is_a_foreign_key_violation() {
     let t = TestDb::new().await;
     let missing_image = uuid::Uuid::new_v4();
-    let err = ai::enqueue_ai_jobs(&t.db, &[NewAiJob::new(missing_image, "openai", json!({}))])
-        .await
-        .expect_err("no such image");
+    let err = ai::enqueue_ai_jobs(
+        &t.db,
+        &[NewAiJob::new(missing_image, AiProvider::Openai, json!({}))],
+    )
+    .await
+    .expect_err("no such image");
     assert!(
         matches!(
             &err,

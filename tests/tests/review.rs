@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use entity::sea_orm_active_enums::{AiProvider, ReviewStatus};
+use entity::sea_orm_active_enums::{AiJobStatus, AiProvider, ReviewStatus};
 use service::accounts::{NewUser, Role, create_user};
 use service::error::InvalidInput;
 use service::page::Page;
+use service::provider;
 use service::review::{self, Correction, PendingFilter, ReviewError};
 use service::vision::BoundingBox;
 use tests::TestDb;
@@ -109,7 +110,7 @@ async fn the_pending_queue_puts_the_least_confident_first_and_filters() {
         .expect("pending");
     assert_eq!(all[0].image_url, "https://img.example/1.jpg");
     assert_eq!(
-        (all[0].provider.as_str(), all[0].confidence),
+        (provider::name(&all[0].provider), all[0].confidence),
         ("openai", 0.31)
     );
     assert_eq!(
@@ -374,15 +375,24 @@ async fn ai_job_stats_are_read_by_provider_and_status() {
     ))
     .await;
     let stats = review::ai_job_stats(&f.t.db).await.expect("stats");
-    let lines: Vec<(String, String, i64, Option<i64>)> = stats
+    // In JSON, the database's names (not the generated enums' Rust names).
+    assert_eq!(
+        serde_json::to_value(&stats[0]).expect("json")["provider"],
+        "google"
+    );
+    assert_eq!(
+        serde_json::to_value(&stats[0]).expect("json")["status"],
+        "failed"
+    );
+    let lines: Vec<(AiProvider, AiJobStatus, i64, Option<i64>)> = stats
         .into_iter()
         .map(|s| (s.provider, s.status, s.job_count, s.annotations_created))
         .collect();
     assert_eq!(
         lines,
         [
-            ("google".to_owned(), "failed".to_owned(), 1, Some(0)),
-            ("openai".to_owned(), "completed".to_owned(), 2, Some(5))
+            (AiProvider::Google, AiJobStatus::Failed, 1, Some(0)),
+            (AiProvider::Openai, AiJobStatus::Completed, 2, Some(5))
         ]
     );
 }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{Duration, TimeDelta, Utc};
-use entity::sea_orm_active_enums::AiProvider;
+use entity::sea_orm_active_enums::{AiJobStatus, AiProvider};
 use serde_json::{Value, json};
 use service::cache::CacheConfig;
 use service::cache::vision::VisionCache;
@@ -147,16 +147,23 @@ async fn a_request_becomes_annotations_pending_review_and_a_repeat_is_a_cache_hi
     let pending = review::pending(&t.db, &PendingFilter::default(), Page::default())
         .await
         .expect("pending");
-    let labels: Vec<(String, f64, String)> = pending
+    let labels: Vec<(String, f64, AiProvider)> = pending
         .iter()
         .map(|p| (p.label.clone(), p.confidence, p.provider.clone()))
         .collect();
     assert_eq!(
         labels,
         [
-            ("beak".to_owned(), 0.41, "openai".to_owned()),
-            ("Corvus corax".to_owned(), 0.93, "openai".to_owned())
+            ("beak".to_owned(), 0.41, AiProvider::Openai),
+            ("Corvus corax".to_owned(), 0.93, AiProvider::Openai)
         ]
+    );
+    assert_eq!(pending[0].job_status, Some(AiJobStatus::Completed));
+    // In JSON, as the database spells them.
+    let json = serde_json::to_value(&pending[0]).expect("json");
+    assert_eq!(
+        (&json["provider"], &json["job_status"]),
+        (&json!("openai"), &json!("completed"))
     );
     assert!(pending.iter().all(|p| p.ai_job_id == Some(job)));
     assert_eq!(
@@ -191,8 +198,8 @@ async fn a_request_becomes_annotations_pending_review_and_a_repeat_is_a_cache_hi
     assert_eq!(costs.len(), 1);
     let c = &costs[0];
     assert_eq!(
-        (c.provider.as_str(), c.calls, c.cache_hits),
-        ("openai", 1, 1)
+        (&c.provider, c.calls, c.cache_hits),
+        (&AiProvider::Openai, 1, 1)
     );
     assert!((c.cost_usd - 0.02).abs() < 1e-9 && (c.cost_saved_usd - 0.02).abs() < 1e-9);
 }

@@ -42,7 +42,7 @@ pub async fn run(
                     vec![
                         j.id.to_string(),
                         j.job_type.clone(),
-                        j.status.clone(),
+                        j.status.to_string(),
                         format!("{}/{}", j.attempts, j.max_attempts),
                         j.run_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                         or_dash(j.last_error.clone()),
@@ -63,7 +63,7 @@ pub async fn run(
             let rows = vec![
                 vec!["id".into(), s.id.to_string()],
                 vec!["type".into(), s.job_type.clone()],
-                vec!["status".into(), s.status.clone()],
+                vec!["status".into(), s.status.to_string()],
                 vec!["priority".into(), s.priority.to_string()],
                 vec![
                     "attempts".into(),
@@ -156,7 +156,13 @@ pub async fn run(
             }
             let mut rows: Vec<Vec<String>> = counts
                 .iter()
-                .map(|c| vec![c.status.clone(), c.job_type.clone(), c.count.to_string()])
+                .map(|c| {
+                    vec![
+                        c.status.to_string(),
+                        c.job_type.clone(),
+                        c.count.to_string(),
+                    ]
+                })
                 .collect();
             rows.push(vec![
                 "oldest runnable wait".into(),

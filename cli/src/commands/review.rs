@@ -1,6 +1,8 @@
 //! `strata review list|approve|reject|stats`.
 
 use sea_orm::DatabaseConnection;
+use service::provider;
+use service::queue::JobStatus;
 use service::review::{self, PendingFilter};
 
 use super::Output;
@@ -34,7 +36,7 @@ pub async fn run(
                         p.id.to_string(),
                         p.label.clone(),
                         format!("{:.3}", p.confidence),
-                        p.provider.clone(),
+                        provider::name(&p.provider).to_owned(),
                         or_dash(p.species.clone()),
                         p.image_url.clone(),
                     ]
@@ -83,7 +85,11 @@ pub async fn run(
                 .collect();
             rows.extend(jobs.iter().map(|j| {
                 vec![
-                    format!("{} jobs {}", j.provider, j.status),
+                    format!(
+                        "{} jobs {}",
+                        provider::name(&j.provider),
+                        JobStatus::from(j.status.clone())
+                    ),
                     format!(
                         "{}, {}",
                         count_of(j.job_count, "job"),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use entity::sea_orm_active_enums::AiProvider;
 use entity::{courses, documents, lectures, users};
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -204,7 +205,10 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
         CacheConfig::default(),
         TimeDelta::days(30),
     )?);
-    let image = VisionKey::new("https://example.org/birds/raven.jpg?w=800", "openai")?;
+    let image = VisionKey::new(
+        "https://example.org/birds/raven.jpg?w=800",
+        AiProvider::Openai,
+    )?;
     let labels = VisionResponse {
         data: json!({ "labels": ["raven"] }),
         response_time_ms: Some(850),

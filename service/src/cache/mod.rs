@@ -123,9 +123,6 @@ pub enum CacheError {
         /// The limit.
         limit: usize,
     },
-    /// A provider name that is not `openai`, `google` or `anthropic`.
-    #[error("unknown provider {0:?}: expected openai, google or anthropic")]
-    UnknownProvider(String),
     /// A time-to-live below zero.
     #[error("{cache}: negative time-to-live {seconds} s")]
     NegativeTtl {

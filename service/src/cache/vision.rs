@@ -68,22 +68,27 @@ const FLUSH_SQL: &str = "UPDATE vision_api_cache c SET
              WHERE c.url_hash = ANY($1) AND c.url_hash = v.h AND c.provider = v.p::ai_provider";
 
 /// The key of a vision call: the normalised image URL, its SHA-256, and the provider.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VisionKey {
     url: String,
     url_hash: String,
-    provider: &'static str,
+    provider: AiProvider,
+}
+
+impl std::hash::Hash for VisionKey {
+    /// The URL's hash and the provider's name (the generated enum has no `Hash`).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.url_hash.hash(state);
+        provider::name(&self.provider).hash(state);
+    }
 }
 
 impl VisionKey {
     /// The key of `image_url` for `provider`. The URL is normalised first — scheme and
     /// host lower-cased, default port, fragment and empty query dropped, query
     /// parameters sorted — so equivalent spellings share an entry. Refuses a URL that
-    /// does not parse or is not http(s), and an unknown provider.
-    pub fn new(image_url: &str, provider: &str) -> Result<Self, CacheError> {
-        let provider = provider::name(
-            &provider::parse(provider).map_err(|e| CacheError::UnknownProvider(e.0))?,
-        );
+    /// does not parse or is not http(s).
+    pub fn new(image_url: &str, provider: AiProvider) -> Result<Self, CacheError> {
         let invalid = |reason: String| CacheError::InvalidKey {
             cache: NAME,
             key: image_url.to_owned(),
@@ -117,19 +122,19 @@ impl VisionKey {
         &self.url
     }
 
-    /// The provider's name.
-    pub fn provider(&self) -> &'static str {
-        self.provider
+    /// The provider.
+    pub fn provider(&self) -> &AiProvider {
+        &self.provider
+    }
+
+    /// The provider's name (`openai`, …), as the table stores it.
+    pub fn provider_name(&self) -> &'static str {
+        provider::name(&self.provider)
     }
 
     /// The hex SHA-256 of the normalised URL.
     pub fn hash(&self) -> &str {
         &self.url_hash
-    }
-
-    /// The provider as the entity's enum (the name was checked by [`VisionKey::new`]).
-    fn provider_value(&self) -> Result<AiProvider, CacheError> {
-        provider::parse(self.provider).map_err(|e| CacheError::UnknownProvider(e.0))
     }
 }
 
@@ -165,7 +170,7 @@ impl Store for VisionStore {
     }
 
     fn key_text(key: &VisionKey) -> String {
-        format!("{}:{}", key.provider, key.url_hash)
+        format!("{}:{}", key.provider_name(), key.url_hash)
     }
 
     async fn load(
@@ -175,7 +180,7 @@ impl Store for VisionStore {
     ) -> Result<Option<Found<VisionResponse>>, CacheError> {
         let row: Option<(Value, Option<i32>)> = sqlx::query_as(LOAD_SQL)
             .bind(&key.url_hash)
-            .bind(key.provider)
+            .bind(key.provider_name())
             .fetch_optional(db)
             .await
             .map_err(db_err)?;
@@ -209,7 +214,7 @@ impl Store for VisionStore {
             .values_panic([
                 Expr::val(key.url.as_str()),
                 Expr::val(key.url_hash.as_str()),
-                key.provider_value()?.as_enum(),
+                key.provider.as_enum(),
                 Expr::val(value.data.clone()),
                 Expr::val(value.data.to_string().len() as i32),
                 Expr::val(value.response_time_ms),
@@ -235,7 +240,7 @@ impl Store for VisionStore {
         use vision_api_cache::Column as C;
         Ok(vision_api_cache::Entity::delete_many()
             .filter(C::UrlHash.eq(&key.url_hash))
-            .filter(C::Provider.eq(key.provider_value()?))
+            .filter(C::Provider.eq(key.provider.clone()))
             .build(DbBackend::Postgres))
     }
 
@@ -247,7 +252,7 @@ impl Store for VisionStore {
     ) -> VisionEvent {
         VisionEvent {
             url_hash: key.url_hash.clone(),
-            provider: key.provider,
+            provider: key.provider_name(),
             at: Utc::now(),
         }
     }
@@ -365,26 +370,34 @@ mod tests {
 
     #[test]
     fn equivalent_urls_share_a_key() {
-        let a =
-            VisionKey::new("HTTPS://Example.COM:443/birds/a.jpg?w=2&h=1#top", "openai").unwrap();
-        let b = VisionKey::new("https://example.com/birds/a.jpg?h=1&w=2", "OpenAI").unwrap();
+        let a = VisionKey::new(
+            "HTTPS://Example.COM:443/birds/a.jpg?w=2&h=1#top",
+            AiProvider::Openai,
+        )
+        .unwrap();
+        let b = VisionKey::new(
+            "https://example.com/birds/a.jpg?h=1&w=2",
+            AiProvider::Openai,
+        )
+        .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.url(), "https://example.com/birds/a.jpg?h=1&w=2");
-        let other = VisionKey::new("https://example.com/birds/a.jpg?h=1&w=2", "google").unwrap();
+        let other = VisionKey::new(
+            "https://example.com/birds/a.jpg?h=1&w=2",
+            AiProvider::Google,
+        )
+        .unwrap();
         assert_ne!(a, other);
     }
 
     #[test]
     fn bad_keys_are_refused() {
-        assert!(
-            matches!(VisionKey::new("https://x.org/a.jpg", "bard"), Err(CacheError::UnknownProvider(p)) if p == "bard")
-        );
         assert!(matches!(
-            VisionKey::new("", "openai"),
+            VisionKey::new("", AiProvider::Openai),
             Err(CacheError::InvalidKey { .. })
         ));
         assert!(matches!(
-            VisionKey::new("ftp://x.org/a.jpg", "openai"),
+            VisionKey::new("ftp://x.org/a.jpg", AiProvider::Openai),
             Err(CacheError::InvalidKey { .. })
         ));
     }

@@ -7,14 +7,15 @@ use uuid::Uuid;
 
 use super::{AI_ANNOTATION_JOBS, BatchInsert, Lease, QueueError, check_job};
 use crate::provider;
+use entity::sea_orm_active_enums::AiProvider;
 
 /// A vision job to enqueue in `ai_annotation_jobs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAiJob {
     /// The image to annotate.
     pub image_id: Uuid,
-    /// `openai`, `google` or `anthropic`: the job's type for the workers.
-    pub provider: String,
+    /// The provider: the job's type for the workers (`openai`, …).
+    pub provider: AiProvider,
     /// The request to send.
     pub request_payload: Value,
     /// 0 to 32767; higher runs first.
@@ -29,10 +30,10 @@ pub struct NewAiJob {
 
 impl NewAiJob {
     /// A job for `image_id` on `provider` with the defaults (priority 0, 3 attempts).
-    pub fn new(image_id: Uuid, provider: impl Into<String>, request_payload: Value) -> Self {
+    pub fn new(image_id: Uuid, provider: AiProvider, request_payload: Value) -> Self {
         Self {
             image_id,
-            provider: provider.into(),
+            provider,
             request_payload,
             priority: 0,
             max_attempts: 3,
@@ -52,8 +53,7 @@ pub async fn enqueue_ai_job<C: sea_orm::ConnectionTrait>(
 }
 
 /// Enqueues vision jobs in one statement (see [`super::enqueue`]: same checks, with
-/// the default [`super::EnqueueConfig`], and the same dedup rule); an unknown
-/// provider refuses the batch before anything is written.
+/// the default [`super::EnqueueConfig`], and the same dedup rule).
 pub async fn enqueue_ai_jobs<C: sea_orm::ConnectionTrait>(
     db: &C,
     jobs: &[NewAiJob],
@@ -69,13 +69,7 @@ pub async fn enqueue_ai_jobs<C: sea_orm::ConnectionTrait>(
             &job.request_payload,
             max_payload_bytes,
         )?);
-        provider::parse(&job.provider).map_err(|_| QueueError::InvalidJob {
-            index: i,
-            field: "provider",
-            value: job.provider.clone(),
-            reason: "providers are openai, google and anthropic",
-        })?;
-        providers.push(job.provider.trim().to_ascii_lowercase());
+        providers.push(provider::name(&job.provider).to_owned());
     }
     let mut batch = BatchInsert::default();
     batch.shared_or_per_row(

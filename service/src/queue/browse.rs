@@ -7,15 +7,14 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{QueueError, QueueTable};
+use super::{JobStatus, QueueError, QueueTable};
 use crate::page::Page;
 
 /// Which jobs: by status and type (either may be any).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
-    /// Only jobs in this status (`pending`, the running word of the table, `completed`,
-    /// `failed`, `cancelled`).
-    pub status: Option<String>,
+    /// Only jobs in this status (one of [`QueueTable::statuses`]).
+    pub status: Option<JobStatus>,
     /// Only jobs of this type (`jobs`' `job_type`; `ai_annotation_jobs`' provider).
     pub job_type: Option<String>,
 }
@@ -24,23 +23,20 @@ impl JobFilter {
     /// Checks the status against `table`'s words: an unknown one is
     /// [`QueueError::UnknownStatus`] naming it and them, before any statement runs.
     fn values(&self, table: QueueTable) -> Result<[SqlValue; 2], QueueError> {
-        if let Some(status) = &self.status {
-            let known = [
-                "pending",
-                table.running_status(),
-                "completed",
-                "failed",
-                "cancelled",
-            ];
-            if !known.contains(&status.as_str()) {
+        if let Some(status) = self.status {
+            let known = table.statuses();
+            if !known.contains(&status) {
                 return Err(QueueError::UnknownStatus {
-                    status: status.clone(),
+                    status: status.to_string(),
                     table: table.name(),
-                    known: known.join(", "),
+                    known: known.map(JobStatus::as_str).join(", "),
                 });
             }
         }
-        Ok([self.status.clone().into(), self.job_type.clone().into()])
+        Ok([
+            self.status.map(JobStatus::as_str).into(),
+            self.job_type.clone().into(),
+        ])
     }
 }
 
@@ -52,7 +48,7 @@ pub struct JobSummary {
     /// Its type (`ai_annotation_jobs`: the provider).
     pub job_type: String,
     /// Its status.
-    pub status: String,
+    pub status: JobStatus,
     /// Higher runs first.
     pub priority: i32,
     /// Attempts made.

@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Statement};
 use uuid::Uuid;
 
-use super::{QueueError, QueueTable};
+use super::{JobStatus, QueueError, QueueTable};
 use crate::error::DbError;
 
 /// Jobs per (status, type).
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult, serde::Serialize)]
 pub struct StatusCount {
     /// The status.
-    pub status: String,
+    pub status: JobStatus,
     /// The job type.
     pub job_type: String,
     /// How many.

@@ -42,6 +42,7 @@ mod inspect;
 mod job_args;
 mod lease;
 mod sql;
+mod status;
 mod table;
 pub mod worker;
 
@@ -68,4 +69,5 @@ pub use inspect::{
 };
 pub use job_args::{InsertOptions, JobArgs};
 pub use lease::{MAX_BACKOFF, fence, heartbeat, release, rescue_expired};
+pub use status::{JobStatus, UnknownStatus};
 pub use table::{AI_ANNOTATION_JOBS, JOBS, QueueTable};

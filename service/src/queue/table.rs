@@ -1,6 +1,7 @@
 //! The two job tables as data: what differs between seed 003's `jobs` and seed 004's
 //! `ai_annotation_jobs` — names, columns, status words — never logic.
 
+use super::JobStatus;
 use super::sql::{AI_ANNOTATION_JOBS_SQL, JOBS_SQL, Statements};
 
 /// A job table, as data. Its fields are SQL fragments pasted into the queue's
@@ -66,9 +67,25 @@ impl QueueTable {
         self.table
     }
 
-    /// The status word of a running job (`running` or `processing`).
-    pub fn running_status(&self) -> &'static str {
-        self.running
+    /// The status of a running job here ([`JobStatus::Running`] in `jobs`,
+    /// [`JobStatus::Processing`] in `ai_annotation_jobs`).
+    pub fn running_status(&self) -> JobStatus {
+        if self.running == "processing" {
+            JobStatus::Processing
+        } else {
+            JobStatus::Running
+        }
+    }
+
+    /// The statuses a job of this table can have.
+    pub fn statuses(&self) -> [JobStatus; 5] {
+        [
+            JobStatus::Pending,
+            self.running_status(),
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]
     }
 
     /// The `NOTIFY` channel its inserts signal.

@@ -1,7 +1,7 @@
 //! The review queue: seed 004's `pending_ai_annotations`, lowest confidence first.
 
 use chrono::{DateTime, FixedOffset};
-use entity::sea_orm_active_enums::AiProvider;
+use entity::sea_orm_active_enums::{AiJobStatus, AiProvider};
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use serde_json::Value;
@@ -31,12 +31,14 @@ pub struct PendingAnnotation {
     pub bounding_box: Value,
     /// The provider's confidence, 0..1.
     pub confidence: f64,
-    /// The provider (`openai`, `google`, `anthropic`).
-    pub provider: String,
+    /// The provider (in JSON: `openai`, `google`, `anthropic`).
+    #[serde(serialize_with = "crate::db_enum::serialize")]
+    pub provider: AiProvider,
     /// The job that made it.
     pub ai_job_id: Option<Uuid>,
-    /// That job's status.
-    pub job_status: Option<String>,
+    /// That job's status (in JSON as the table spells it).
+    #[serde(serialize_with = "crate::db_enum::serialize_option")]
+    pub job_status: Option<AiJobStatus>,
     /// When it was made.
     pub created_at: DateTime<FixedOffset>,
 }

@@ -1,6 +1,7 @@
 //! Seed 004's review and AI-job statistics views, read as named rows.
 
 use chrono::{DateTime, FixedOffset};
+use entity::sea_orm_active_enums::{AiJobStatus, AiProvider};
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use uuid::Uuid;
@@ -49,10 +50,12 @@ pub async fn reviewer_stats<C: ConnectionTrait>(db: &C) -> Result<Vec<ReviewerSt
 /// One (provider, status) line of `ai_job_stats`.
 #[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize)]
 pub struct AiJobStats {
-    /// The provider.
-    pub provider: String,
-    /// The jobs' status.
-    pub status: String,
+    /// The provider (in JSON: `openai`, …).
+    #[serde(serialize_with = "crate::db_enum::serialize")]
+    pub provider: AiProvider,
+    /// The jobs' status (in JSON as the table spells it).
+    #[serde(serialize_with = "crate::db_enum::serialize")]
+    pub status: AiJobStatus,
     /// How many jobs.
     pub job_count: i64,
     /// Their average duration in seconds (finished jobs).

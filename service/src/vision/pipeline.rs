@@ -69,7 +69,7 @@ pub async fn request_annotations<C: ConnectionTrait>(
         batch_id: None,
         item_index: None,
     };
-    let mut job = NewAiJob::new(image_id, name, serde_json::to_value(&payload)?);
+    let mut job = NewAiJob::new(image_id, provider.clone(), serde_json::to_value(&payload)?);
     job.dedup_key = Some(format!("annotate:{image_id}:{name}"));
     job.created_by = requested_by;
     Ok(enqueue_ai_job(db, job).await?)
@@ -134,7 +134,7 @@ pub async fn request_batch<C: ConnectionTrait + TransactionTrait>(
             batch_id: Some(batch_id),
             item_index: Some(i as i32),
         };
-        let mut job = NewAiJob::new(*id, name, serde_json::to_value(&payload)?);
+        let mut job = NewAiJob::new(*id, provider.clone(), serde_json::to_value(&payload)?);
         job.dedup_key = Some(format!("annotate:{id}:{name}:{batch_id}"));
         job.created_by = requested_by;
         jobs.push(job);
@@ -216,8 +216,7 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
     }
 
     async fn annotate(&self, ctx: &JobContext, job: &JobPayload) -> Result<Value, VisionError> {
-        let name = provider::name(&self.provider.provider());
-        let key = VisionKey::new(&job.image_url, name)?;
+        let key = VisionKey::new(&job.image_url, self.provider.provider())?;
         let provider = Arc::clone(&self.provider);
         let url = job.image_url.clone();
         let fetched = self
@@ -283,8 +282,9 @@ impl<P: VisionProvider> AnnotationPipeline<P> {
 pub struct ProviderCost {
     /// The day (UTC) the jobs completed.
     pub day: NaiveDate,
-    /// The provider.
-    pub provider: String,
+    /// The provider (in JSON: `openai`, …).
+    #[serde(serialize_with = "crate::db_enum::serialize")]
+    pub provider: AiProvider,
     /// Jobs that called the provider.
     pub calls: i64,
     /// Jobs answered from the vision cache.
@@ -339,9 +339,7 @@ impl VisionError {
             | VisionError::BadJob(_)
             | VisionError::Config(_)
             | VisionError::UnknownImage(_)
-            | VisionError::Cache(CacheError::InvalidKey { .. } | CacheError::UnknownProvider(_)) => {
-                true
-            }
+            | VisionError::Cache(CacheError::InvalidKey { .. }) => true,
             // A refusal other than a timeout or a rate limit will be refused again.
             VisionError::Http(HttpError::Status { status, .. }) => {
                 (400..500).contains(status) && !matches!(status, 408 | 429)
