@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use service::store::{
-    self, EmbedError, Embedder, HttpEmbedder, HttpEmbedderConfig, HybridOptions, NewChunk,
-    NewDocument, StoreError, VectorStore,
+    self, DocumentKey, EmbedError, Embedder, HttpEmbedder, HttpEmbedderConfig, HybridOptions,
+    NewChunk, NewDocument, StoreError, VectorStore,
 };
 use tests::TestDb;
 use tests::vectors::unit_vector;
@@ -217,4 +217,115 @@ async fn texts_are_ingested_and_searched_through_an_embedder() {
         .await
         .expect("count");
     assert_eq!(documents, 1);
+}
+
+/// An embedder in this process that counts the texts it is asked to embed.
+struct Counting {
+    model: service::store::EmbeddingModel,
+    texts: AtomicUsize,
+}
+
+impl Embedder for Counting {
+    fn model(&self) -> &service::store::EmbeddingModel {
+        &self.model
+    }
+
+    fn batch_size(&self) -> usize {
+        16
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        Ok(texts.iter().map(|t| embed_text(t, 384)).collect())
+    }
+}
+
+#[tokio::test]
+async fn re_ingesting_unchanged_texts_makes_no_embedding_call() {
+    let t = TestDb::new().await;
+    let embedder = Counting {
+        model: service::store::EmbeddingModel::new("counting/model-384", 384).expect("model"),
+        texts: AtomicUsize::new(0),
+    };
+    let chunk = |text: &str| NewChunk::new(text, "", Vec::new());
+    let doc = |key: &str, texts: &[&str]| NewDocument {
+        key: Some(DocumentKey::External {
+            source: "field-notes".into(),
+            key: key.into(),
+        }),
+        title: Some(key.into()),
+        content: texts.join(" "),
+        source: None,
+        metadata: json!({}),
+        chunks: texts.iter().map(|t| chunk(t)).collect(),
+    };
+    let batch = vec![
+        doc(
+            "ravens",
+            &[
+                "ravens remember faces",
+                "ravens play in snow",
+                "ravens mate for life",
+            ],
+        ),
+        doc("jays", &["jays bury acorns", "jays mimic hawks"]),
+    ];
+    let first = store::ingest_texts(&t.db, &embedder, batch.clone())
+        .await
+        .expect("first");
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), 5);
+    assert_eq!(first.chunks_added, 5);
+
+    // The same documents again: every vector is the stored one, nothing is written.
+    let again = store::ingest_texts(&t.db, &embedder, batch.clone())
+        .await
+        .expect("again");
+    assert_eq!(
+        embedder.texts.load(Ordering::SeqCst),
+        5,
+        "no embedding call"
+    );
+    assert_eq!(
+        (
+            again.chunks_added,
+            again.chunks_unchanged,
+            again.documents_written
+        ),
+        (0, 5, 0)
+    );
+
+    // One text changed, one chunk's metadata changed: those two are embedded again.
+    let mut changed = batch.clone();
+    changed[0].chunks[1] = chunk("ravens slide down snowy roofs");
+    changed[0].content = "ravens, revised".into();
+    changed[1].chunks[0].metadata = json!({"season": "autumn"});
+    let report = store::ingest_texts(&t.db, &embedder, changed)
+        .await
+        .expect("changed");
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), 7);
+    assert_eq!((report.chunks_added, report.chunks_unchanged), (2, 3));
+
+    // Found by id as well as by external key.
+    let mut by_id = batch.clone();
+    by_id[1].key = Some(DocumentKey::Id(first.ids[1]));
+    by_id[1].source = Some("field-notes".into());
+    by_id[1].chunks[0].metadata = json!({"season": "autumn"});
+    store::ingest_texts(&t.db, &embedder, vec![by_id[1].clone()])
+        .await
+        .expect("by id");
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), 7, "stored as it is");
+
+    // A document without a key cannot be found again: its texts are embedded.
+    let mut keyless = batch[1].clone();
+    keyless.key = None;
+    store::ingest_texts(&t.db, &embedder, vec![keyless])
+        .await
+        .expect("keyless");
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), 9);
+    // The stored vectors are the embedder's for those texts.
+    let stored = store::chunk_embedding(&t.db, first.ids[1], 1)
+        .await
+        .expect("read")
+        .expect("vector");
+    assert_eq!(stored, embed_text("jays mimic hawks", 384));
 }

@@ -113,7 +113,10 @@ struct IngestSummary {
     model: String,
     documents: usize,
     chunks: usize,
+    /// Chunks sent to the embedder.
     embedded: usize,
+    /// Chunks stored as they are, which kept their stored vectors.
+    reused: usize,
     #[serde(flatten)]
     report: store::IngestReport,
     seconds: f64,
@@ -396,13 +399,16 @@ async fn ingest(
                 .map(move |(c, _)| (d, c))
         })
         .collect();
+    let (mut reused, mut embedded) = (0, 0);
     let model = match embed {
         Some(which) => {
             let embedder = AnyEmbedder::load(which)?;
             // Another model than the store's is refused before minutes of embedding.
             store::check_recorded(db, embedder.model()).await?;
-            let progress = bar(out, missing.len() as u64, "embedding");
-            store::embed_missing(
+            // Chunks stored as they are keep their vectors: no embedding for them.
+            reused = store::reuse_stored_embeddings(db, &embedder.model().name, &mut docs).await?;
+            let progress = bar(out, (missing.len() - reused) as u64, "embedding");
+            embedded = store::embed_missing(
                 &embedder,
                 &mut docs,
                 embedder.batch_size().max(1) * 4,
@@ -451,13 +457,14 @@ async fn ingest(
         model: model.name.clone(),
         documents: docs.len(),
         chunks,
-        embedded: if embed.is_some() { missing.len() } else { 0 },
+        embedded,
+        reused,
         report,
         seconds: started.elapsed().as_secs_f64(),
     };
     let r = &summary.report;
     let message = format!(
-        "ingested {} documents ({} written) from {}: {} chunks added, {} unchanged, {} removed; {} embedded with {} in {:.1}s",
+        "ingested {} documents ({} written) from {}: {} chunks added, {} unchanged, {} removed; {} embedded with {} ({} unchanged kept their vectors) in {:.1}s",
         summary.documents,
         r.documents_written,
         summary.file,
@@ -466,6 +473,7 @@ async fn ingest(
         r.chunks_removed,
         summary.embedded,
         summary.model,
+        summary.reused,
         summary.seconds
     );
     out.done(&summary, &message)

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use super::StoreError;
 use super::filter::Filter;
 use super::hybrid::{HybridHit, HybridOptions};
-use super::ingest::{IngestReport, NewDocument, ingest};
+use super::ingest::{IngestReport, NewDocument, ingest, reuse_stored_embeddings};
 use super::model::{EmbeddingModel, check_recorded};
 use super::vector_store::VectorStore;
 
@@ -156,17 +156,21 @@ pub async fn embed_missing<E: Embedder>(
 }
 
 /// Ingests `docs`, first embedding with `embedder` every chunk whose embedding is
-/// empty (those with one keep it, and must be of the embedder's model). An embedder of
-/// another model than the store's recorded one is refused before any embedding call
-/// (one read of `embedding_model`). The embedding calls happen before the ingest's
-/// transaction begins: no transaction waits on the embedding service. Then as
-/// [`ingest`].
+/// empty and that is not stored already as it is (those with one keep it, and must be
+/// of the embedder's model). An embedder of another model than the store's recorded
+/// one is refused before any embedding call (one read of `embedding_model`). A chunk
+/// of a document with a key, stored at the same index with the same text and
+/// metadata, takes its stored vector instead of an embedding call
+/// ([`reuse_stored_embeddings`]: one round trip), so re-ingesting unchanged documents
+/// embeds nothing. The embedding calls happen before the ingest's transaction
+/// begins: no transaction waits on the embedding service. Then as [`ingest`].
 pub async fn ingest_texts<C: ConnectionTrait + TransactionTrait, E: Embedder>(
     db: &C,
     embedder: &E,
     mut docs: Vec<NewDocument>,
 ) -> Result<IngestReport, StoreError> {
     check_recorded(db, embedder.model()).await?;
+    reuse_stored_embeddings(db, &embedder.model().name, &mut docs).await?;
     embed_missing(embedder, &mut docs, usize::MAX, |_| ()).await?;
     ingest(db, embedder.model(), &docs).await
 }

@@ -53,7 +53,9 @@ pub use index::{
     BuildProgress, INDEX_NAME, IndexHealth, IndexMethod, Recommendation, build_progress,
     index_health, lists_for, promote_key, reindex,
 };
-pub use ingest::{DocumentKey, IngestReport, NewChunk, NewDocument, ingest, ingest_copy};
+pub use ingest::{
+    DocumentKey, IngestReport, NewChunk, NewDocument, ingest, ingest_copy, reuse_stored_embeddings,
+};
 #[cfg(feature = "local-embedder")]
 pub use local_embedder::{LOCAL_MODEL_DIMENSION, LOCAL_MODEL_NAME, LocalEmbedder};
 pub use mmr::{MmrOptions, mmr_search};

@@ -1,10 +1,13 @@
 //! Documents and their chunks in, idempotently and in bulk: the batch's types and
 //! checks, and the preamble both write paths share (the model, the document upserts,
 //! the stale chunks). The paths: `insert` ([`ingest`], in the caller's transaction)
-//! and `copy` ([`ingest_copy`], binary `COPY` on a session of its own).
+//! and `copy` ([`ingest_copy`], binary `COPY` on a session of its own); `reuse`
+//! ([`reuse_stored_embeddings`]) finds the vectors of unchanged chunks before
+//! anything is embedded.
 
 mod copy;
 mod insert;
+mod reuse;
 
 use std::collections::HashMap;
 
@@ -15,6 +18,7 @@ use uuid::Uuid;
 
 pub use copy::ingest_copy;
 pub use insert::ingest;
+pub use reuse::reuse_stored_embeddings;
 
 use super::model::{self, EmbeddingModel};
 use super::{StoreError, check_vector};
