@@ -51,3 +51,61 @@ fn every_rust_block_of_the_readme_is_in_the_example() {
         );
     }
 }
+
+/// The dependency tables of a manifest or of a README block: every line from
+/// `[dependencies]` on, comments and blank lines left out, whitespace removed, and
+/// the path to Strata's crates written as an outside application writes it
+/// (`../strata/`; the example, inside the workspace, has `../../`).
+fn dependency_lines(toml: &str) -> Vec<String> {
+    let start = if toml.starts_with("[dependencies]") {
+        0
+    } else {
+        toml.find("\n[dependencies]").expect("a [dependencies] table") + 1
+    };
+    toml[start..]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| tokens(&l.replace("\"../../", "\"../strata/")))
+        .collect()
+}
+
+#[test]
+fn the_readme_dependencies_are_the_example_manifests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let manifest = std::fs::read_to_string(root.join("examples/library_tour/Cargo.toml"))
+        .expect("example manifest");
+    let start = readme
+        .find("```toml\n[dependencies]")
+        .expect("the README's dependencies block");
+    let block = &readme[start + "```toml\n".len()..];
+    let block = &block[..block.find("```").expect("end of the block")];
+    assert_eq!(dependency_lines(block), dependency_lines(&manifest));
+}
+
+#[test]
+fn the_readme_lists_every_entity() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let start = readme.find("`entity::{").expect("the README's entity list");
+    let list = &readme[start + "`entity::{".len()..];
+    let listed: Vec<String> = list[..list.find('}').expect("end of the list")]
+        .split(',')
+        .map(|name| name.trim().to_owned())
+        .collect();
+    let mut generated: Vec<String> = std::fs::read_dir(root.join("entity/src"))
+        .expect("entity sources")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter_map(|file| file.strip_suffix(".rs").map(str::to_owned))
+        .filter(|name| !["lib", "prelude", "sea_orm_active_enums"].contains(&name.as_str()))
+        .collect();
+    generated.sort();
+    assert_eq!(listed, generated);
+}
