@@ -60,7 +60,9 @@ fn dependency_lines(toml: &str) -> Vec<String> {
     let start = if toml.starts_with("[dependencies]") {
         0
     } else {
-        toml.find("\n[dependencies]").expect("a [dependencies] table") + 1
+        toml.find("\n[dependencies]")
+            .expect("a [dependencies] table")
+            + 1
     };
     toml[start..]
         .lines()
@@ -108,4 +110,29 @@ fn the_readme_lists_every_entity() {
         .collect();
     generated.sort();
     assert_eq!(listed, generated);
+}
+
+#[test]
+fn the_readme_optimisation_lines_are_the_workspaces() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("root manifest");
+    let profile_lines = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        lines
+            .windows(2)
+            .filter(|w| {
+                w[0].starts_with("[profile.dev.package.") && w[0] != "[profile.dev.package.\"*\"]"
+            })
+            .map(|w| format!("{} {}", w[0], w[1]))
+            .collect()
+    };
+    let start = readme
+        .find("```toml\n[profile.dev.package.")
+        .expect("the README's optimisation block");
+    let block = &readme[start..];
+    let block = &block[..block[3..].find("```").expect("end") + 3];
+    let wanted = profile_lines(block);
+    assert_eq!(wanted.len(), 11);
+    assert_eq!(wanted, profile_lines(&manifest));
 }

@@ -43,6 +43,52 @@ fn local(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Local(e.to_string())
 }
 
+/// A 256×256 matrix product (16.8 M multiply-adds) takes well under a millisecond
+/// with candle and gemm optimised, and tens to hundreds without: an application's
+/// debug build compiles them at `opt-level = 0` unless its manifest says otherwise,
+/// and then embeds about 25 times slower.
+const PROBE_SIZE: usize = 256;
+
+/// Above this, the best of three probe products means an unoptimised build.
+const UNOPTIMISED_PROBE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether candle's matrix products run at optimised speed here: the best of three
+/// [`PROBE_SIZE`] products, measured once per process (a few milliseconds at most).
+/// The first time it says no, it logs a warning (`tracing`) with the manifest lines
+/// that fix it.
+pub(crate) fn optimised() -> bool {
+    static OPTIMISED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OPTIMISED.get_or_init(|| {
+        let best = probe().unwrap_or_default();
+        let fast = best <= UNOPTIMISED_PROBE;
+        if !fast {
+            tracing::warn!(
+                probe_ms = best.as_millis() as u64,
+                "the local embedder runs unoptimised (candle built at opt-level 0): \
+                 embedding is about 25x slower. Add to your Cargo.toml: \
+                 [profile.dev.package.candle-core] opt-level = 3, and the same for \
+                 candle-nn, candle-transformers, gemm, gemm-common, gemm-f32, gemm-f16, \
+                 pulp, half, tokenizers and safetensors (see Strata's README)"
+            );
+        }
+        fast
+    })
+}
+
+/// The best time of three [`PROBE_SIZE`] products on the CPU.
+fn probe() -> Result<std::time::Duration, candle_core::Error> {
+    let a = Tensor::ones((PROBE_SIZE, PROBE_SIZE), DType::F32, &Device::Cpu)?;
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let product = a.matmul(&a)?;
+        // Read one value back, so the product is computed.
+        product.get(0)?.get(0)?.to_scalar::<f32>()?;
+        best = best.min(started.elapsed());
+    }
+    Ok(best)
+}
+
 impl LocalEmbedder {
     /// The directory `scripts/setup-model.sh` unpacks to: `STRATA_MODEL_DIR`, else
     /// `~/.cache/strata/all-minilm-l6-v2-0.1.2`.
@@ -57,14 +103,24 @@ impl LocalEmbedder {
         cache.join("strata").join("all-minilm-l6-v2-0.1.2")
     }
 
+    /// Whether candle was built optimised (`opt-level = 3` for its crates): measured
+    /// once per process by timing one 256×256 matrix product; an unoptimised build
+    /// embeds about 25 times slower.
+    pub fn optimised() -> bool {
+        optimised()
+    }
+
     /// Loads the model from [`LocalEmbedder::default_dir`].
     pub fn load_default() -> Result<Self, EmbedError> {
         Self::load(&Self::default_dir())
     }
 
     /// Loads the model from `dir` (`model.safetensors`, `tokenizer.json`,
-    /// `config.json`).
+    /// `config.json`). The first load in a process also times one small matrix
+    /// product, and logs a warning once if candle runs unoptimised
+    /// ([`LocalEmbedder::optimised`]).
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        optimised();
         let file = |name: &str| {
             let path = dir.join(name);
             if path.is_file() {
@@ -163,5 +219,20 @@ impl Embedder for LocalEmbedder {
         tokio::task::spawn_blocking(move || loaded.embed(&texts))
             .await
             .map_err(local)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// This workspace builds candle optimised in every profile (the root manifest's
+    /// `[profile.dev.package.*]` lines): the probe must say so.
+    #[test]
+    fn the_probe_finds_this_workspace_optimised() {
+        let best = super::probe().expect("probe");
+        assert!(
+            best <= super::UNOPTIMISED_PROBE,
+            "a 256x256 product took {best:?}"
+        );
+        assert!(super::optimised());
     }
 }
