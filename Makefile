@@ -11,9 +11,11 @@ SHELL := /bin/bash
 setup:
 	bash scripts/setup-postgres.sh
 
+# `strata` without the local embedder here: neither command embeds, and candle at
+# opt-level 3 doubled a first build (`cargo build -p cli` keeps it: a default feature).
 run: setup
 	cargo run -q -p migration -- up
-	cargo run -q -p cli --bin strata -- doctor
+	cargo run -q -p cli --bin strata --no-default-features -- doctor
 
 test: setup
 	export PATH="$$(bash scripts/install-tools.sh):$$PATH"

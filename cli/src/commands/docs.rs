@@ -72,7 +72,10 @@ impl AnyEmbedder {
                     anyhow::Error::new(e).context(hint)
                 }),
             #[cfg(not(feature = "local-embedder"))]
-            EmbedArg::Local => bail!("this strata was built without the local-embedder feature"),
+            EmbedArg::Local => bail!(
+                "this strata was built without the local-embedder feature: \
+                 cargo build -p cli --features local-embedder (a default feature)"
+            ),
             EmbedArg::Http => Ok(Self::Http(HttpEmbedder::new(
                 HttpEmbedderConfig::from_env()?,
             )?)),
