@@ -25,7 +25,7 @@ test: setup
 	cargo test --workspace
 	# The queue, cache, store, review and maintenance tests again, acting as Supabase's
 	# service_role (BYPASSRLS, owns no table) instead of the tables' owner.
-	STRATA_TEST_ROLE=service_role cargo test -p tests --test queue --test cache --test store --test review --test maintenance
+	STRATA_TEST_ROLE=service_role cargo test --workspace --test queue --test cache --test store --test review --test maintenance
 
 # Stop the embedded cluster (it is otherwise left running for the next command).
 stop:

@@ -268,6 +268,9 @@ pub enum DocsCommand {
         /// The embedder for `--text`.
         #[arg(long, value_enum, default_value = "local")]
         embed: EmbedArg,
+        /// Which chunks `--text` matches by full text: `all` its words, or `any`.
+        #[arg(long, default_value = "all")]
+        text_match: service::store::TextMatch,
     },
     /// Rebuild the vector index concurrently (searches go on), with progress.
     Reindex {

@@ -29,6 +29,19 @@ async fn the_library_tour_runs_to_completion_on_an_empty_database() {
         out.contains("completed after 1 attempt(s), result {\"embedded\":"),
         "{out}"
     );
+    // The store with the local embedder, then accounts and a review decision.
+    for line in [
+        "store: 4 chunks added",
+        "vector: Ravens remember the faces of people who threatened them.",
+        "hybrid: Jays bury thousands of acorns in autumn and find most of them again. (matched by text: true)",
+        "filtered: Swifts sleep on the wing and land only to nest.",
+        "store again: 4 unchanged, 0 added",
+        "mod@example.org may review: true",
+        "pending: beak (0.62, openai)",
+        "approved: beak",
+    ] {
+        assert!(lines.contains(&line), "{line:?} not in:\n{out}");
+    }
     assert_eq!(
         t.sql(
             "SELECT (SELECT count(*) FROM seaql_migrations)::text,
@@ -48,7 +61,7 @@ async fn the_library_tour_runs_to_completion_on_an_empty_database() {
             "1",
             "1",
             "1",
-            "1",
+            "4",
             "1"
         ]],
         "{out}"

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use service::store::{
     self, EmbeddingModel, Filter, HybridOptions, IndexMethod, MmrOptions, NewChunk, NewDocument,
-    Recommendation, SearchLog, SearchLogConfig, SearchOptions, StoreError, VectorStore,
+    Recommendation, SearchLog, SearchLogConfig, SearchOptions, StoreError, TextMatch, VectorStore,
 };
 use tests::TestDb;
 use tests::vectors::{near, unit_vector};
@@ -388,6 +388,50 @@ async fn hybrid_search_puts_a_rare_exact_keyword_first() {
             .collect::<Vec<_>>(),
         plain[..5].iter().map(|h| h.chunk_id).collect::<Vec<_>>()
     );
+    // A natural question: no chunk has all its words, so by default the text side
+    // matches nothing and says so in every hit; matching any word finds the chunk.
+    let question = "Where does the xylophone usually stand?";
+    let all_words = vs
+        .hybrid_search(&t.db, question, &query, 5, None, &options)
+        .await
+        .expect("hybrid");
+    assert!(all_words.iter().all(|h| !h.text_matched()), "{all_words:?}");
+    let any_word = vs
+        .hybrid_search(
+            &t.db,
+            question,
+            &query,
+            5,
+            None,
+            &HybridOptions {
+                text_match: TextMatch::AnyWord,
+                ..options
+            },
+        )
+        .await
+        .expect("hybrid");
+    assert!(
+        any_word[0].hit.content.contains("xylophone"),
+        "{any_word:?}"
+    );
+    assert_eq!(any_word[0].text_rank, Some(1));
+    // Operators in the text are words there, never a query syntax: `-` negates
+    // nothing, and a text of stop words only matches no chunk.
+    let stop_words = vs
+        .hybrid_search(
+            &t.db,
+            "the and of",
+            &query,
+            5,
+            None,
+            &HybridOptions {
+                text_match: TextMatch::AnyWord,
+                ..options
+            },
+        )
+        .await
+        .expect("hybrid");
+    assert!(stop_words.iter().all(|h| !h.text_matched()));
 }
 
 #[tokio::test]

@@ -140,6 +140,7 @@ pub async fn run(
             k,
             source,
             embed,
+            text_match,
         } => {
             let filter = source.map(|s| Filter::source([s]));
             let model = store::recorded_model(db)
@@ -155,19 +156,39 @@ pub async fn run(
                         &text,
                         k,
                         filter.as_ref(),
-                        &HybridOptions::default(),
+                        &HybridOptions {
+                            text_match,
+                            ..HybridOptions::default()
+                        },
                     )
                     .await?;
+                // The ranks show what each side found: a hit the text did not match
+                // has a score from its vector rank alone.
+                let rank = |r: Option<i64>| r.map_or_else(|| "-".to_owned(), |r| r.to_string());
                 let rows = hits
                     .iter()
                     .enumerate()
                     .map(|(i, h)| {
                         let mut row = hit_row(i, &h.hit);
                         row.insert(1, format!("{:.4}", h.score));
+                        row.insert(2, rank(h.vector_rank));
+                        row.insert(3, rank(h.text_rank));
                         row
                     })
                     .collect();
-                return out.show(&hits, &["#", "rrf", "similarity", "chunk", "text"], rows);
+                return out.show(
+                    &hits,
+                    &[
+                        "#",
+                        "rrf",
+                        "vector",
+                        "text rank",
+                        "similarity",
+                        "chunk",
+                        "text",
+                    ],
+                    rows,
+                );
             }
             let (query, skip) = match (embedding, like) {
                 (Some(json), _) => (

@@ -2,9 +2,13 @@
 //! a newcomer to: migrate from code, create a course and a lecture through the
 //! entities, cache an AI answer (and use the three other caches), insert a document
 //! and enqueue the job that processes it in one transaction, run a worker that
-//! completes it, and say what happened. The README's code blocks are excerpts of this
+//! completes it, and say what happened; then the vector store with the local
+//! embedder (`store_tour`), and accounts with a review decision (`review_tour`). The README's code blocks are excerpts of this
 //! file (the test `readme_snippets` checks that each one appears here), so they
 //! compile and cannot drift.
+
+mod review_tour;
+mod store_tour;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -281,5 +285,9 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
         "worker: {} completed, {} failed",
         report.completed, report.failed
     )?;
+
+    // The vector store with the local embedder, then accounts and a review decision.
+    store_tour::store_tour(&db, out).await?;
+    review_tour::review_tour(&db, out).await?;
     Ok(report)
 }

@@ -12,6 +12,48 @@ use super::search::{
     vector_value,
 };
 
+/// Which chunks the full-text side of [`hybrid_search`] matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextMatch {
+    /// Chunks with every word of the text (`websearch_to_tsquery`: quoted phrases and
+    /// `-word` work). A natural question rarely has all its words in one chunk, and
+    /// then the hybrid ranking is the vector ranking alone.
+    #[default]
+    AllWords,
+    /// Chunks with any word of the text (the lexemes of `plainto_tsquery` joined by
+    /// OR), ranked by `ts_rank_cd`: more chunks found by text alone, at the price of
+    /// noisier text ranks.
+    AnyWord,
+}
+
+impl TextMatch {
+    /// The tsquery of `$3` in this mode.
+    fn query_sql(self) -> &'static str {
+        match self {
+            TextMatch::AllWords => "websearch_to_tsquery('english', $3)",
+            // plainto_tsquery joins lexemes with `&` only (no operators from the
+            // text), so turning each into `|` is the OR of the same lexemes.
+            TextMatch::AnyWord => {
+                "(SELECT replace(plainto_tsquery('english', $3)::text, ' & ', ' | ')::tsquery)"
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for TextMatch {
+    type Err = String;
+
+    /// `all` or `any`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(TextMatch::AllWords),
+            "any" => Ok(TextMatch::AnyWord),
+            other => Err(format!("text match {other:?}: all or any")),
+        }
+    }
+}
+
 /// How [`hybrid_search`] fuses its two rankings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HybridOptions {
@@ -22,6 +64,8 @@ pub struct HybridOptions {
     pub vector_weight: f64,
     /// The full-text ranking's weight. Default 1.
     pub text_weight: f64,
+    /// Which chunks the full-text side matches. Default [`TextMatch::AllWords`].
+    pub text_match: TextMatch,
     /// How many chunks each ranking contributes; `None`: `max(4k, 40)`, at most 1000.
     pub candidates: Option<usize>,
     /// The vector index's knobs.
@@ -34,6 +78,7 @@ impl Default for HybridOptions {
             rrf_k: 60,
             vector_weight: 1.0,
             text_weight: 1.0,
+            text_match: TextMatch::AllWords,
             candidates: None,
             search: SearchOptions::default(),
         }
@@ -53,8 +98,16 @@ pub struct HybridHit {
     pub score: f64,
     /// Its rank by vector distance, from 1.
     pub vector_rank: Option<i64>,
-    /// Its rank by full-text relevance (`ts_rank_cd`), from 1.
+    /// Its rank by full-text relevance (`ts_rank_cd`), from 1; `None` when the text
+    /// did not match it, and its score is then the vector side's alone.
     pub text_rank: Option<i64>,
+}
+
+impl HybridHit {
+    /// Whether the full-text side matched this chunk (its score has a text part).
+    pub fn text_matched(&self) -> bool {
+        self.text_rank.is_some()
+    }
 }
 
 impl AsRef<SearchHit> for HybridHit {
@@ -64,8 +117,9 @@ impl AsRef<SearchHit> for HybridHit {
 }
 
 /// Both rankings and their fusion in one statement: the vector candidates (through the
-/// index or exact, `{vector}`) and the full-text matches (`websearch_to_tsquery` over
-/// the generated `search_vector`, served by its GIN index), each ranked in a CTE, fused
+/// index or exact, `{vector}`) and the full-text matches (`{text_query}`, one of
+/// [`TextMatch`]'s, over the generated `search_vector`, served by its GIN index), each
+/// ranked in a CTE, fused
 /// by a full outer join. `$1` vector, `$2` candidates, `$3` text, `$4` RRF k, `$5` and
 /// `$6` weights, `$7` k, the filter's parameters from `$8`. Window functions, a full
 /// outer join and pgvector's operator: SeaORM's builder cannot say it.
@@ -76,7 +130,7 @@ const HYBRID_SQL: &str = "WITH vector AS MATERIALIZED ({vector}),
      text_ranked AS MATERIALIZED (
          SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.search_vector, q.query) DESC, c.id)
                     AS rank
-         FROM document_chunks c, websearch_to_tsquery('english', $3) AS q(query)
+         FROM document_chunks c, {text_query} AS q(query)
          WHERE c.search_vector @@ q.query AND ({filter})
          ORDER BY rank
          LIMIT $2
@@ -143,6 +197,7 @@ pub async fn hybrid_search<C: ConnectionTrait + TransactionTrait>(
         HYBRID_SQL
             .replace("{vector}", &candidates_sql(index, filter_sql, false))
             .replace("{filter}", filter_sql)
+            .replace("{text_query}", options.text_match.query_sql())
     })
     .await?;
     let served = session.served;

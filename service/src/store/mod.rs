@@ -48,7 +48,7 @@ pub use documents::{DeletedDocument, chunk_embedding, delete_document};
 pub use embed::{EmbedError, Embedder, embed_all, embed_missing, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
-pub use hybrid::{HybridHit, HybridOptions, hybrid_search};
+pub use hybrid::{HybridHit, HybridOptions, TextMatch, hybrid_search};
 pub use index::{
     BuildProgress, INDEX_NAME, IndexHealth, IndexMethod, Recommendation, build_progress,
     index_health, lists_for, promote_key, reindex,
