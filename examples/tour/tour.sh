@@ -44,8 +44,8 @@ done
 kill -INT "$worker"
 wait "$worker"  # exits 0 after a graceful stop
 step jobs list
-show cargo run -q -p library-tour   # an application writing through the four caches
-cargo run -q -p library-tour 2>/dev/null | tail -n 4
+printf '\n$ DATABASE_URL="$(strata db url)" cargo run -q -p library-tour   # an application of its own\n'
+DATABASE_URL="$(strata db url)" cargo run -q -p library-tour 2>/dev/null | sed -n '/^job /,$p'
 step cache stats
 step users create ada@example.org --role admin
 step users create bob@example.org --role moderator
