@@ -274,8 +274,9 @@ pub enum DocsCommand {
     },
     /// Rebuild the vector index concurrently (searches go on), with progress.
     Reindex {
-        /// `ivfflat` (lists fitted to the rows) or `hnsw`.
-        #[arg(long, default_value = "ivfflat")]
+        /// `auto` (hnsw when its graph fits `--memory`, else ivfflat; the reason is
+        /// recorded), `ivfflat` (lists fitted to the rows) or `hnsw`.
+        #[arg(long, default_value = "auto")]
         method: String,
         /// IVFFlat lists (default: rows / 1000, at least 1).
         #[arg(long)]

@@ -170,10 +170,17 @@ async fn search_by_vector_by_stored_chunk_health_and_reindex() {
 
     let health = json(&t, &["docs", "health"]);
     assert_eq!(health["built_on_too_little_data"], true);
+    // The default chooses HNSW (its graph of 3 rows fits any memory), and says why.
     let rebuilt = json(&t, &["docs", "reindex"]);
     assert_eq!(
         (rebuilt["method"].as_str(), rebuilt["rows"].as_i64()),
-        (Some("ivfflat"), Some(3))
+        (Some("hnsw"), Some(3))
+    );
+    assert!(
+        rebuilt["parameters"]["chosen_because"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("hnsw: its graph")),
+        "{rebuilt}"
     );
     let health = json(&t, &["docs", "health"]);
     assert_eq!(health["recommendation"]["action"], "keep");

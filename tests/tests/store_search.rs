@@ -651,3 +651,52 @@ async fn every_search_is_in_the_log_after_shutdown() {
     vs.search(&t.db, &query, 1, None).await.expect("search");
     assert_eq!(log.dropped(), 1);
 }
+
+#[tokio::test]
+async fn the_default_index_is_hnsw_when_its_graph_fits_the_build_memory_and_says_why() {
+    let t = TestDb::new().await;
+    clustered_corpus(&t, 10_000).await;
+    let report = store::reindex(&t.db, IndexMethod::default(), "64MB")
+        .await
+        .expect("reindex");
+    assert_eq!(report.method, "hnsw");
+    let health = store::index_health(&t.db).await.expect("health");
+    assert_eq!(health.method.as_deref(), Some("hnsw"));
+    let why = health.chosen_because.expect("a reason");
+    assert!(why.starts_with("hnsw: its graph") && why.contains("10000 rows"), "{why}");
+    assert_eq!(health.recommendation, Recommendation::Keep);
+    // The graph of 10,000 vectors of 384 dimensions (about 18 MB) does not fit 16 MB:
+    // IVFFlat, with the reason.
+    let report = store::reindex(&t.db, IndexMethod::Auto, "16MB")
+        .await
+        .expect("reindex");
+    assert_eq!(report.method, "ivfflat");
+    let why = store::index_health(&t.db)
+        .await
+        .expect("health")
+        .chosen_because
+        .expect("a reason");
+    assert!(why.contains("would not fit maintenance_work_mem (16 MB)"), "{why}");
+    // An explicit method records no reason.
+    store::reindex(
+        &t.db,
+        IndexMethod::Hnsw {
+            m: 16,
+            ef_construction: 64,
+        },
+        "64MB",
+    )
+    .await
+    .expect("reindex");
+    assert_eq!(
+        store::index_health(&t.db).await.expect("health").chosen_because,
+        None
+    );
+    // Searches go through it.
+    let vs = VectorStore::new(model());
+    let hits = vs
+        .search(&t.db, &unit_vector(10_000, 384), 5, None)
+        .await
+        .expect("search");
+    assert_eq!(hits.len(), 5);
+}

@@ -234,9 +234,10 @@ pub async fn run(
             memory,
         } => {
             let method = match method.as_str() {
+                "auto" => IndexMethod::Auto,
                 "ivfflat" => IndexMethod::Ivfflat { lists },
                 "hnsw" => IndexMethod::Hnsw { m, ef_construction },
-                other => bail!("--method {other:?}: ivfflat or hnsw"),
+                other => bail!("--method {other:?}: auto, ivfflat or hnsw"),
             };
             reindex(db, method, &memory, out).await
         }
@@ -250,6 +251,7 @@ pub async fn run(
                 ],
                 vec!["method".into(), or_dash(h.method.clone())],
                 vec!["parameters".into(), h.parameters.to_string()],
+                vec!["chosen because".into(), or_dash(h.chosen_because.clone())],
                 vec!["rows at build".into(), or_dash(h.rows_at_build)],
                 vec![
                     "built at".into(),
