@@ -29,6 +29,8 @@ use service::store::{
 };
 use uuid::Uuid;
 
+mod common;
+
 const DATABASE: &str = "strata_bench_corpus";
 const K: usize = 10;
 
@@ -56,29 +58,7 @@ struct Query {
 
 /// The corpus database: created and migrated when missing, kept otherwise.
 async fn corpus_database() -> Result<DatabaseConnection, BoxError> {
-    let url = devdb::embedded::resolve_url(None)?;
-    let admin = Database::connect(
-        ConnectOptions::new(service::db::url_with_database(&url, "postgres"))
-            .sqlx_logging(false)
-            .to_owned(),
-    )
-    .await?;
-    let exists = admin
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
-        ))
-        .await?
-        .is_some();
-    if !exists {
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {DATABASE}"))
-            .await?;
-    }
-    admin.close().await?;
-    let bench_url = service::db::url_with_database(&url, DATABASE);
-    migration::up(&bench_url).await?;
-    let mut opt = ConnectOptions::new(bench_url);
+    let mut opt = ConnectOptions::new(common::kept_database(DATABASE).await?);
     opt.max_connections(4).sqlx_logging(false);
     Ok(Database::connect(opt).await?)
 }
@@ -157,9 +137,8 @@ fn hit(found: &[String], relevant: &[String]) -> bool {
     found.iter().any(|p| relevant.contains(p))
 }
 
-fn median_ms(mut xs: Vec<Duration>) -> f64 {
-    xs.sort();
-    xs[xs.len() / 2].as_secs_f64() * 1000.0
+fn median_ms(xs: Vec<Duration>) -> f64 {
+    common::median(xs.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
 }
 
 /// Hybrid hits' documents; `text_only`: only the hits the text side matched, in its

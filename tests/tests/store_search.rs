@@ -663,7 +663,10 @@ async fn the_default_index_is_hnsw_when_its_graph_fits_the_build_memory_and_says
     let health = store::index_health(&t.db).await.expect("health");
     assert_eq!(health.method.as_deref(), Some("hnsw"));
     let why = health.chosen_because.expect("a reason");
-    assert!(why.starts_with("hnsw: its graph") && why.contains("10000 rows"), "{why}");
+    assert!(
+        why.starts_with("hnsw: its graph") && why.contains("10000 rows"),
+        "{why}"
+    );
     assert_eq!(health.recommendation, Recommendation::Keep);
     // The graph of 10,000 vectors of 384 dimensions (about 18 MB) does not fit 16 MB:
     // IVFFlat, with the reason.
@@ -676,7 +679,10 @@ async fn the_default_index_is_hnsw_when_its_graph_fits_the_build_memory_and_says
         .expect("health")
         .chosen_because
         .expect("a reason");
-    assert!(why.contains("would not fit maintenance_work_mem (16 MB)"), "{why}");
+    assert!(
+        why.contains("would not fit maintenance_work_mem (16 MB)"),
+        "{why}"
+    );
     // An explicit method records no reason.
     store::reindex(
         &t.db,
@@ -689,7 +695,10 @@ async fn the_default_index_is_hnsw_when_its_graph_fits_the_build_memory_and_says
     .await
     .expect("reindex");
     assert_eq!(
-        store::index_health(&t.db).await.expect("health").chosen_because,
+        store::index_health(&t.db)
+            .await
+            .expect("health")
+            .chosen_because,
         None
     );
     // Searches go through it.

@@ -5,7 +5,19 @@ use service::error::BoxError;
 
 /// Recreates database `name` on `DATABASE_URL`'s server (else the embedded default
 /// cluster) and migrates it; its URL.
+#[allow(dead_code)] // each bench uses one of the two
 pub async fn bench_database(name: &str) -> Result<String, BoxError> {
+    database(name, true).await
+}
+
+/// Database `name`, created when missing and migrated, its rows kept between runs;
+/// its URL.
+#[allow(dead_code)] // each bench uses one of the two
+pub async fn kept_database(name: &str) -> Result<String, BoxError> {
+    database(name, false).await
+}
+
+async fn database(name: &str, fresh: bool) -> Result<String, BoxError> {
     let url = devdb::embedded::resolve_url(None)?;
     let admin = Database::connect(
         ConnectOptions::new(service::db::url_with_database(&url, "postgres"))
@@ -13,12 +25,23 @@ pub async fn bench_database(name: &str) -> Result<String, BoxError> {
             .to_owned(),
     )
     .await?;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await?;
+    if fresh {
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+    }
+    let exists = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+    }
     admin.close().await?;
     let bench_url = service::db::url_with_database(&url, name);
     migration::up(&bench_url).await?;

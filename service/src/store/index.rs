@@ -53,7 +53,6 @@ pub enum IndexMethod {
     },
 }
 
-
 /// HNSW's parameters when [`IndexMethod::Auto`] chooses it (pgvector's defaults).
 const AUTO_HNSW: (u32, u32) = (16, 64);
 
