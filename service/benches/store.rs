@@ -237,7 +237,7 @@ async fn main() -> Result<(), BoxError> {
     let mut default_recall = 0.0;
     for probes in [1, 4, 10, 20] {
         let options = SearchOptions {
-            probes,
+            probes: Some(probes),
             ..Default::default()
         };
         let (ratio, recall) =

@@ -249,16 +249,27 @@ async fn main() -> Result<(), BoxError> {
 
     // Index methods and knobs: recall@10 against exact search, median latency.
     println!("exact search: p50 {exact_p50:.2} ms (the baseline)");
+    // Each list of probes ends with the default: fitted to the lists.
+    let probes = |ps: &[u32]| -> Vec<SearchOptions> {
+        ps.iter()
+            .map(|&p| SearchOptions {
+                probes: Some(p),
+                ..SearchOptions::default()
+            })
+            .chain([SearchOptions::default()])
+            .collect()
+    };
+    // IVFFlat with its fitted lists (rows / 1000), and with more lists (what a larger
+    // table's fitting gives), to see how many probes reach a recall.
     let methods: Vec<(IndexMethod, Vec<SearchOptions>)> = vec![
+        (IndexMethod::Ivfflat { lists: None }, probes(&[1, 2, 4, 8])),
         (
-            IndexMethod::Ivfflat { lists: None },
-            [1u32, 2, 4, 8]
-                .iter()
-                .map(|&p| SearchOptions {
-                    probes: p,
-                    ..SearchOptions::default()
-                })
-                .collect(),
+            IndexMethod::Ivfflat { lists: Some(32) },
+            probes(&[1, 2, 4, 6, 8, 16]),
+        ),
+        (
+            IndexMethod::Ivfflat { lists: Some(91) },
+            probes(&[3, 6, 10, 15, 20, 30]),
         ),
         (
             IndexMethod::Hnsw {
@@ -291,7 +302,9 @@ async fn main() -> Result<(), BoxError> {
                 "index {} {} probes={} ef_search={} built_in={:.1}s recall@10={:.3} p50_ms={p50:.2} ratio_vs_exact={:.2}",
                 report.method,
                 report.parameters,
-                options.probes,
+                options
+                    .probes
+                    .map_or_else(|| "fitted".to_owned(), |p| p.to_string()),
                 options.ef_search,
                 report.duration.as_secs_f64(),
                 recall / vectors.len() as f64,

@@ -577,7 +577,7 @@ async fn a_small_corpus_behind_the_migrations_empty_built_index_still_returns_k(
                 None,
                 &SearchOptions {
                     exact,
-                    probes: 1,
+                    probes: Some(1),
                     ..Default::default()
                 },
             )

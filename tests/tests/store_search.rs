@@ -264,7 +264,7 @@ async fn a_filter_matching_one_percent_of_20000_chunks_still_returns_k() {
     let (hits, served) = search(
         filter.clone(),
         SearchOptions {
-            probes: 1,
+            probes: Some(1),
             ..Default::default()
         },
     )
@@ -282,7 +282,7 @@ async fn a_filter_matching_one_percent_of_20000_chunks_still_returns_k() {
     let (hits, served) = search(
         filter.clone(),
         SearchOptions {
-            probes: 1,
+            probes: Some(1),
             max_probes: 1,
             ..Default::default()
         },
@@ -639,7 +639,10 @@ async fn every_search_is_in_the_log_after_shutdown() {
     assert_eq!(rows[0][5], "3");
     assert_eq!(rows[0][6], plain[0].chunk_id.to_string());
     assert_eq!(rows[0][7], "1.000");
-    assert_eq!(rows[0][8], "10");
+    assert_eq!(
+        rows[0][8], "20",
+        "probes fitted to the seed index's 100 lists: ceil(2 sqrt(100))"
+    );
     assert_eq!(rows[0][9], "false", "the empty-built index is not used");
     assert_eq!(rows[0][10], "true");
     assert_eq!(
