@@ -39,9 +39,13 @@ async fn users_are_created_with_normalised_emails_and_duplicates_are_conflicts()
         .await
         .expect("create");
     assert_eq!(
-        (ada.email.as_str(), ada.role.as_str()),
-        ("ada@example.org", "user")
+        (ada.email.as_str(), ada.role),
+        ("ada@example.org", Role::User)
     );
+    // In JSON: the role by its name, and never the password hash.
+    let json = serde_json::to_value(&ada).expect("json");
+    assert_eq!(json["role"], "user");
+    assert!(json.get("password_hash").is_none(), "{json}");
 
     let again = create_user(&t.db, NewUser::new("ADA@example.org", "h2")).await;
     assert!(

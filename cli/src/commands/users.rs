@@ -50,7 +50,7 @@ pub async fn run(
                 .map(|u| {
                     vec![
                         u.email.clone(),
-                        u.role.clone(),
+                        u.role.to_string(),
                         or_dash(u.display_name.clone()),
                         u.created_at.format("%F %T").to_string(),
                         u.id.to_string(),

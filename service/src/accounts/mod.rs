@@ -22,7 +22,9 @@ pub use permissions::{
     RoleChange, RoleSummary, change_user_role, has_permission, user_roles_summary,
 };
 pub use role::{Role, UnknownRole};
-pub use users::{NewUser, create_user, get_user, get_user_by_email, list_users, normalize_email};
+pub use users::{
+    NewUser, User, create_user, get_user, get_user_by_email, list_users, normalize_email,
+};
 
 /// What can go wrong with accounts. Nothing was written when one is returned.
 #[derive(Debug, thiserror::Error)]

@@ -85,13 +85,48 @@ pub fn normalize_email(email: &str) -> Result<String, AccountError> {
     Ok(normal)
 }
 
+/// A user, as the service hands one out: `users`' row with its role typed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    /// Its id.
+    pub id: Uuid,
+    /// Its email, normalised.
+    pub email: String,
+    /// The application's password hash.
+    #[serde(skip_serializing)]
+    pub password_hash: String,
+    /// A name to show.
+    pub display_name: Option<String>,
+    /// Its role.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: chrono::DateTime<chrono::FixedOffset>,
+    /// When it last changed.
+    pub updated_at: chrono::DateTime<chrono::FixedOffset>,
+}
+
+impl TryFrom<users::Model> for User {
+    type Error = AccountError;
+
+    /// The row's role is checked by the table (`check_user_role`); one it does not
+    /// know is [`AccountError::UnknownRole`].
+    fn try_from(m: users::Model) -> Result<Self, Self::Error> {
+        Ok(Self {
+            role: m.role.parse()?,
+            id: m.id,
+            email: m.email,
+            password_hash: m.password_hash,
+            display_name: m.display_name,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
 /// Creates a user; [`AccountError::DuplicateEmail`] when the normalised email is
 /// taken (the unique index decides, so two concurrent creations cannot both win).
 /// One round trip (an INSERT … RETURNING through the entity), on any connection.
-pub async fn create_user<C: ConnectionTrait>(
-    db: &C,
-    user: NewUser,
-) -> Result<users::Model, AccountError> {
+pub async fn create_user<C: ConnectionTrait>(db: &C, user: NewUser) -> Result<User, AccountError> {
     let email = normalize_email(&user.email)?;
     if user.password_hash.trim().is_empty() {
         return Err(AccountError::Invalid(InvalidInput::new(
@@ -119,7 +154,7 @@ pub async fn create_user<C: ConnectionTrait>(
         ..Default::default()
     };
     match row.insert(db).await {
-        Ok(model) => Ok(model),
+        Ok(model) => User::try_from(model),
         Err(e) => match DbError::from(e) {
             DbError::UniqueViolation { .. } => Err(AccountError::DuplicateEmail(email)),
             other => Err(other.into()),
@@ -128,11 +163,12 @@ pub async fn create_user<C: ConnectionTrait>(
 }
 
 /// The user with id `id`, if any. One round trip.
-pub async fn get_user<C: ConnectionTrait>(
-    db: &C,
-    id: Uuid,
-) -> Result<Option<users::Model>, AccountError> {
-    Ok(users::Entity::find_by_id(id).one(db).await?)
+pub async fn get_user<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<User>, AccountError> {
+    users::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(User::try_from)
+        .transpose()
 }
 
 /// The user with this email (normalised first), if any; an unusable email is
@@ -140,12 +176,14 @@ pub async fn get_user<C: ConnectionTrait>(
 pub async fn get_user_by_email<C: ConnectionTrait>(
     db: &C,
     email: &str,
-) -> Result<Option<users::Model>, AccountError> {
+) -> Result<Option<User>, AccountError> {
     let email = normalize_email(email)?;
-    Ok(users::Entity::find()
+    users::Entity::find()
         .filter(users::Column::Email.eq(email))
         .one(db)
-        .await?)
+        .await?
+        .map(User::try_from)
+        .transpose()
 }
 
 /// A page of users, oldest first, all of them or those with `role`. One round trip
@@ -154,18 +192,21 @@ pub async fn list_users<C: ConnectionTrait>(
     db: &C,
     role: Option<Role>,
     page: Page,
-) -> Result<Vec<users::Model>, AccountError> {
+) -> Result<Vec<User>, AccountError> {
     let mut query = users::Entity::find();
     if let Some(role) = role {
         query = query.filter(users::Column::Role.eq(role.as_str()));
     }
-    Ok(query
+    query
         .order_by_asc(users::Column::CreatedAt)
         .order_by_asc(users::Column::Id)
         .limit(page.limit())
         .offset(page.offset())
         .all(db)
-        .await?)
+        .await?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
 }
 
 #[cfg(test)]
