@@ -43,14 +43,16 @@ fn local(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Local(e.to_string())
 }
 
-/// A 256×256 matrix product (16.8 M multiply-adds) takes well under a millisecond
-/// with candle and gemm optimised, and tens to hundreds without: an application's
-/// debug build compiles them at `opt-level = 0` unless its manifest says otherwise,
-/// and then embeds about 25 times slower.
+/// A 256×256 matrix product (16.8 M multiply-adds): here 0.45 ms with candle and
+/// gemm optimised and 24 ms without (the best of three, three runs each). An
+/// application's debug build compiles them at `opt-level = 0` unless its manifest
+/// says otherwise, and then embeds about 25 times slower.
 const PROBE_SIZE: usize = 256;
 
-/// Above this, the best of three probe products means an unoptimised build.
-const UNOPTIMISED_PROBE: std::time::Duration = std::time::Duration::from_millis(20);
+/// Above this, the best of three probe products means an unoptimised build: near the
+/// geometric middle of the two measurements, so a machine several times slower or
+/// faster than this one still falls on the right side.
+const UNOPTIMISED_PROBE: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// Whether candle's matrix products run at optimised speed here: the best of three
 /// [`PROBE_SIZE`] products, measured once per process (a few milliseconds at most).
