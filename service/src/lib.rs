@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text_enum;
 pub mod vision;

@@ -351,7 +351,7 @@ async fn permissions_follow_the_matrix() {
     // (The role names are rows of it too, meaning "at least this role".)
     let mut typed: Vec<String> = Permission::ALL
         .into_iter()
-        .chain(Role::ALL.map(Permission::AtLeast))
+        .chain(Role::ALL.iter().copied().map(Permission::AtLeast))
         .map(|p| p.as_str().to_owned())
         .collect();
     typed.sort();

@@ -163,13 +163,11 @@ pub async fn reindex(
                 json!({"lists": lists}),
             )
         }
-        IndexMethod::Hnsw { m, ef_construction } => (
-            "hnsw",
-            format!("m = {m}, ef_construction = {ef_construction}"),
-            json!({"m": m, "ef_construction": ef_construction}),
-        ),
-        IndexMethod::Auto => {
-            let (m, ef_construction) = AUTO_HNSW;
+        hnsw => {
+            let (m, ef_construction) = match hnsw {
+                IndexMethod::Hnsw { m, ef_construction } => (m, ef_construction),
+                _ => AUTO_HNSW,
+            };
             (
                 "hnsw",
                 format!("m = {m}, ef_construction = {ef_construction}"),

@@ -126,10 +126,8 @@ const KNOBS_SQL: &str = "WITH build AS (
             AND set_config('hnsw.iterative_scan', 'relaxed_order', true) IS NOT NULL
             AND set_config('hnsw.max_scan_tuples', $4, true) IS NOT NULL
             AND NOT $5
-            AND coalesce((SELECT b.method = 'hnsw'
-                                 OR b.rows_at_build >= coalesce((b.parameters->>'lists')::bigint, 1)
-                          FROM vector_index_builds b
-                          WHERE b.index_name = 'idx_chunks_embedding'), false)
+            AND coalesce((SELECT method = 'hnsw' OR rows_at_build >= coalesce(lists, 1)
+                          FROM build), false)
             AS use_index,
         (SELECT name FROM embedding_model) AS model,
         (SELECT dimension FROM embedding_model) AS dimension";

@@ -258,7 +258,8 @@ impl Worker {
         self.register(A::KIND, None, move |ctx: JobContext| {
             let handler = Arc::clone(&handler);
             async move {
-                let args: A = serde_json::from_value(ctx.payload.clone())
+                // Decoded from the payload in place: no copy of the JSON per job.
+                let args = A::deserialize(&ctx.payload)
                     .map_err(|e| format!("the payload is not valid {} arguments: {e}", A::KIND))?;
                 let result = handler(args, ctx).await?;
                 Ok(serde_json::to_value(result)?)
