@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL >= 15 server binaries and the pgvector extension are installed.
+# Makes sure PostgreSQL >= 15 server binaries, the pgvector extension and PgBouncer (the
+# transaction-mode pooler the topology tests put in front of the test cluster) are
+# installed.
 #
 # Idempotent: when both are present it only looks (well under a second) and exits 0.
 # On Debian/Ubuntu as root it installs what is missing:
 #   - postgresql + postgresql-server-dev-$MAJOR from the system's archive;
+#   - pgbouncer from the system's archive (Debian 12: 1.18);
 #   - postgresql-$MAJOR-pgvector when the archive has it; otherwise (Debian 12 has none)
 #     it builds pgvector from Debian's own source package of a newer suite, fetched with a
 #     deb-src line kept in a private apt directory (the system's sources are never edited).
@@ -50,19 +53,30 @@ has_pgvector() {
   [ -f "$(sharedir_of "$major")/extension/vector.control" ]
 }
 
+has_pgbouncer() {
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]
+}
+
 major=$(installed_major)
-if [ -n "$major" ] && [ "$major" -ge "$MIN_MAJOR" ] && has_pgvector "$major"; then
+if [ -n "$major" ] && [ "$major" -ge "$MIN_MAJOR" ] && has_pgvector "$major" && has_pgbouncer; then
   exit 0
 fi
 
 # Something is missing: we can only install it on Debian/Ubuntu as root.
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
-  die "missing prerequisites. Install PostgreSQL ${MIN_MAJOR}+ server binaries (initdb, pg_ctl, postgres) and the pgvector extension for it, e.g. on Debian/Ubuntu as root: apt-get install postgresql postgresql-server-dev-all, then pgvector (postgresql-<major>-pgvector or from source: https://github.com/pgvector/pgvector#installation); on macOS: brew install postgresql@16 pgvector. Then run this again."
+  die "missing prerequisites. Install PostgreSQL ${MIN_MAJOR}+ server binaries (initdb, pg_ctl, postgres), the pgvector extension for it and pgbouncer, e.g. on Debian/Ubuntu as root: apt-get install postgresql postgresql-server-dev-all pgbouncer, then pgvector (postgresql-<major>-pgvector or from source: https://github.com/pgvector/pgvector#installation); on macOS: brew install postgresql@16 pgvector pgbouncer. Then run this again."
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt_updated=0
 apt_update() { if [ $apt_updated -eq 0 ]; then apt-get update -qq; apt_updated=1; fi; }
+
+if ! has_pgbouncer; then
+  log "installing pgbouncer from the system archive"
+  apt_update
+  apt-get install -y -qq pgbouncer >/dev/null
+  has_pgbouncer || die "apt-get install pgbouncer finished but no pgbouncer binary was found"
+fi
 
 if [ -z "$major" ] || [ "$major" -lt "$MIN_MAJOR" ]; then
   log "installing PostgreSQL server from the system archive"

@@ -12,6 +12,11 @@ pub struct Cli {
     /// Database URL; when absent, the embedded default cluster under target/.
     #[arg(short = 'u', long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// A session connection to the primary, when `--database-url` is a
+    /// transaction-mode pooler (PgBouncer, Supavisor): LISTEN, session advisory
+    /// locks, COPY, CREATE INDEX CONCURRENTLY and migrations use it.
+    #[arg(long, env = "DIRECT_URL", global = true)]
+    pub direct_url: Option<String>,
     /// Print the result as JSON (the same structure the tables show).
     #[arg(long, global = true)]
     pub json: bool,

@@ -33,8 +33,11 @@ use commands::Output;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Migrate(mut args) = cli.command {
-        // The one global --database-url, whichever side of `migrate` it was given on.
-        if args.database_url.is_none() {
+        // Migrations and their lock need a session: the direct URL when there is one,
+        // else the one global --database-url, whichever side of `migrate` it was given on.
+        if let Some(direct) = cli.direct_url {
+            args.database_url = Some(direct);
+        } else if args.database_url.is_none() {
             args.database_url = cli.database_url;
         }
         return migration::command::run_cli(args);
@@ -81,11 +84,13 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let url = cli.database_url.as_deref();
+    let direct_url = cli.direct_url.as_deref();
     let mut out = Output::new(out, cli.json);
     runtime.block_on(async {
         match cli.command {
             Command::Doctor(args) => {
-                return commands::doctor::run(url, args.timeout, &mut out).await;
+                let urls = commands::urls(url, direct_url)?;
+                return commands::doctor::run(&urls, args.timeout, &mut out).await;
             }
             Command::Db(c) => return commands::db::run(c, url, &mut out).await,
             _ => {}
@@ -99,7 +104,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             _ => commands::POOL_SIZE,
         };
-        let db = commands::connect(url, pool_size).await?;
+        let db = commands::connect(&commands::urls(url, direct_url)?, pool_size).await?;
         let result = match cli.command {
             Command::Maintain(args) => commands::maintain::run(&db, args, &mut out).await,
             Command::Users(c) => commands::users::run(&db, c, &mut out).await,
@@ -114,7 +119,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             | Command::Db(_)
             | Command::Completions { .. } => Ok(()),
         };
-        let _ = db.close().await;
+        db.close().await;
         result
     })
 }

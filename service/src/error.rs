@@ -65,6 +65,17 @@ pub enum DbError {
         /// What the driver or server said.
         message: String,
     },
+    /// Work that needs a session of its own (LISTEN, a session advisory lock, COPY,
+    /// `CREATE INDEX CONCURRENTLY`, migrations) was given only a transaction-mode
+    /// pooler: `DIRECT_URL` is missing.
+    #[error(
+        "{} needs a session connection, but DATABASE_URL goes through a transaction-mode pooler: set DIRECT_URL",
+        purpose.component()
+    )]
+    NeedsSession {
+        /// What needed it.
+        purpose: crate::db::SessionUse,
+    },
     /// Anything else: another SQLSTATE (`code`), or a failure of the client side
     /// (decoding a row, encoding a value) with no code.
     #[error("database{}: {message}", code.as_ref().map(|c| format!(" error {c}")).unwrap_or_default())]
@@ -126,7 +137,7 @@ impl DbError {
             Self::NotNullViolation { .. } => Some("23502"),
             Self::SerializationFailure { code, .. } => Some(code),
             Self::Other { code, .. } => code.as_deref(),
-            Self::Connection { .. } => None,
+            Self::Connection { .. } | Self::NeedsSession { .. } => None,
         }
     }
 

@@ -14,9 +14,7 @@ use std::fmt::Debug;
 
 use chrono::{DateTime, Utc};
 use entity::jobs;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -139,7 +137,7 @@ pub struct WorkedJob {
 /// retry back-off.
 pub async fn work_one(
     worker: &Worker,
-    db: &DatabaseConnection,
+    db: &impl crate::db::Pools,
 ) -> Result<Option<WorkedJob>, QueueError> {
     let types = worker.job_types();
     let config = worker.config();

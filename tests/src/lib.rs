@@ -14,6 +14,7 @@
 //! The harness panics on failure: it runs only in tests, where a panic is the report.
 
 pub mod local_api;
+pub mod pgbouncer;
 pub mod queue;
 pub mod socket;
 pub mod vectors;
@@ -93,6 +94,12 @@ impl TestDb {
             db,
             owner,
         }
+    }
+
+    /// The URL of this database as the server user that owns it (a session, straight
+    /// to the server: a `DIRECT_URL`).
+    pub fn owner_url(&self) -> String {
+        url_with_database(&server_url(), &self.name)
     }
 
     /// Runs `sql` (as the schema's owner) and returns the first column of every row

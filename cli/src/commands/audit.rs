@@ -1,18 +1,14 @@
 //! `strata audit list`.
 
-use sea_orm::DatabaseConnection;
 use service::audit::{self, AuditQuery};
+use service::db::Topology;
 
 use super::Output;
 use super::output::or_dash;
 use crate::cli::AuditCommand;
 
 /// Runs `strata audit …`.
-pub async fn run(
-    db: &DatabaseConnection,
-    command: AuditCommand,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, command: AuditCommand, out: &mut Output<'_>) -> anyhow::Result<()> {
     let AuditCommand::List {
         actor,
         event_type,

@@ -3,9 +3,10 @@
 //! count it prints is exactly what the change would remove.
 
 use anyhow::{Context, bail};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::TransactionTrait;
 use serde::Serialize;
 use service::cache::{self, CACHES, CacheKind, Purge};
+use service::db::Topology;
 use service::maintenance::{self, RunOutcome, Task};
 
 use super::Output;
@@ -22,11 +23,7 @@ struct Removed {
 }
 
 /// Runs `strata cache …`.
-pub async fn run(
-    db: &DatabaseConnection,
-    command: CacheCommand,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, command: CacheCommand, out: &mut Output<'_>) -> anyhow::Result<()> {
     let runner = maintenance::runner_name();
     match command {
         CacheCommand::Stats => stats(db, out).await,
@@ -93,7 +90,7 @@ fn cleanup_task(kind: CacheKind) -> anyhow::Result<Task> {
 
 /// An audited purge (or LRU eviction) of one cache.
 async fn purge(
-    db: &DatabaseConnection,
+    db: &Topology,
     kind: CacheKind,
     what: Purge,
     dry_run: bool,
@@ -147,7 +144,7 @@ fn show_removed(out: &mut Output<'_>, removed: &[Removed]) -> anyhow::Result<()>
 }
 
 /// Prints each cache's numbers.
-async fn stats(db: &DatabaseConnection, out: &mut Output<'_>) -> anyhow::Result<()> {
+async fn stats(db: &Topology, out: &mut Output<'_>) -> anyhow::Result<()> {
     let stats = cache::cache_stats(db).await?;
     let rows = stats
         .iter()

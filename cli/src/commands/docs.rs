@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use service::db::Topology;
 use service::store::{
     self, DocumentKey, EmbedError, Embedder, EmbeddingModel, Filter, HttpEmbedder,
     HttpEmbedderConfig, HybridOptions, IndexMethod, NewChunk, NewDocument, StoreError, VectorStore,
@@ -126,11 +126,7 @@ struct IngestSummary {
 }
 
 /// Runs `strata docs …`.
-pub async fn run(
-    db: &DatabaseConnection,
-    command: DocsCommand,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, command: DocsCommand, out: &mut Output<'_>) -> anyhow::Result<()> {
     match command {
         DocsCommand::Ingest { file, embed, model } => ingest(db, &file, embed, model, out).await,
         DocsCommand::Search {
@@ -405,7 +401,7 @@ fn with_line(e: StoreError, path: &Path, lines: &[usize]) -> anyhow::Error {
 
 /// `strata docs ingest`.
 async fn ingest(
-    db: &DatabaseConnection,
+    db: &Topology,
     path: &Path,
     embed: Option<EmbedArg>,
     model: Option<String>,
@@ -507,7 +503,7 @@ async fn ingest(
 
 /// `strata docs reindex`, with the build's progress read from another connection.
 async fn reindex(
-    db: &DatabaseConnection,
+    db: &Topology,
     method: IndexMethod,
     memory: &str,
     out: &mut Output<'_>,

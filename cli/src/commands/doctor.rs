@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use service::db::DatabaseUrls;
 use service::doctor::{Examination, Expectations, Status};
 
 use super::Output;
@@ -18,16 +19,19 @@ struct Report<'a> {
 
 /// Examines the database (each check under `timeout`), prints the checks, and fails
 /// naming the failing checks when any did.
-pub async fn run(url: Option<&str>, timeout: Duration, out: &mut Output<'_>) -> anyhow::Result<()> {
-    let url = devdb::embedded::resolve_url(url)?;
-    let db = super::connect(Some(&url), super::POOL_SIZE).await?;
+pub async fn run(
+    urls: &DatabaseUrls,
+    timeout: Duration,
+    out: &mut Output<'_>,
+) -> anyhow::Result<()> {
+    let db = super::connect(urls, super::POOL_SIZE).await?;
     let mut expect = Expectations::new(migration::names());
     expect.statement_timeout = timeout;
     let examination = service::doctor::examine(&db, &expect).await;
-    let _ = db.close().await;
-    let examination = examination?;
+    db.close().await;
+    let examination = examination?.with(service::doctor::connection_checks(urls).await);
     let report = Report {
-        database: service::db::redact(&url),
+        database: service::db::redact(&urls.database_url),
         examination: &examination,
     };
     let rows = examination

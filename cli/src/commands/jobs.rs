@@ -2,9 +2,9 @@
 //! cancel by filter shows its count first and changes nothing without `--yes`.
 
 use anyhow::{Context, bail};
-use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
+use service::db::Topology;
 use service::queue::{self, JobFilter, NewJob, QueueTable};
 
 use super::Output;
@@ -27,11 +27,7 @@ fn filter(args: JobFilterArgs) -> JobFilter {
 }
 
 /// Runs `strata jobs …`.
-pub async fn run(
-    db: &DatabaseConnection,
-    args: JobsArgs,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, args: JobsArgs, out: &mut Output<'_>) -> anyhow::Result<()> {
     let table = table(args.queue);
     match args.command {
         JobsCommand::List { filter: f, page } => {
@@ -201,7 +197,7 @@ struct Changed {
 
 /// Retries or cancels one job, or every job matching the filter once `--yes` says so.
 async fn change(
-    db: &DatabaseConnection,
+    db: &Topology,
     table: QueueTable,
     bulk: BulkArgs,
     what: Change,

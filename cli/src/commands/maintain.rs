@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use service::db::Topology;
 use service::maintenance::{self, RunOutcome, RunRecord, Task};
 use service::runtime::{Runtime, RuntimeConfig, ScheduleConfig};
 
@@ -14,11 +14,7 @@ use super::output::or_dash;
 use crate::cli::{MaintainArgs, MaintainCommand};
 
 /// Runs `strata maintain …`.
-pub async fn run(
-    db: &DatabaseConnection,
-    args: MaintainArgs,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, args: MaintainArgs, out: &mut Output<'_>) -> anyhow::Result<()> {
     let runner = maintenance::runner_name();
     match args.command {
         Some(MaintainCommand::Run { task }) => {
@@ -43,7 +39,7 @@ pub async fn run(
 /// [`Runtime`] with the schedule alone, whose runs are shown as they happen. A run in
 /// progress finishes first.
 async fn every_until_interrupted(
-    db: &DatabaseConnection,
+    db: &Topology,
     runner: &str,
     every: Duration,
     out: &mut Output<'_>,
@@ -117,7 +113,7 @@ fn show_runs(out: &mut Output<'_>, runs: &[RunRecord]) -> anyhow::Result<()> {
     out.show(&runs, &["task", "status", "rows", "ms", "error"], rows)
 }
 
-async fn list(db: &DatabaseConnection, out: &mut Output<'_>) -> anyhow::Result<()> {
+async fn list(db: &Topology, out: &mut Output<'_>) -> anyhow::Result<()> {
     let tasks = maintenance::list(db).await?;
     let rows = tasks
         .iter()

@@ -15,20 +15,29 @@ pub mod worker;
 pub use output::Output;
 
 use anyhow::Context;
-use sea_orm::DatabaseConnection;
+use service::db::{DatabaseUrls, Topology};
 use uuid::Uuid;
 
 /// The pool of a command that is not the worker: a few connections.
 pub const POOL_SIZE: u32 = 4;
 
-/// Connects to `url` (or the embedded default) with a pool of `pool_size`.
-pub async fn connect(url: Option<&str>, pool_size: u32) -> anyhow::Result<DatabaseConnection> {
+/// The URLs: `--database-url` (or the embedded default) and `--direct-url`.
+pub fn urls(url: Option<&str>, direct_url: Option<&str>) -> anyhow::Result<DatabaseUrls> {
     let url = devdb::embedded::resolve_url(url)?;
-    Ok(service::db::connect(&url, pool_size).await?)
+    let urls = DatabaseUrls::new(url);
+    Ok(match direct_url {
+        Some(direct) => urls.with_direct(direct),
+        None => urls,
+    })
+}
+
+/// Connects the topology of `urls` with pools of `pool_size`.
+pub async fn connect(urls: &DatabaseUrls, pool_size: u32) -> anyhow::Result<Topology> {
+    Ok(Topology::connect(urls, pool_size).await?)
 }
 
 /// The id of the user with `email`; an error naming it when there is none.
-pub async fn user_id(db: &DatabaseConnection, email: &str) -> anyhow::Result<Uuid> {
+pub async fn user_id(db: &Topology, email: &str) -> anyhow::Result<Uuid> {
     service::accounts::get_user_by_email(db, email)
         .await?
         .map(|u| u.id)

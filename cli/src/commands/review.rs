@@ -1,6 +1,6 @@
 //! `strata review list|approve|reject|stats`.
 
-use sea_orm::DatabaseConnection;
+use service::db::Topology;
 use service::provider;
 use service::queue::JobStatus;
 use service::review::{self, PendingFilter};
@@ -11,7 +11,7 @@ use crate::cli::ReviewCommand;
 
 /// Runs `strata review …`.
 pub async fn run(
-    db: &DatabaseConnection,
+    db: &Topology,
     command: ReviewCommand,
     out: &mut Output<'_>,
 ) -> anyhow::Result<()> {

@@ -1,18 +1,14 @@
 //! `strata users create|role|list`.
 
-use sea_orm::DatabaseConnection;
 use service::accounts::{self, NewUser};
+use service::db::Topology;
 
 use super::Output;
 use super::output::or_dash;
 use crate::cli::UsersCommand;
 
 /// Runs `strata users …`.
-pub async fn run(
-    db: &DatabaseConnection,
-    command: UsersCommand,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, command: UsersCommand, out: &mut Output<'_>) -> anyhow::Result<()> {
     match command {
         UsersCommand::Create {
             email,

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use service::cache::CacheConfig;
 use service::cache::vision::VisionCache;
+use service::db::Topology;
 use service::error::BoxError;
 use service::maintenance::{self, Task};
 use service::queue;
@@ -30,7 +30,7 @@ const VISION_TTL_DAYS: i64 = 30;
 
 /// The `maintenance` handler: a run that failed fails the job (recorded, and retried
 /// by the queue).
-async fn maintenance_job(db: DatabaseConnection, ctx: JobContext) -> Result<Value, BoxError> {
+async fn maintenance_job(db: Topology, ctx: JobContext) -> Result<Value, BoxError> {
     let runner = maintenance::runner_name();
     match ctx.payload.get("task").and_then(Value::as_str) {
         Some(name) => {
@@ -49,11 +49,7 @@ async fn maintenance_job(db: DatabaseConnection, ctx: JobContext) -> Result<Valu
 
 /// Runs the workers, the rescuer, the schedule and the vision cache's flusher in one
 /// [`Runtime`] until a shutdown signal, then stops it and shows its report.
-pub async fn run(
-    db: &DatabaseConnection,
-    args: WorkerArgs,
-    out: &mut Output<'_>,
-) -> anyhow::Result<()> {
+pub async fn run(db: &Topology, args: WorkerArgs, out: &mut Output<'_>) -> anyhow::Result<()> {
     let config = WorkerConfig {
         concurrency: args.concurrency,
         shutdown_timeout: args.shutdown_timeout,

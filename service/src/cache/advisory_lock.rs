@@ -1,6 +1,8 @@
-//! Cross-process single flight: a session-level PostgreSQL advisory lock per cache
-//! key, held on a pooled connection of its own while the key's value is computed (no
-//! transaction is open meanwhile).
+//! Cross-process single flight: a PostgreSQL advisory lock per cache key, held on a
+//! connection of its own while the key's value is computed. On a session connection
+//! it is a session-level lock and no transaction is open meanwhile; through a
+//! transaction-mode pooler (no `DIRECT_URL`) it is transaction-scoped, and that
+//! transaction stays open, idle, until the value is stored.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,18 @@ use sha2::{Digest, Sha256};
 const TRY_LOCK_SQL: &str = "SELECT pg_try_advisory_lock($1)";
 /// Releases the lock [`TRY_LOCK_SQL`] took.
 const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock($1)";
+/// [`TRY_LOCK_SQL`] for a lock that ends with its transaction.
+const TRY_XACT_LOCK_SQL: &str = "SELECT pg_try_advisory_xact_lock($1)";
+
+/// How a key lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LockScope {
+    /// A session-level lock on a session connection; released by unlocking.
+    Session,
+    /// A transaction-scoped lock on a pooler's connection, in a transaction opened
+    /// for it; released by committing (which also commits the store made under it).
+    Transaction,
+}
 
 /// A session-level advisory lock and the pooled connection that holds it. If it is
 /// dropped without a successful [`HeldLock::release`] (the caller's future was
@@ -19,6 +33,7 @@ const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock($1)";
 /// to the pool, so the server ends the session and frees the lock.
 pub(super) struct HeldLock {
     conn: PoolConnection<Postgres>,
+    scope: LockScope,
     id: i64,
     released: bool,
 }
@@ -31,21 +46,30 @@ impl HeldLock {
     /// round trip per try.
     pub(super) async fn acquire(
         pool: &PgPool,
+        scope: LockScope,
         id: i64,
         deadline: Instant,
         on_first_wait: impl FnOnce(),
     ) -> Result<Option<Self>, sqlx::Error> {
         let mut conn = pool.acquire().await?;
+        let try_sql = match scope {
+            LockScope::Session => TRY_LOCK_SQL,
+            LockScope::Transaction => {
+                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+                TRY_XACT_LOCK_SQL
+            }
+        };
         let mut pause = Duration::from_millis(2);
         let mut on_first_wait = Some(on_first_wait);
         loop {
-            let taken: bool = sqlx::query_scalar(TRY_LOCK_SQL)
+            let taken: bool = sqlx::query_scalar(try_sql)
                 .bind(id)
                 .fetch_one(&mut *conn)
                 .await?;
             if taken {
                 return Ok(Some(Self {
                     conn,
+                    scope,
                     id,
                     released: false,
                 }));
@@ -54,6 +78,9 @@ impl HeldLock {
                 f();
             }
             if Instant::now() + pause > deadline {
+                if scope == LockScope::Transaction {
+                    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+                }
                 return Ok(None);
             }
             tokio::time::sleep(pause).await;
@@ -70,10 +97,17 @@ impl HeldLock {
     /// Unlocks (one round trip) and returns the connection to the pool; if the
     /// unlock fails, the connection is closed instead (which frees the lock).
     pub(super) async fn release(mut self) {
-        let unlocked = sqlx::query(UNLOCK_SQL)
-            .bind(self.id)
-            .execute(&mut *self.conn)
-            .await;
+        let unlocked = match self.scope {
+            LockScope::Session => sqlx::query(UNLOCK_SQL)
+                .bind(self.id)
+                .execute(&mut *self.conn)
+                .await
+                .map(drop),
+            LockScope::Transaction => sqlx::raw_sql("COMMIT")
+                .execute(&mut *self.conn)
+                .await
+                .map(drop),
+        };
         match unlocked {
             Ok(_) => self.released = true,
             Err(e) => tracing::warn!(error = %e, "advisory unlock failed; closing the connection"),

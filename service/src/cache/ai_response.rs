@@ -14,8 +14,8 @@ use sea_orm::sea_query::extension::postgres::PgBinOper;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryTrait, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -333,7 +333,10 @@ const DAILY_STATS_SQL: &str = "SELECT total_requests, cache_hits, cache_misses, 
 impl AiResponseCache {
     /// An AI response cache on `db` (a PostgreSQL pool; another kind of connection is
     /// refused, see [`CacheCore::new`]).
-    pub fn new(db: DatabaseConnection, config: CacheConfig) -> Result<Self, CacheError> {
+    pub fn new(
+        db: impl Into<crate::db::Topology>,
+        config: CacheConfig,
+    ) -> Result<Self, CacheError> {
         Ok(Self {
             core: CacheCore::new(AiResponseStore, db, config)?,
         })

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sea_orm::sqlx::{self, PgConnection, Postgres, pool::PoolConnection};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
+use sea_orm::sqlx::{self, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::advisory_lock::{HeldLock, lock_id};
+use super::advisory_lock::{HeldLock, LockScope, lock_id};
 use super::{CacheConfig, CacheError, CacheStats, Fetched, Found, Origin, Store};
-use crate::db::{OwnConnection, execute_on, postgres_pool};
+use crate::db::{OwnConnection, Pools, PrimaryPool, SessionUse, Topology, execute_on, on_primary};
 use crate::error::BoxError;
 
 /// Planner settings of the flush connection, which runs nothing but flushes: index
@@ -42,9 +42,14 @@ struct Counters {
 
 struct Shared<S: Store> {
     store: S,
-    db: DatabaseConnection,
-    /// `db`'s sqlx pool: the hit path's and the key locks' sessions.
-    pool: sea_orm::sqlx::PgPool,
+    db: Topology,
+    /// `db`'s primary pool: the hit path's connections.
+    pool: PgPool,
+    /// The pool of the key locks' connections: `db`'s sessions, or its primary
+    /// through a pooler without `DIRECT_URL` (transaction-scoped locks).
+    lock_pool: PgPool,
+    /// How the key locks are held on `lock_pool`'s connections.
+    lock_scope: LockScope,
     config: CacheConfig,
     counters: Counters,
     /// Buffered bookkeeping events, written by [`Shared::flush`].
@@ -70,16 +75,27 @@ impl<S: Store> CacheCore<S> {
     /// task that flushes it every `config.flush_interval`, and as soon as
     /// `config.max_batch_events` events are buffered (so it must be called inside
     /// a Tokio runtime). Call [`CacheCore::shutdown`] to write what is buffered.
-    /// `db` must be a PostgreSQL pool ([`crate::db::postgres_pool`]): the hit path,
-    /// the key locks and the flushes use its sessions directly.
-    pub fn new(store: S, db: DatabaseConnection, config: CacheConfig) -> Result<Self, CacheError> {
-        let pool = postgres_pool(&db)?.clone();
+    /// `db` ([`Topology`], or a `DatabaseConnection`: one URL, sessions) must be a
+    /// PostgreSQL pool ([`crate::db::postgres_pool`]): the hit path and the flushes use
+    /// its primary's connections directly, the key locks its session connections —
+    /// or, through a pooler without `DIRECT_URL`, transaction-scoped locks on the
+    /// primary, each holding a transaction open while its value is computed.
+    pub fn new(store: S, db: impl Into<Topology>, config: CacheConfig) -> Result<Self, CacheError> {
+        let db = db.into();
+        let primary = db.primary_pool()?;
         let flush_conn =
-            tokio::sync::Mutex::new(OwnConnection::with_settings(&pool, FLUSH_SETTINGS));
+            tokio::sync::Mutex::new(OwnConnection::with_settings(primary, FLUSH_SETTINGS));
+        let pool = primary.pool.clone();
+        let (lock_pool, lock_scope) = match db.session_pool(SessionUse::AdvisoryLock) {
+            Ok(sessions) => (sessions.clone(), LockScope::Session),
+            Err(_) => (pool.clone(), LockScope::Transaction),
+        };
         let shared = Arc::new(Shared {
             store,
             flush_conn,
             pool,
+            lock_pool,
+            lock_scope,
             db,
             config,
             counters: Counters::default(),
@@ -116,8 +132,8 @@ impl<S: Store> CacheCore<S> {
         &self.shared.store
     }
 
-    /// The connection pool the cache uses.
-    pub fn db(&self) -> &DatabaseConnection {
+    /// The connections the cache uses.
+    pub fn db(&self) -> &Topology {
         &self.shared.db
     }
 
@@ -130,10 +146,7 @@ impl<S: Store> CacheCore<S> {
     /// counted in memory and written at the next flush. A corrupt entry is logged,
     /// counted as an error and reported as a miss.
     pub async fn get(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
-        let value = self
-            .shared
-            .load_hit(&mut *self.shared.conn().await?, key)
-            .await?;
+        let value = self.shared.read_hit(key).await?;
         if value.is_none() {
             self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
         }
@@ -173,7 +186,8 @@ impl<S: Store> CacheCore<S> {
     /// A hit costs one round trip. On a miss, concurrent callers for the same key —
     /// tasks of this process or other processes on the same database — compute once:
     /// the first takes a per-key lock (an in-process mutex, then a session-level
-    /// PostgreSQL advisory lock on a pooled connection, no transaction), reads again,
+    /// PostgreSQL advisory lock on a session connection, no transaction — through a
+    /// pooler without `DIRECT_URL`, a transaction-scoped one), reads again,
     /// computes, stores and releases; the others wait (up to `config.wait_timeout`,
     /// then [`CacheError::WaitTimeout`]) and then read its result as a hit. If the
     /// compute fails, its error goes to its caller and the next waiter computes.
@@ -188,7 +202,7 @@ impl<S: Store> CacheCore<S> {
         E: Into<BoxError>,
     {
         let shared = &self.shared;
-        if let Some(value) = shared.load_hit(&mut *shared.conn().await?, key).await? {
+        if let Some(value) = shared.read_hit(key).await? {
             return Ok(Fetched {
                 value,
                 origin: Origin::Hit,
@@ -326,9 +340,14 @@ impl<S: Store> Drop for CacheCore<S> {
 }
 
 impl<S: Store> Shared<S> {
-    /// A pooled connection (what sqlx does for every query on a pool anyway).
-    async fn conn(&self) -> Result<PoolConnection<Postgres>, CacheError> {
-        self.pool.acquire().await.map_err(db_err)
+    /// [`Shared::load_hit`] on a connection of the primary pool (a transaction of its
+    /// own through a pooler).
+    async fn read_hit(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
+        let primary = PrimaryPool {
+            pool: &self.pool,
+            multiplexed: self.db.is_multiplexed(),
+        };
+        on_primary(primary, db_err, async |conn| self.load_hit(conn, key).await).await
     }
 
     /// Loads `key`'s entry and, when there is one, counts the hit (in memory: the
@@ -393,11 +412,11 @@ impl<S: Store> Shared<S> {
         }
     }
 
-    /// Takes the key's advisory lock on a pooled connection (see [`HeldLock`]), or
+    /// Takes the key's advisory lock on a connection of `lock_pool` (see [`HeldLock`]), or
     /// [`CacheError::WaitTimeout`] at `deadline`.
     async fn advisory_lock(&self, key: &S::Key, deadline: Instant) -> Result<HeldLock, CacheError> {
         let id = lock_id(self.store.name(), &S::key_text(key));
-        let held = HeldLock::acquire(&self.pool, id, deadline, || {
+        let held = HeldLock::acquire(&self.lock_pool, self.lock_scope, id, deadline, || {
             self.counters.waits.fetch_add(1, Ordering::Relaxed);
         })
         .await

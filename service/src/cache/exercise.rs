@@ -9,8 +9,7 @@ use entity::exercise_cache;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryTrait, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryTrait, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -244,7 +243,7 @@ impl Deref for ExerciseCache {
 impl ExerciseCache {
     /// An exercise cache on `db` whose entries live `ttl`. A negative TTL is refused.
     pub fn new(
-        db: DatabaseConnection,
+        db: impl Into<crate::db::Topology>,
         config: CacheConfig,
         ttl: TimeDelta,
     ) -> Result<Self, CacheError> {

@@ -10,8 +10,8 @@ use entity::vision_api_cache;
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryTrait, Statement,
+    ActiveEnum, ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryTrait,
+    Statement,
 };
 use serde_json::Value;
 
@@ -302,7 +302,7 @@ impl VisionCache {
     /// A vision cache on `db` whose entries live `ttl` (expired entries are misses
     /// even before clean-up). A negative TTL is refused.
     pub fn new(
-        db: DatabaseConnection,
+        db: impl Into<crate::db::Topology>,
         config: CacheConfig,
         ttl: TimeDelta,
     ) -> Result<Self, CacheError> {

@@ -4,10 +4,13 @@ pub mod binary_copy;
 mod own_connection;
 mod session;
 mod statement;
+mod topology;
 
 pub(crate) use own_connection::OwnConnection;
 pub(crate) use session::SessionConnection;
 pub(crate) use statement::execute_on;
+pub(crate) use topology::on_primary;
+pub use topology::{DatabaseUrls, Pools, PrimaryPool, SessionUse, Topology, multiplexed};
 
 use crate::error::DbError;
 use sea_orm::{

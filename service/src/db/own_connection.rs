@@ -2,6 +2,8 @@
 
 use sea_orm::sqlx;
 
+use super::PrimaryPool;
+
 /// A connection of a component's own, outside the pool, for its batched writes (the
 /// queue worker's claims and outcomes, a cache's bookkeeping flushes): they never
 /// wait for a pooled connection nor take one from the traffic. By default they commit
@@ -9,10 +11,16 @@ use sea_orm::sqlx;
 /// commit, which these writers tolerate (a queue delivers at least once; bookkeeping
 /// is statistics); [`OwnConnection::synchronous_commit`] turns that off. Opened on
 /// first use and again after an error (see [`OwnConnection::run`]).
+///
+/// Through a transaction-mode pooler (a multiplexed [`PrimaryPool`]) the connection is
+/// no session: each [`OwnConnection::run`] is a transaction of its own, opened with
+/// its settings as `SET LOCAL` in one simple-protocol message and committed after —
+/// two more round trips than on a session.
 pub(crate) struct OwnConnection {
     options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
     settings: &'static [(&'static str, &'static str)],
     synchronous_commit: bool,
+    multiplexed: bool,
     conn: Option<sqlx::PgConnection>,
 }
 
@@ -22,23 +30,42 @@ const APPLY_SETTINGS_SQL: &str = "SELECT count(set_config(name, value, false))
      FROM unnest($1::text[], $2::text[]) AS s(name, value)";
 
 impl OwnConnection {
-    /// A connection like `pool`'s, not opened yet.
-    pub(crate) fn new(pool: &sqlx::PgPool) -> Self {
-        Self::with_settings(pool, &[])
+    /// A connection like `primary`'s, not opened yet.
+    pub(crate) fn new(primary: PrimaryPool<'_>) -> Self {
+        Self::with_settings(primary, &[])
     }
 
     /// Like [`OwnConnection::new`], with more session settings (name, value), made
     /// when the connection opens, in the same round trip as `synchronous_commit`.
     pub(crate) fn with_settings(
-        pool: &sqlx::PgPool,
+        primary: PrimaryPool<'_>,
         settings: &'static [(&'static str, &'static str)],
     ) -> Self {
         Self {
-            options: pool.connect_options(),
+            options: primary.pool.connect_options(),
             settings,
             synchronous_commit: false,
+            multiplexed: primary.multiplexed,
             conn: None,
         }
+    }
+
+    /// The settings as (name, value) pairs, `synchronous_commit` first.
+    fn settings(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        let commit = if self.synchronous_commit { "on" } else { "off" };
+        [("synchronous_commit", commit)]
+            .into_iter()
+            .chain(self.settings.iter().copied())
+    }
+
+    /// `BEGIN` and the settings as `SET LOCAL`, for one message (names and values are
+    /// this crate's constants, never a caller's text).
+    fn begin_sql(&self) -> String {
+        let mut sql = String::from("BEGIN");
+        for (name, value) in self.settings() {
+            sql.push_str(&format!("; SET LOCAL {name} TO '{value}'"));
+        }
+        sql
     }
 
     /// Whether its commits wait for the WAL flush (default `false`).
@@ -54,16 +81,16 @@ impl OwnConnection {
             Some(conn) => conn,
             None => {
                 let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
-                let commit = if self.synchronous_commit { "on" } else { "off" };
-                let settings = [("synchronous_commit", commit)]
-                    .into_iter()
-                    .chain(self.settings.iter().copied());
-                let (names, values): (Vec<&str>, Vec<&str>) = settings.unzip();
-                sqlx::query(APPLY_SETTINGS_SQL)
-                    .bind(names)
-                    .bind(values)
-                    .execute(&mut conn)
-                    .await?;
+                if self.multiplexed {
+                    super::topology::learn_custom_types(&mut conn).await?;
+                } else {
+                    let (names, values): (Vec<&str>, Vec<&str>) = self.settings().unzip();
+                    sqlx::query(APPLY_SETTINGS_SQL)
+                        .bind(names)
+                        .bind(values)
+                        .execute(&mut conn)
+                        .await?;
+                }
                 conn
             }
         };
@@ -78,13 +105,37 @@ impl OwnConnection {
         connect_error: impl FnOnce(sqlx::Error) -> E,
         write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, E>,
     ) -> Result<T, E> {
+        let begin = self.multiplexed.then(|| self.begin_sql());
         let result = match self.get().await {
-            Ok(conn) => write(conn).await,
+            Ok(conn) => match begin {
+                None => write(conn).await,
+                Some(begin) => in_transaction(conn, &begin, connect_error, write).await,
+            },
             Err(e) => Err(connect_error(e)),
         };
         if result.is_err() {
             self.conn = None;
         }
         result
+    }
+}
+
+/// `write` inside `BEGIN` (with `begin`'s settings) and `COMMIT`, both in the simple
+/// protocol. On an error the transaction is left open: the caller drops the
+/// connection, which ends it.
+async fn in_transaction<T, E>(
+    conn: &mut sqlx::PgConnection,
+    begin: &str,
+    connect_error: impl FnOnce(sqlx::Error) -> E,
+    write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    let raw = |sql: &str| sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+    if let Err(e) = raw(begin).execute(&mut *conn).await {
+        return Err(connect_error(e));
+    }
+    let value = write(&mut *conn).await?;
+    match raw("COMMIT").execute(&mut *conn).await {
+        Ok(_) => Ok(value),
+        Err(e) => Err(connect_error(e)),
     }
 }

@@ -14,6 +14,7 @@
 
 mod app;
 mod catalog;
+mod connections;
 mod required;
 mod security;
 mod usage;
@@ -22,10 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 use serde::Serialize;
 
 use crate::cache::CacheError;
@@ -34,6 +32,7 @@ use crate::queue::QueueError;
 use crate::store::StoreError;
 
 pub use catalog::{PRESENT_OBJECTS_SQL, PresentObject, present_objects};
+pub use connections::connection_checks;
 pub use required::{ObjectKind, REQUIRED_OBJECTS, RequiredObject};
 pub use security::CLIENT_ROLES;
 
@@ -139,6 +138,18 @@ impl Examination {
         self.checks.iter().filter(|c| c.status == status).count()
     }
 
+    /// With `more` checks appended (the connection checks), the verdict updated.
+    pub fn with(mut self, more: Vec<Check>) -> Self {
+        self.checks.extend(more);
+        self.status = self
+            .checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Ok);
+        self
+    }
+
     /// The check named `name`.
     pub fn check(&self, name: &str) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
@@ -205,7 +216,7 @@ fn setup_sql(timeout: Duration) -> String {
 /// only the rights to read the catalogue and the statistics views; a check without a
 /// privilege it needs is a `warn` naming the missing privilege.
 pub async fn examine(
-    db: &DatabaseConnection,
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
     expect: &Expectations,
 ) -> Result<Examination, DbError> {
     let setup = setup_sql(expect.statement_timeout);

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::{self, PgConnection, Row};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{QueueError, QueueTable, db_err};
-use crate::db::postgres_pool;
+use crate::db::{Pools, on_primary};
 
 /// One claim of one job: what an outcome, heartbeat or release names. The token is
 /// a random UUID set by the claim (`claim_token`), so two claims of a job — even by
@@ -53,18 +52,21 @@ impl ClaimedJob {
 /// Claims up to `limit` runnable jobs of `types` for `worker` in one round trip: the
 /// highest priority first, then the oldest `run_at`, skipping rows other workers have
 /// locked; each becomes running with a lease of `lease`, its attempt counted and a
-/// fresh claim token. Takes a connection of `db`'s pool for the round trip (a claim
-/// commits on its own: it must never wait inside a caller's transaction).
+/// fresh claim token. Takes a connection of `db`'s primary pool for the round trip
+/// (a claim commits on its own: it must never wait inside a caller's transaction;
+/// through a pooler it is a transaction of its own, two more round trips).
 pub async fn claim(
-    db: &DatabaseConnection,
+    db: &impl Pools,
     table: QueueTable,
     worker: &str,
     types: &[String],
     limit: usize,
     lease: Duration,
 ) -> Result<Vec<ClaimedJob>, QueueError> {
-    let mut conn = postgres_pool(db)?.acquire().await.map_err(db_err)?;
-    claim_on(&mut conn, table, worker, types, limit, lease).await
+    on_primary(db.primary_pool()?, db_err, async |conn| {
+        claim_on(conn, table, worker, types, limit, lease).await
+    })
+    .await
 }
 
 /// [`claim`] on a given connection (the worker's own).

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::{self, PgConnection, Row};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Lease, QueueError, QueueTable, db_err};
-use crate::db::postgres_pool;
+use crate::db::{Pools, on_primary};
 
 /// How a job's attempt ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,14 +44,17 @@ pub struct Finished {
 /// and claimed again, cancelled, finished) is left alone and counted as stale.
 /// Completions that share one result (no-op handlers' `null`) send only ids and
 /// tokens; any other batch also sends results, errors and retry times. Takes a
-/// connection of `db`'s pool for the one round trip.
+/// connection of `db`'s primary pool for the one round trip (a transaction of its own
+/// through a pooler).
 pub async fn finish(
-    db: &DatabaseConnection,
+    db: &impl Pools,
     table: QueueTable,
     outcomes: &[(Lease, Outcome)],
 ) -> Result<Finished, QueueError> {
-    let mut conn = postgres_pool(db)?.acquire().await.map_err(db_err)?;
-    finish_on(&mut conn, table, outcomes).await
+    on_primary(db.primary_pool()?, db_err, async |conn| {
+        finish_on(conn, table, outcomes).await
+    })
+    .await
 }
 
 /// [`finish`] on a given connection (the worker's own). Unnamed statements: see

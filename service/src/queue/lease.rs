@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::{self, Row};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use super::{Lease, QueueError, QueueTable, db_err};
-use crate::db::postgres_pool;
+use crate::db::{Pools, on_primary};
 
 /// The longest back-off a rescue applies (and the cap on its settings): 30 days.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -18,7 +18,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 24 * 3600);
 /// perhaps claimed again under another token), and its handler should stop; another
 /// claim of the same job is not affected.
 pub async fn heartbeat(
-    db: &DatabaseConnection,
+    db: &impl Pools,
     table: QueueTable,
     leases: &[Lease],
     lease: Duration,
@@ -26,14 +26,17 @@ pub async fn heartbeat(
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(sqlx::AssertSqlSafe(table.sql().heartbeat.as_str()))
-        .persistent(false)
-        .bind(leases.iter().map(|l| l.job).collect::<Vec<_>>())
-        .bind(leases.iter().map(|l| l.token).collect::<Vec<_>>())
-        .bind(lease.as_secs_f64())
-        .fetch_all(postgres_pool(db)?)
-        .await
-        .map_err(db_err)?;
+    let rows = on_primary(db.primary_pool()?, db_err, async |conn| {
+        sqlx::query(sqlx::AssertSqlSafe(table.sql().heartbeat.as_str()))
+            .persistent(false)
+            .bind(leases.iter().map(|l| l.job).collect::<Vec<_>>())
+            .bind(leases.iter().map(|l| l.token).collect::<Vec<_>>())
+            .bind(lease.as_secs_f64())
+            .fetch_all(conn)
+            .await
+            .map_err(db_err)
+    })
+    .await?;
     rows.iter()
         .map(|row| {
             Ok(Lease {
@@ -77,20 +80,23 @@ pub async fn rescue_expired<C: ConnectionTrait>(
 /// skipped. One statement on a connection of `db`'s pool (unnamed: array
 /// parameters); returns how many went back.
 pub async fn release(
-    db: &DatabaseConnection,
+    db: &impl Pools,
     table: QueueTable,
     leases: &[Lease],
 ) -> Result<u64, QueueError> {
     if leases.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(sqlx::AssertSqlSafe(table.sql().release.as_str()))
-        .persistent(false)
-        .bind(leases.iter().map(|l| l.job).collect::<Vec<_>>())
-        .bind(leases.iter().map(|l| l.token).collect::<Vec<_>>())
-        .execute(postgres_pool(db)?)
-        .await
-        .map_err(db_err)?;
+    let done = on_primary(db.primary_pool()?, db_err, async |conn| {
+        sqlx::query(sqlx::AssertSqlSafe(table.sql().release.as_str()))
+            .persistent(false)
+            .bind(leases.iter().map(|l| l.job).collect::<Vec<_>>())
+            .bind(leases.iter().map(|l| l.token).collect::<Vec<_>>())
+            .execute(conn)
+            .await
+            .map_err(db_err)
+    })
+    .await?;
     Ok(done.rows_affected())
 }
 

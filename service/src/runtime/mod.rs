@@ -30,7 +30,6 @@ mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -102,7 +101,7 @@ impl RuntimeReport {
 /// The background services of one process, not started yet. Build it with
 /// [`Runtime::new`], add workers and flushers, then [`Runtime::start`] it.
 pub struct Runtime {
-    db: DatabaseConnection,
+    db: crate::db::Topology,
     config: RuntimeConfig,
     workers: Vec<Worker>,
     flushers: Vec<Arc<dyn Flush>>,
@@ -111,9 +110,9 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime on `db` (the application's pool: the rescuer and the schedule use it,
     /// the workers and flushers keep connections of their own) with `config`.
-    pub fn new(db: DatabaseConnection, config: RuntimeConfig) -> Self {
+    pub fn new(db: impl Into<crate::db::Topology>, config: RuntimeConfig) -> Self {
         Self {
-            db,
+            db: db.into(),
             config,
             workers: Vec::new(),
             flushers: Vec::new(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use super::Probe;
 use super::service::{BoxFuture, Ended, Service, Stop};
@@ -41,7 +41,7 @@ impl Default for RescuerConfig {
 /// table per tick (plus a `NOTIFY` when it rescued), on a pooled connection. Several
 /// processes' rescuers are safe together: the statement locks the rows it changes.
 pub(super) struct Rescuer {
-    db: DatabaseConnection,
+    db: crate::db::Topology,
     tables: Vec<QueueTable>,
     config: RescuerConfig,
     probe: Probe,
@@ -49,7 +49,7 @@ pub(super) struct Rescuer {
 
 impl Rescuer {
     pub(super) fn new(
-        db: DatabaseConnection,
+        db: crate::db::Topology,
         tables: Vec<QueueTable>,
         config: RescuerConfig,
     ) -> Self {
@@ -72,14 +72,12 @@ impl Rescuer {
                 Ok(n) => {
                     rescued += n;
                     tracing::info!(queue = table.name(), jobs = n, "rescued expired leases");
-                    let wake = crate::db::postgres_pool(&self.db).map(|pool| {
-                        sea_orm::sqlx::query(WAKE_SQL)
-                            .bind(table.channel())
-                            .execute(pool)
-                    });
-                    if let Ok(wake) = wake
-                        && let Err(e) = wake.await
-                    {
+                    let wake = Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        WAKE_SQL,
+                        [table.channel().into()],
+                    );
+                    if let Err(e) = self.db.execute_raw(wake).await {
                         tracing::debug!(queue = table.name(), error = %e, "wake-up after a rescue failed");
                     }
                 }

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
-
 use super::Probe;
 use super::service::{BoxFuture, Ended, Service, Stop};
 use crate::error::BoxError;
@@ -51,13 +49,13 @@ impl std::fmt::Debug for ScheduleConfig {
 /// runner and shown here as errors; the schedule goes on. Costs what the due tasks
 /// cost, plus one read of the schedule per tick.
 pub(super) struct Schedule {
-    db: DatabaseConnection,
+    db: crate::db::Topology,
     config: ScheduleConfig,
     probe: Probe,
 }
 
 impl Schedule {
-    pub(super) fn new(db: DatabaseConnection, config: ScheduleConfig) -> Self {
+    pub(super) fn new(db: crate::db::Topology, config: ScheduleConfig) -> Self {
         Self {
             db,
             config,

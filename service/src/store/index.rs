@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::sqlx::{self, Row};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
-    Statement,
+    ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Statement,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use super::filter::{MetadataOf, check_key};
-use crate::db::postgres_pool;
+use crate::db::{Pools, SessionUse};
 use crate::error::DbError;
 
 /// The seed's vector index, which [`reindex`] rebuilds under the same name.
@@ -132,10 +131,11 @@ const COUNT_SQL: &str = "SELECT count(*) FROM document_chunks WHERE embedding IS
 /// and records why.
 ///
 /// Needs a connection of its own, outside any transaction (concurrent index builds
-/// cannot run in one): it holds one of `db`'s pooled connections for the whole build
+/// cannot run in one): it holds one of `db`'s session connections (`DIRECT_URL`
+/// behind a pooler) for the whole build
 /// — minutes on a large table — and resets its setting before giving it back.
 pub async fn reindex(
-    db: &DatabaseConnection,
+    db: &impl Pools,
     method: IndexMethod,
     maintenance_work_mem: &str,
 ) -> Result<ReindexReport, StoreError> {
@@ -175,7 +175,7 @@ pub async fn reindex(
             )
         }
     };
-    let pool = postgres_pool(db)?;
+    let pool = db.session_pool(SessionUse::ConcurrentIndex)?;
     let mut conn = pool.acquire().await.map_err(DbError::from)?;
     let result = async {
         sqlx::query("SELECT set_config('maintenance_work_mem', $1, false)")
@@ -405,13 +405,9 @@ pub async fn index_health<C: ConnectionTrait>(db: &C) -> Result<IndexHealth, Sto
 /// Builds (concurrently, if missing) an expression B-tree index on a metadata key,
 /// `(metadata -> 'key')`, which serves `lt`, `lte`, `gt` and `gte` filters on it (and
 /// equality on a promoted key through the GIN index as before). Returns the index's
-/// name. Needs a connection outside any transaction: one of `db`'s pooled
-/// connections, for the build.
-pub async fn promote_key(
-    db: &DatabaseConnection,
-    of: MetadataOf,
-    key: &str,
-) -> Result<String, StoreError> {
+/// name. Needs a connection outside any transaction: one of `db`'s session
+/// connections (`DIRECT_URL` behind a pooler), for the build.
+pub async fn promote_key(db: &impl Pools, of: MetadataOf, key: &str) -> Result<String, StoreError> {
     check_key(key)?;
     let table = match of {
         MetadataOf::Chunk => "document_chunks",
@@ -432,10 +428,13 @@ pub async fn promote_key(
     let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     let name = format!("idx_{table}_meta_{readable}_{suffix}");
     // The key passed `check_key` (no quote can reach the SQL); the name is built from it.
-    db.execute_unprepared(&format!(
+    let pool = db.session_pool(SessionUse::ConcurrentIndex)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ((metadata -> '{key}'))"
-    ))
-    .await?;
+    )))
+    .execute(pool)
+    .await
+    .map_err(DbError::from)?;
     Ok(name)
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -114,14 +114,14 @@ pub struct SearchLog {
 impl SearchLog {
     /// Starts the log's writer task on `db` (a pool: the task holds one of its
     /// connections only while it writes).
-    pub fn start(db: DatabaseConnection, config: SearchLogConfig) -> Self {
+    pub fn start(db: impl Into<crate::db::Topology>, config: SearchLogConfig) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             handed_over: std::sync::atomic::AtomicBool::new(false),
         });
-        tokio::spawn(writer(db, config, receiver, counters.clone()));
+        tokio::spawn(writer(db.into(), config, receiver, counters.clone()));
         Self {
             sender,
             counters,
@@ -195,7 +195,7 @@ impl crate::runtime::Flush for SearchLog {
 }
 
 async fn writer(
-    db: DatabaseConnection,
+    db: crate::db::Topology,
     config: SearchLogConfig,
     mut receiver: mpsc::UnboundedReceiver<Command>,
     counters: Arc<Counters>,
@@ -250,7 +250,7 @@ fn drain(receiver: &mut mpsc::UnboundedReceiver<Command>, buffer: &mut Vec<Searc
 
 /// Writes the buffer in one statement; on failure keeps it (up to `max_buffered`).
 async fn write(
-    db: &DatabaseConnection,
+    db: &crate::db::Topology,
     buffer: &mut Vec<SearchLogEntry>,
     config: &SearchLogConfig,
     counters: &Counters,

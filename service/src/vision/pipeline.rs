@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use entity::sea_orm_active_enums::AiProvider;
 use entity::{batch_job_errors, batch_jobs, images};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, Statement, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    Statement, TransactionSession, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -164,16 +164,20 @@ pub async fn batch_progress<C: ConnectionTrait>(
 /// The built-in handler of one provider's annotation jobs. Register it on a worker of
 /// `ai_annotation_jobs` with [`AnnotationPipeline::register`].
 pub struct AnnotationPipeline<P: VisionProvider> {
-    db: DatabaseConnection,
+    db: crate::db::Topology,
     cache: Arc<VisionCache>,
     provider: Arc<P>,
 }
 
 impl<P: VisionProvider> AnnotationPipeline<P> {
     /// A pipeline writing on `db`, calling `provider` through `cache`.
-    pub fn new(db: DatabaseConnection, cache: Arc<VisionCache>, provider: P) -> Arc<Self> {
+    pub fn new(
+        db: impl Into<crate::db::Topology>,
+        cache: Arc<VisionCache>,
+        provider: P,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            db,
+            db: db.into(),
             cache,
             provider: Arc::new(provider),
         })

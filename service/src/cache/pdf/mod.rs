@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -231,7 +231,7 @@ impl Deref for PdfCache {
 impl PdfCache {
     /// A PDF cache on `db`. Refuses a zstd level outside 1..=22.
     pub fn new(
-        db: DatabaseConnection,
+        db: impl Into<crate::db::Topology>,
         config: CacheConfig,
         settings: PdfSettings,
     ) -> Result<Self, CacheError> {

@@ -18,13 +18,13 @@ use crate::queue::{claim_on, db_err};
 pub(super) async fn claim_loop<T>(
     worker: &Worker,
     shared: &Arc<Shared>,
-    listener: &mut PgListener,
+    listener: &mut Option<PgListener>,
     shutdown: impl Future<Output = T>,
 ) -> T {
     tokio::pin!(shutdown);
     let types: Vec<String> = worker.handlers.keys().cloned().collect();
     let mut conn =
-        OwnConnection::new(&worker.pool).synchronous_commit(worker.config.synchronous_commit);
+        OwnConnection::new(worker.primary()).synchronous_commit(worker.config.synchronous_commit);
     let prefetch = worker.config.prefetch;
     // The last claim came back short: wait for a NOTIFY or the poll interval rather
     // than ask again at every freed slot.
@@ -76,7 +76,7 @@ pub(super) async fn claim_loop<T>(
         }
         tokio::select! {
             value = &mut shutdown => return value,
-            note = listener.recv() => {
+            note = next_notification(listener) => {
                 exhausted = false;
                 if let Err(e) = note {
                     worker.probe.error(format_args!("LISTEN: {e}"));
@@ -87,5 +87,15 @@ pub(super) async fn claim_loop<T>(
             _ = shared.need.notified() => {}
             _ = tokio::time::sleep(worker.config.poll_interval) => exhausted = false,
         }
+    }
+}
+
+/// The next notification, or never without a listener (the worker polls).
+async fn next_notification(
+    listener: &mut Option<PgListener>,
+) -> Result<sea_orm::sqlx::postgres::PgNotification, sea_orm::sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
     }
 }

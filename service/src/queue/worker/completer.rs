@@ -20,7 +20,7 @@ pub(super) async fn complete_loop(
 ) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut conn =
-        OwnConnection::new(&worker.pool).synchronous_commit(worker.config.synchronous_commit);
+        OwnConnection::new(worker.primary()).synchronous_commit(worker.config.synchronous_commit);
     let mut batch = Vec::with_capacity(worker.config.max_completion_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use crate::db::{Pools, PrimaryPool, SessionUse, Topology};
 use sea_orm::sqlx::postgres::PgListener;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -131,8 +131,11 @@ pub struct WorkerReport {
 /// until a shutdown signal. A worker does not rescue other workers' expired leases:
 /// that is the runtime's rescuer's job, one per process.
 pub struct Worker {
-    db: DatabaseConnection,
-    /// `db`'s sqlx pool: the LISTEN session and the worker's own connections.
+    /// Claims, outcomes, heartbeats and releases go to its primary; `LISTEN` to its
+    /// session connection (`DIRECT_URL` behind a pooler), or, without one, the worker
+    /// polls.
+    db: Topology,
+    /// The primary's sqlx pool: the claimer's and the completer's own connections.
     pool: sea_orm::sqlx::PgPool,
     table: QueueTable,
     id: String,
@@ -142,12 +145,21 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// The primary's pool, as the topology reaches it.
+    pub(super) fn primary(&self) -> PrimaryPool<'_> {
+        PrimaryPool {
+            pool: &self.pool,
+            multiplexed: self.db.is_multiplexed(),
+        }
+    }
+
     /// A worker on `table` with `config`; its id (the lease owner) is
     /// `<host>-<pid>-<random>`. Refuses a concurrency of 0, a zero lease, or a
     /// heartbeat not shorter than the lease, and a connection that is not a
-    /// PostgreSQL pool ([`crate::db::postgres_pool`]).
+    /// PostgreSQL pool ([`crate::db::postgres_pool`]). `db` is a [`Topology`] or a
+    /// `DatabaseConnection` (one URL, sessions).
     pub fn new(
-        db: DatabaseConnection,
+        db: impl Into<Topology>,
         table: QueueTable,
         config: WorkerConfig,
     ) -> Result<Self, QueueError> {
@@ -194,7 +206,8 @@ impl Worker {
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        let pool = crate::db::postgres_pool(&db)?.clone();
+        let db = db.into();
+        let pool = db.primary_pool()?.pool.clone();
         Ok(Self {
             db,
             pool,
@@ -361,13 +374,20 @@ impl Worker {
             });
         }
         let worker = self;
-        let mut listener = PgListener::connect_with(&worker.pool)
-            .await
-            .map_err(db_err)?;
-        listener
-            .listen(worker.table.channel)
-            .await
-            .map_err(db_err)?;
+        let mut listener = match worker.db.session_pool(SessionUse::Listen) {
+            Ok(pool) => {
+                let mut listener = PgListener::connect_with(pool).await.map_err(db_err)?;
+                listener
+                    .listen(worker.table.channel)
+                    .await
+                    .map_err(db_err)?;
+                Some(listener)
+            }
+            Err(e) => {
+                tracing::warn!(worker = %worker.id, error = %e, "no LISTEN: polling every {:?}", worker.config.poll_interval);
+                None
+            }
+        };
 
         let shared = Arc::new(Shared::new(worker.config.concurrency));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(Lease, Outcome)>();

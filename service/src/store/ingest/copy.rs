@@ -3,14 +3,14 @@
 use std::collections::HashSet;
 
 use sea_orm::sqlx;
-use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use sea_orm::{DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use super::{
     EmbeddingModel, IngestReport, NewDocument, Prepared, StoreError, check, object_text, prepare,
 };
 use crate::db::binary_copy::BinaryCopy;
-use crate::db::{SessionConnection, postgres_pool};
+use crate::db::{Pools, SessionConnection, SessionUse};
 use crate::error::DbError;
 
 /// Lists the (document, index) of the chunks stored for documents `$1` (after
@@ -41,18 +41,18 @@ struct StoredChunk {
 /// [`ingest`], with the chunks streamed by binary `COPY` straight into
 /// `document_chunks` — for loading: faster than [`ingest`] on large batches (see
 /// `docs/performance.md`). It does the same checks and is as idempotent, but it
-/// cannot join a caller's transaction: it takes a connection of `db`'s pool for its
-/// own transaction (COPY needs the session itself). Statements: begin, the model
+/// cannot join a caller's transaction: it takes a session connection of `db`
+/// (`DIRECT_URL` behind a pooler) for its own transaction (COPY needs the session). Statements: begin, the model
 /// check, the plan setting, the document upserts, one DELETE of stale chunks and one
 /// read of the chunks kept (both only when a document has a key: one without is
 /// new), one COPY of the rest (none when nothing changed), commit.
 pub async fn ingest_copy(
-    db: &DatabaseConnection,
+    db: &impl Pools,
     model: &EmbeddingModel,
     docs: &[NewDocument],
 ) -> Result<IngestReport, StoreError> {
     check(model, docs)?;
-    let pool = postgres_pool(db)?;
+    let pool = db.session_pool(SessionUse::Copy)?;
     let mut conn = pool.acquire().await.map_err(DbError::from)?;
     let mut tx = sqlx::Connection::begin(&mut *conn)
         .await
