@@ -550,7 +550,7 @@ pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
 }
 
 /// True when this process runs as root (uid 0), read from `/proc/self`.
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
@@ -558,7 +558,7 @@ fn running_as_root() -> bool {
 
 /// A server command (`initdb`, `pg_ctl`, `createdb`), run as the `postgres` OS user
 /// when this process is root.
-fn pg_command(bindir: &Path, program: &str) -> Command {
+pub fn pg_command(bindir: &Path, program: &str) -> Command {
     let exe = bindir.join(program);
     if running_as_root() {
         let mut cmd = Command::new("runuser");

@@ -16,6 +16,7 @@
 pub mod local_api;
 pub mod pgbouncer;
 pub mod queue;
+pub mod replica;
 pub mod socket;
 pub mod vectors;
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::advisory_lock::{HeldLock, LockScope, lock_id};
 use super::{CacheConfig, CacheError, CacheStats, Fetched, Found, Origin, Store};
 use crate::db::{OwnConnection, Pools, PrimaryPool, SessionUse, Topology, execute_on, on_primary};
-use crate::error::BoxError;
+use crate::error::{BoxError, DbError};
 
 /// Planner settings of the flush connection, which runs nothing but flushes: index
 /// or TID lookups per row of the batch instead of a sequential scan hashed into it
@@ -146,7 +146,7 @@ impl<S: Store> CacheCore<S> {
     /// counted in memory and written at the next flush. A corrupt entry is logged,
     /// counted as an error and reported as a miss.
     pub async fn get(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
-        let value = self.shared.read_hit(key).await?;
+        let value = self.shared.read_hit(key, true).await?;
         if value.is_none() {
             self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
         }
@@ -202,7 +202,7 @@ impl<S: Store> CacheCore<S> {
         E: Into<BoxError>,
     {
         let shared = &self.shared;
-        if let Some(value) = shared.read_hit(key).await? {
+        if let Some(value) = shared.read_hit(key, false).await? {
             return Ok(Fetched {
                 value,
                 origin: Origin::Hit,
@@ -340,9 +340,36 @@ impl<S: Store> Drop for CacheCore<S> {
 }
 
 impl<S: Store> Shared<S> {
-    /// [`Shared::load_hit`] on a connection of the primary pool (a transaction of its
-    /// own through a pooler).
-    async fn read_hit(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
+    /// [`Shared::load_hit`] on a replica when the topology has one that may serve
+    /// reads (see [`Topology::reader`]), and on the primary when it has not, when the
+    /// replica's connection failed, or — with `miss_to_primary` — when the replica
+    /// missed (it may lag behind a store). One round trip, two on a replica's miss
+    /// sent on. A caller that computes on a miss passes `false`: its locked re-read
+    /// is on the primary anyway.
+    async fn read_hit(
+        &self,
+        key: &S::Key,
+        miss_to_primary: bool,
+    ) -> Result<Option<S::Value>, CacheError> {
+        if self.db.has_replicas() {
+            let reader = self.db.reader().await;
+            if let Some(pool) = reader.replica_pool() {
+                let read = match pool.acquire().await {
+                    Ok(mut conn) => self.load_hit(&mut conn, key).await,
+                    Err(e) => Err(db_err(e)),
+                };
+                match read {
+                    Ok(Some(value)) => return Ok(Some(value)),
+                    Ok(None) if !miss_to_primary => return Ok(None),
+                    Ok(None) => {}
+                    Err(CacheError::Database(DbError::Connection { message })) => {
+                        tracing::warn!(cache = self.store.name(), error = %message, "replica failed; reading from the primary");
+                        reader.replica_failed();
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let primary = PrimaryPool {
             pool: &self.pool,
             multiplexed: self.db.is_multiplexed(),

@@ -2,15 +2,19 @@
 
 pub mod binary_copy;
 mod own_connection;
+mod replicas;
 mod session;
 mod statement;
 mod topology;
 
 pub(crate) use own_connection::OwnConnection;
+pub use replicas::{Lsn, ReadYourWrites, Reader, ReplicaConfig, ReplicaStatus, ServedBy};
 pub(crate) use session::SessionConnection;
 pub(crate) use statement::execute_on;
 pub(crate) use topology::on_primary;
-pub use topology::{DatabaseUrls, Pools, PrimaryPool, SessionUse, Topology, multiplexed};
+pub use topology::{
+    DatabaseUrls, Pools, PrimaryPool, SessionUse, Topology, multiplexed, split_urls,
+};
 
 use crate::error::DbError;
 use sea_orm::{

@@ -26,6 +26,7 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 
+use super::replicas::{ReplicaConfig, Replicas, open_replica};
 use super::{ConnectError, redact};
 use crate::error::DbError;
 
@@ -36,6 +37,8 @@ pub struct DatabaseUrls {
     pub database_url: String,
     /// `DIRECT_URL`: a session connection to the primary, for [`SessionUse`] work.
     pub direct_url: Option<String>,
+    /// `REPLICA_URLS`: streaming replicas of the primary, for reads (zero or more).
+    pub replica_urls: Vec<String>,
 }
 
 impl DatabaseUrls {
@@ -44,7 +47,14 @@ impl DatabaseUrls {
         Self {
             database_url: database_url.into(),
             direct_url: None,
+            replica_urls: Vec::new(),
         }
+    }
+
+    /// With a read replica added.
+    pub fn with_replica(mut self, replica_url: impl Into<String>) -> Self {
+        self.replica_urls.push(replica_url.into());
+        self
     }
 
     /// With `DIRECT_URL` set: `database_url` is then taken to be a transaction-mode
@@ -54,13 +64,17 @@ impl DatabaseUrls {
         self
     }
 
-    /// `DATABASE_URL` and `DIRECT_URL` from the environment; `None` without
-    /// `DATABASE_URL`. An empty variable counts as unset.
+    /// `DATABASE_URL`, `DIRECT_URL` and `REPLICA_URLS` (separated by commas or
+    /// whitespace) from the environment; `None` without `DATABASE_URL`. An empty
+    /// variable counts as unset.
     pub fn from_env() -> Option<Self> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         Some(Self {
             database_url: var("DATABASE_URL")?,
             direct_url: var("DIRECT_URL"),
+            replica_urls: var("REPLICA_URLS")
+                .map(|list| split_urls(&list))
+                .unwrap_or_default(),
         })
     }
 
@@ -75,6 +89,14 @@ impl DatabaseUrls {
             .as_deref()
             .is_some_and(|direct| direct != self.database_url)
     }
+}
+
+/// URLs separated by commas or whitespace (`REPLICA_URLS`, `--replica-urls`).
+pub fn split_urls(list: &str) -> Vec<String> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Work that needs a session of its own, and so `DIRECT_URL` when `DATABASE_URL` is a
@@ -161,14 +183,15 @@ impl Pools for DatabaseConnection {
 /// `DatabaseConnection` (one URL, sessions).
 #[derive(Clone)]
 pub struct Topology {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     primary: DatabaseConnection,
     multiplexed: bool,
     /// `None` when the primary is multiplexed and no `DIRECT_URL` was given.
     session: Option<DatabaseConnection>,
+    pub(super) replicas: Replicas,
 }
 
 impl std::fmt::Debug for Topology {
@@ -188,6 +211,7 @@ impl From<DatabaseConnection> for Topology {
                 session: Some(db.clone()),
                 primary: db,
                 multiplexed: false,
+                replicas: Replicas::new(Vec::new(), ReplicaConfig::default()),
             }),
         }
     }
@@ -204,6 +228,16 @@ impl Topology {
     /// [`multiplexed`] finds two client connections served by one backend. Round
     /// trips: the probe's two connections, then one per pooled connection opened.
     pub async fn connect(urls: &DatabaseUrls, max_connections: u32) -> Result<Self, ConnectError> {
+        Self::connect_with(urls, max_connections, ReplicaConfig::default()).await
+    }
+
+    /// [`Topology::connect`], with replicas chosen by `replicas` (their pools open
+    /// lazily: a replica that is down does not stop the connect).
+    pub async fn connect_with(
+        urls: &DatabaseUrls,
+        max_connections: u32,
+        replicas: ReplicaConfig,
+    ) -> Result<Self, ConnectError> {
         let distinct = urls.has_distinct_direct();
         let multiplexed = distinct || multiplexed(&urls.database_url).await?;
         let primary = open(&urls.database_url, max_connections, multiplexed).await?;
@@ -214,11 +248,16 @@ impl Topology {
         } else {
             Some(primary.clone())
         };
+        let mut list = Vec::with_capacity(urls.replica_urls.len());
+        for url in &urls.replica_urls {
+            list.push(open_replica(url, max_connections, &replicas).await?);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 primary,
                 multiplexed,
                 session,
+                replicas: Replicas::new(list, replicas),
             }),
         })
     }
@@ -235,6 +274,9 @@ impl Topology {
         let _ = self.inner.primary.close_by_ref().await;
         if let Some(session) = &self.inner.session {
             let _ = session.close_by_ref().await;
+        }
+        for replica in &self.inner.replicas.list {
+            let _ = replica.db.close_by_ref().await;
         }
     }
 
