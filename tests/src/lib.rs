@@ -15,6 +15,7 @@
 
 pub mod local_api;
 pub mod pgbouncer;
+pub mod proxy;
 pub mod queue;
 pub mod replica;
 pub mod socket;
@@ -223,6 +224,27 @@ pub async fn pool(url: &str, max: u32) -> DatabaseConnection {
     Database::connect(opt)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// A pool like [`pool`], or `None` when `url` cannot be reached now (a test that
+/// waits through an outage).
+pub async fn pool_checked(url: &str, max: u32) -> Option<DatabaseConnection> {
+    let mut opt = ConnectOptions::new(url.to_owned());
+    opt.max_connections(max)
+        .min_connections(0)
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .sqlx_logging(false);
+    Database::connect(opt).await.ok()
+}
+
+/// Like [`column`], `None` on any error (a test that waits through an outage).
+pub async fn column_checked(db: &impl ConnectionTrait, sql: &str) -> Option<Vec<String>> {
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .ok()?;
+    rows.iter().map(|row| text_at(row, 0).ok()).collect()
 }
 
 /// Runs `sql` on `db` and returns the first column of every row as text.
