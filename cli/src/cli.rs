@@ -17,6 +17,11 @@ pub struct Cli {
     /// locks, COPY, CREATE INDEX CONCURRENTLY and migrations use it.
     #[arg(long, env = "DIRECT_URL", global = true)]
     pub direct_url: Option<String>,
+    /// Streaming replicas of the primary, separated by commas: listings, statistics
+    /// and searches read from one that has caught up (lagging less than 5 s), else
+    /// from the primary.
+    #[arg(long, env = "REPLICA_URLS", global = true)]
+    pub replica_urls: Option<String>,
     /// Print the result as JSON (the same structure the tables show).
     #[arg(long, global = true)]
     pub json: bool,

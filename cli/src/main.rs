@@ -85,11 +85,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let url = cli.database_url.as_deref();
     let direct_url = cli.direct_url.as_deref();
+    let replica_urls = cli.replica_urls.as_deref();
     let mut out = Output::new(out, cli.json);
     runtime.block_on(async {
         match cli.command {
             Command::Doctor(args) => {
-                let urls = commands::urls(url, direct_url)?;
+                let urls = commands::urls(url, direct_url, replica_urls)?;
                 return commands::doctor::run(&urls, args.timeout, &mut out).await;
             }
             Command::Db(c) => return commands::db::run(c, url, &mut out).await,
@@ -104,7 +105,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             _ => commands::POOL_SIZE,
         };
-        let db = commands::connect(&commands::urls(url, direct_url)?, pool_size).await?;
+        let db =
+            commands::connect(&commands::urls(url, direct_url, replica_urls)?, pool_size).await?;
         let result = match cli.command {
             Command::Maintain(args) => commands::maintain::run(&db, args, &mut out).await,
             Command::Users(c) => commands::users::run(&db, c, &mut out).await,

@@ -27,7 +27,7 @@ pub async fn run(db: &Topology, command: AuditCommand, out: &mut Output<'_>) -> 
         since,
         ..Default::default()
     };
-    let events = audit::query(db, &query, super::page(page)?).await?;
+    let events = audit::query(&db.reader().await, &query, super::page(page)?).await?;
     let rows = events
         .iter()
         .map(|e| {

@@ -145,7 +145,7 @@ fn show_removed(out: &mut Output<'_>, removed: &[Removed]) -> anyhow::Result<()>
 
 /// Prints each cache's numbers.
 async fn stats(db: &Topology, out: &mut Output<'_>) -> anyhow::Result<()> {
-    let stats = cache::cache_stats(db).await?;
+    let stats = cache::cache_stats(&db.reader().await).await?;
     let rows = stats
         .iter()
         .map(|s| {

@@ -139,6 +139,9 @@ pub async fn run(db: &Topology, command: DocsCommand, out: &mut Output<'_>) -> a
             text_match,
         } => {
             let filter = source.map(|s| Filter::source([s]));
+            // Searches are reads: a replica serves them when there is one.
+            let reader = db.reader().await;
+            let db = &reader;
             let model = store::recorded_model(db)
                 .await?
                 .context("the store is empty: ingest documents first (strata docs ingest)")?;
@@ -238,7 +241,7 @@ pub async fn run(db: &Topology, command: DocsCommand, out: &mut Output<'_>) -> a
             reindex(db, method, &memory, out).await
         }
         DocsCommand::Health => {
-            let h = store::index_health(db).await?;
+            let h = store::index_health(&db.reader().await).await?;
             let rows = vec![
                 vec!["index".into(), h.index_name.clone()],
                 vec![

@@ -27,9 +27,14 @@ pub async fn run(
     let db = super::connect(urls, super::POOL_SIZE).await?;
     let mut expect = Expectations::new(migration::names());
     expect.statement_timeout = timeout;
+    // The checks read the primary: statistics views (vacuum, scans, sessions) are
+    // each node's own, and the primary's are the ones to act on.
     let examination = service::doctor::examine(&db, &expect).await;
+    let replicas = service::doctor::replica_checks(&db).await;
     db.close().await;
-    let examination = examination?.with(service::doctor::connection_checks(urls).await);
+    let examination = examination?
+        .with(service::doctor::connection_checks(urls).await)
+        .with(replicas);
     let report = Report {
         database: service::db::redact(&urls.database_url),
         examination: &examination,

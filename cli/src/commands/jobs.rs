@@ -31,7 +31,8 @@ pub async fn run(db: &Topology, args: JobsArgs, out: &mut Output<'_>) -> anyhow:
     let table = table(args.queue);
     match args.command {
         JobsCommand::List { filter: f, page } => {
-            let jobs = queue::list_jobs(db, table, &filter(f), super::page(page)?).await?;
+            let reader = db.reader().await;
+            let jobs = queue::list_jobs(&reader, table, &filter(f), super::page(page)?).await?;
             let rows = jobs
                 .iter()
                 .map(|j| {
@@ -52,7 +53,7 @@ pub async fn run(db: &Topology, args: JobsArgs, out: &mut Output<'_>) -> anyhow:
             )
         }
         JobsCommand::Show { id } => {
-            let job = queue::show_job(db, table, id)
+            let job = queue::show_job(&db.reader().await, table, id)
                 .await?
                 .with_context(|| format!("no job {id} in {}", table.name()))?;
             let s = &job.summary;
@@ -142,8 +143,9 @@ pub async fn run(db: &Topology, args: JobsArgs, out: &mut Output<'_>) -> anyhow:
             )
         }
         JobsCommand::Stats => {
-            let counts = queue::counts(db, table).await?;
-            let wait = queue::oldest_pending_age(db, table).await?;
+            let reader = db.reader().await;
+            let counts = queue::counts(&reader, table).await?;
+            let wait = queue::oldest_pending_age(&reader, table).await?;
             #[derive(Serialize)]
             struct Stats<'a> {
                 queue: &'a str,

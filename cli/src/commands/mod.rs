@@ -15,20 +15,24 @@ pub mod worker;
 pub use output::Output;
 
 use anyhow::Context;
-use service::db::{DatabaseUrls, Topology};
+use service::db::{DatabaseUrls, Topology, split_urls};
 use uuid::Uuid;
 
 /// The pool of a command that is not the worker: a few connections.
 pub const POOL_SIZE: u32 = 4;
 
-/// The URLs: `--database-url` (or the embedded default) and `--direct-url`.
-pub fn urls(url: Option<&str>, direct_url: Option<&str>) -> anyhow::Result<DatabaseUrls> {
+/// The URLs: `--database-url` (or the embedded default), `--direct-url` and
+/// `--replica-urls`.
+pub fn urls(
+    url: Option<&str>,
+    direct_url: Option<&str>,
+    replica_urls: Option<&str>,
+) -> anyhow::Result<DatabaseUrls> {
     let url = devdb::embedded::resolve_url(url)?;
-    let urls = DatabaseUrls::new(url);
-    Ok(match direct_url {
-        Some(direct) => urls.with_direct(direct),
-        None => urls,
-    })
+    let mut urls = DatabaseUrls::new(url);
+    urls.direct_url = direct_url.map(str::to_owned);
+    urls.replica_urls = replica_urls.map(split_urls).unwrap_or_default();
+    Ok(urls)
 }
 
 /// Connects the topology of `urls` with pools of `pool_size`.

@@ -28,7 +28,7 @@ pub async fn run(
                 min_confidence,
                 max_confidence,
             };
-            let pending = review::pending(db, &filter, super::page(page)?).await?;
+            let pending = review::pending(&db.reader().await, &filter, super::page(page)?).await?;
             let rows = pending
                 .iter()
                 .map(|p| {
@@ -66,8 +66,9 @@ pub async fn run(
             out.done(&decided, &format!("rejected {id} ({})", decided.label))
         }
         ReviewCommand::Stats => {
-            let reviewers = review::reviewer_stats(db).await?;
-            let jobs = review::ai_job_stats(db).await?;
+            let reader = db.reader().await;
+            let reviewers = review::reviewer_stats(&reader).await?;
+            let jobs = review::ai_job_stats(&reader).await?;
             let value = serde_json::json!({"reviewers": reviewers, "ai_jobs": jobs});
             let mut rows: Vec<Vec<String>> = reviewers
                 .iter()

@@ -40,7 +40,7 @@ pub async fn run(db: &Topology, command: UsersCommand, out: &mut Output<'_>) -> 
             out.done(&value, &message)
         }
         UsersCommand::List { role, page } => {
-            let users = accounts::list_users(db, role, super::page(page)?).await?;
+            let users = accounts::list_users(&db.reader().await, role, super::page(page)?).await?;
             let rows = users
                 .iter()
                 .map(|u| {

@@ -319,6 +319,11 @@ impl Topology {
         !self.replicas().list.is_empty()
     }
 
+    /// How replicas are chosen.
+    pub fn replica_config(&self) -> &ReplicaConfig {
+        &self.replicas().config
+    }
+
     /// What each replica last reported, in `REPLICA_URLS` order (no round trip).
     pub fn replica_status(&self) -> Vec<ReplicaStatus> {
         self.replicas().list.iter().map(Replica::status).collect()

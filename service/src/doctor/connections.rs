@@ -1,8 +1,9 @@
 //! How the deployment connects: whether `DATABASE_URL` is a transaction-mode pooler,
-//! and whether the work that needs a session has one (`DIRECT_URL`).
+//! whether the work that needs a session has one (`DIRECT_URL`), and how the read
+//! replicas (`REPLICA_URLS`) are doing.
 
 use super::Check;
-use crate::db::{DatabaseUrls, SessionUse, multiplexed, redact};
+use crate::db::{DatabaseUrls, SessionUse, Topology, multiplexed, redact};
 
 /// The connection checks, by probing the URLs themselves ([`multiplexed`]: two
 /// connections and one round trip each per URL probed):
@@ -89,4 +90,66 @@ pub async fn connection_checks(urls: &DatabaseUrls) -> Vec<Check> {
         }
     };
     vec![pooler, session]
+}
+
+/// The `replicas` check: asks each replica of `topology` (one round trip each) and
+/// reports it up and streaming within the lag bound (`ok`), lagging past the bound
+/// (`warn`: its reads go to the primary meanwhile), or down or no longer a standby
+/// (`fail`: a promoted replica must leave `REPLICA_URLS`). `ok` without replicas.
+pub async fn replica_checks(topology: &Topology) -> Vec<Check> {
+    const NAME: &str = "replicas";
+    let status = topology.check_replicas().await;
+    if status.is_empty() {
+        return vec![Check::ok(
+            NAME,
+            "no REPLICA_URLS: every read goes to the primary",
+        )];
+    }
+    let max_lag = topology.replica_config().max_lag;
+    let details: Vec<String> = status
+        .iter()
+        .map(|s| {
+            let state = if !s.up {
+                "down".to_owned()
+            } else if !s.in_recovery {
+                "not a standby (promoted?)".to_owned()
+            } else {
+                format!("replayed {}, lag {:.1} s", s.replayed, s.lag.as_secs_f64())
+            };
+            format!("{}: {state}", s.url)
+        })
+        .collect();
+    let broken = status.iter().filter(|s| !s.up || !s.in_recovery).count();
+    let lagging = status
+        .iter()
+        .filter(|s| s.up && s.in_recovery && s.lag > max_lag)
+        .count();
+    let check = if broken > 0 {
+        Check::fail(
+            NAME,
+            format!(
+                "{broken} of {} replicas down or no longer standbys",
+                status.len()
+            ),
+        )
+    } else if lagging > 0 {
+        Check::warn(
+            NAME,
+            format!(
+                "{lagging} of {} replicas lag more than {} s: their reads go to the primary",
+                status.len(),
+                max_lag.as_secs_f64()
+            ),
+        )
+    } else {
+        Check::ok(
+            NAME,
+            format!(
+                "{} replicas streaming within {} s",
+                status.len(),
+                max_lag.as_secs_f64()
+            ),
+        )
+    };
+    vec![check.with_details(details)]
 }

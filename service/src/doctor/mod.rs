@@ -32,7 +32,7 @@ use crate::queue::QueueError;
 use crate::store::StoreError;
 
 pub use catalog::{PRESENT_OBJECTS_SQL, PresentObject, present_objects};
-pub use connections::connection_checks;
+pub use connections::{connection_checks, replica_checks};
 pub use required::{ObjectKind, REQUIRED_OBJECTS, RequiredObject};
 pub use security::CLIENT_ROLES;
 

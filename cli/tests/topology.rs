@@ -1,6 +1,8 @@
-//! `strata` through a real PgBouncer in transaction mode: `migrate` runs on
-//! `--direct-url`, commands work on the pooled URL, and `doctor` says which
-//! components need `DIRECT_URL` when only the pooler is given.
+//! `strata` in production topology: through a real PgBouncer in transaction mode
+//! `migrate` runs on `--direct-url`, commands work on the pooled URL, and `doctor`
+//! says which components need `DIRECT_URL` when only the pooler is given; with a real
+//! streaming replica in `REPLICA_URLS`, `doctor` reports it and listings are answered
+//! whether it is up or not.
 
 use std::process::{Command, Output};
 
@@ -17,6 +19,7 @@ fn strata(pooled: &str, direct: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(STRATA);
     command
         .env_remove("DIRECT_URL")
+        .env_remove("REPLICA_URLS")
         .env("DATABASE_URL", pooled)
         .args(args)
         .arg("--json");
@@ -120,4 +123,57 @@ async fn migrate_runs_on_the_direct_url_and_commands_on_the_pooler() {
     let listed = strata(&pooled, Some(&direct), &["jobs", "list"]);
     let jobs: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
     assert_eq!(jobs.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn doctor_reports_the_replica_and_listings_are_answered_when_it_is_down() {
+    let pair = tests::replica::ReplicaPair::start().await;
+    let run = |args: &[&str]| {
+        Command::new(STRATA)
+            .env_remove("DIRECT_URL")
+            .env("DATABASE_URL", pair.primary_url())
+            .env("REPLICA_URLS", pair.replica_url())
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("run strata")
+    };
+    let out = run(&["doctor"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let replicas = check(&report, "replicas");
+    assert_eq!(replicas["status"], "ok", "{replicas}");
+    assert!(
+        replicas["details"][0]
+            .as_str()
+            .is_some_and(|d| d.contains("replayed"))
+    );
+    let enqueued = run(&["jobs", "enqueue", "email", "{}"]);
+    assert!(
+        enqueued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enqueued.stderr)
+    );
+
+    pair.stop_replica();
+    let out = run(&["doctor"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let replicas = check(&report, "replicas");
+    assert_eq!(replicas["status"], "fail", "{replicas}");
+    assert!(
+        replicas["details"][0]
+            .as_str()
+            .is_some_and(|d| d.ends_with("down"))
+    );
+    let listed = run(&["jobs", "list"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let jobs: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(
+        jobs.as_array().map(Vec::len),
+        Some(1),
+        "answered by the primary"
+    );
 }
