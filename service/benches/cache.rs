@@ -23,9 +23,17 @@
 //! with `sslmode=require`; raw and service share the pool, so both run over TLS, and
 //! the first line says which mode was measured.
 //!
+//! Then hits (8 tasks, bookkeeping off, 3 s windows, five rounds alternating) through
+//! a transaction-mode PgBouncer (Debian's, started in front of the same server)
+//! against straight to the server, both plain TCP.
+//!
+//! `cargo bench -p service --bench cache -- topology` measures the pooler alone.
+//!
 //! It ends with `hit_ratio_vs_raw=<x>` (8 tasks, bookkeeping on over raw) and
 //! `bookkeeping_overhead=<fraction>` (8 tasks, 1 − on/off), each the median of the
-//! ratios taken round by round, so a drift of the machine between rounds cancels.
+//! ratios taken round by round, so a drift of the machine between rounds cancels,
+//! and `pooler_ratio_cache_hit=` (pooled over direct: what a pooler costs; no
+//! target).
 
 mod common;
 
@@ -36,6 +44,7 @@ use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use service::cache::pdf::{LOOKUP_SQL, PdfCache, PdfKey, PdfSettings};
 use service::cache::{CacheConfig, Origin, RowId};
+use service::db::{DatabaseUrls, Topology};
 use service::error::BoxError;
 
 const ENTRIES: usize = 100_000;
@@ -81,6 +90,14 @@ async fn main() -> Result<(), BoxError> {
     );
     let keys = fill(&db).await?;
     let value = sample_value();
+    // `-- topology`: only the pooler line.
+    if std::env::args().any(|a| a == "topology") {
+        println!(
+            "pooler_ratio_cache_hit={:.3}",
+            hits_through_the_pooler(&keys).await?
+        );
+        return Ok(());
+    }
 
     // Every hit window is one flush interval of the default configuration (30 s): as
     // long as the bookkeeping-on window, because this machine's throughput swings by
@@ -199,7 +216,59 @@ async fn main() -> Result<(), BoxError> {
     }
     println!("hit_ratio_vs_raw={hit_ratio:.3}");
     println!("bookkeeping_overhead={overhead:.3}");
+    println!(
+        "pooler_ratio_cache_hit={:.3}",
+        hits_through_the_pooler(&keys).await?
+    );
     Ok(())
+}
+
+/// Hits through a transaction-mode PgBouncer against straight to the server (plain
+/// TCP both), 8 tasks, bookkeeping off, five rounds alternating; the median of the
+/// round-by-round ratios, pooled over direct.
+async fn hits_through_the_pooler(keys: &Arc<Vec<PdfKey>>) -> Result<f64, BoxError> {
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 5;
+    let name = "strata_bench";
+    let bouncer = tests::pgbouncer::PgBouncer::start(TASKS as u32 + 4);
+    let server = devdb::embedded::resolve_url(None)?;
+    let direct_url =
+        service::db::url_with_database(&server, name).replace("sslmode=require", "sslmode=disable");
+    let direct = Topology::connect(&DatabaseUrls::new(direct_url.clone()), TASKS as u32).await?;
+    let pooled = Topology::connect(
+        &DatabaseUrls::new(bouncer.url(name)).with_direct(direct_url),
+        TASKS as u32,
+    )
+    .await?;
+    let mut ratios = Vec::new();
+    let (mut direct_runs, mut pooled_runs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let mut measured = [None, None];
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let topology = if side == 0 { &direct } else { &pooled };
+            let cache = Arc::new(PdfCache::new(
+                topology.clone(),
+                config(false),
+                PdfSettings::default(),
+            )?);
+            measured[side] =
+                Some(run(TASKS, keys, round, Duration::ZERO, RUN, service_hit(cache)).await);
+        }
+        let [Some(d), Some(p)] = measured else {
+            return Err("a side of the round did not run".into());
+        };
+        ratios.push(p.per_second / d.per_second);
+        direct_runs.push(d);
+        pooled_runs.push(p);
+    }
+    let (d, p) = (median(direct_runs), median(pooled_runs));
+    println!("hits through PgBouncer (transaction mode) against direct, {TASKS} tasks, plain TCP:");
+    print_row("direct", d, None);
+    print_row("through the pooler", p, Some(d));
+    pooled.close().await;
+    direct.close().await;
+    Ok(median_of(ratios.into_iter()))
 }
 
 fn config(bookkeeping: bool) -> CacheConfig {

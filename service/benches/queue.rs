@@ -22,8 +22,17 @@
 //! itself (`Database::connect`, no Strata helper), and every connection is as sqlx
 //! makes it (sqlx 0.9.1 sets `TCP_NODELAY`; see `docs/tls.md`).
 //!
+//! Through a transaction-mode PgBouncer (Debian's, started by the bench in front of
+//! the same server; `DIRECT_URL` straight to it) against straight to the server,
+//! both without TLS, rounds alternating: one-job enqueues from 8 tasks, and a
+//! `Worker`'s claim + complete of 20,000 jobs.
+//!
+//! `cargo bench -p service --bench queue -- topology` measures the pooler alone.
+//!
 //! It ends with `enqueue_jobs_per_s=`, `process_jobs_per_s=`, `process_ratio_vs_raw=`
-//! (over TLS also `tls_worker_ratio_vs_raw=`, the same ratio) and `latency_ms_p50=`.
+//! (over TLS also `tls_worker_ratio_vs_raw=`, the same ratio), `latency_ms_p50=`,
+//! `pooler_ratio_enqueue=` and `pooler_ratio_claim_complete=` (through the pooler
+//! against direct: what a pooler costs; no target).
 
 mod common;
 
@@ -32,6 +41,7 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::json;
+use service::db::{DatabaseUrls, Topology};
 use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig, WorkerReport};
 use service::queue::{self, JOBS, NewJob, QueueError};
@@ -55,6 +65,14 @@ async fn main() -> Result<(), BoxError> {
         "connections: {}",
         if tls { "TLS" } else { "plain TCP (no TLS)" }
     );
+
+    // `-- topology`: only the pooler lines.
+    if std::env::args().any(|a| a == "topology") {
+        let (enqueue_ratio, process_ratio) = through_the_pooler(&db).await?;
+        println!("pooler_ratio_enqueue={enqueue_ratio:.3}");
+        println!("pooler_ratio_claim_complete={process_ratio:.3}");
+        return Ok(());
+    }
 
     // Bulk enqueue, ROUNDS times alternating the raw baseline and the service.
     let jobs: Vec<NewJob> = (0..JOBS_N)
@@ -88,7 +106,7 @@ async fn main() -> Result<(), BoxError> {
         for (synchronous_commit, out) in [(false, &mut process), (true, &mut process_sync)] {
             reset(&db).await?;
             queue::enqueue(&db, &jobs).await?;
-            let (stop, worker) = start_worker(&db, synchronous_commit)?;
+            let (stop, worker) = start_worker(db.clone(), synchronous_commit)?;
             wait_until_done(&db).await?;
             let _ = stop.send(());
             worker.await??;
@@ -113,7 +131,7 @@ async fn main() -> Result<(), BoxError> {
 
     // Latency: one job at a time with an idle worker waiting.
     reset(&db).await?;
-    let (stop, handle) = start_worker(&db, false)?;
+    let (stop, handle) = start_worker(db.clone(), false)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..LATENCY_SAMPLES {
         queue::enqueue(&db, &[NewJob::new("noop", json!({"sample": i}))]).await?;
@@ -140,13 +158,92 @@ async fn main() -> Result<(), BoxError> {
         println!("tls_worker_ratio_vs_raw={:.3}", process_per_s / raw_process);
     }
     println!("latency_ms_p50={p50:.2}");
+
+    let (enqueue_ratio, process_ratio) = through_the_pooler(&db).await?;
+    println!("pooler_ratio_enqueue={enqueue_ratio:.3}");
+    println!("pooler_ratio_claim_complete={process_ratio:.3}");
     Ok(())
+}
+
+/// One-job enqueues per second from `CONCURRENCY` tasks on `topology`.
+async fn single_enqueues(topology: &Topology, n: usize) -> Result<f64, BoxError> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|t| {
+            let topology = topology.clone();
+            tokio::spawn(async move {
+                for i in 0..n / CONCURRENCY {
+                    queue::enqueue_one(&topology, NewJob::new("noop", json!({"t": t, "i": i})))
+                        .await?;
+                }
+                Ok::<_, QueueError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Through a transaction-mode PgBouncer against straight to the server (both plain
+/// TCP), `ROUNDS` rounds alternating: single enqueues, then a worker draining
+/// `JOBS_N` jobs. The medians' ratios, pooled over direct.
+async fn through_the_pooler(db: &DatabaseConnection) -> Result<(f64, f64), BoxError> {
+    const SINGLE: usize = 4_000;
+    let name = "strata_bench_queue";
+    let bouncer = tests::pgbouncer::PgBouncer::start(CONCURRENCY as u32 + 8);
+    let server = devdb::embedded::resolve_url(None)?;
+    let direct_url =
+        service::db::url_with_database(&server, name).replace("sslmode=require", "sslmode=disable");
+    let direct = Topology::connect(&DatabaseUrls::new(direct_url.clone()), 16).await?;
+    let pooled = Topology::connect(
+        &DatabaseUrls::new(bouncer.url(name)).with_direct(direct_url),
+        16,
+    )
+    .await?;
+    let jobs: Vec<NewJob> = (0..JOBS_N)
+        .map(|i| NewJob::new("noop", json!({"n": i})))
+        .collect();
+    let (mut enqueue, mut process) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let topology = if side == 0 { &direct } else { &pooled };
+            reset(db).await?;
+            enqueue[side].push(single_enqueues(topology, SINGLE).await?);
+            reset(db).await?;
+            queue::enqueue(db, &jobs).await?;
+            let (stop, worker) = start_worker(topology.clone(), false)?;
+            wait_until_done(db).await?;
+            let _ = stop.send(());
+            worker.await??;
+            process[side].push(JOBS_N as f64 / span_seconds(db).await?);
+        }
+    }
+    let [enqueue_direct, enqueue_pooled] = enqueue.map(common::median);
+    let [process_direct, process_pooled] = process.map(common::median);
+    println!(
+        "through PgBouncer (transaction mode) against direct, plain TCP (median of {ROUNDS}):"
+    );
+    println!(
+        "  one-job enqueues, {CONCURRENCY} tasks   direct {enqueue_direct:>9.0}/s  pooled {enqueue_pooled:>9.0}/s"
+    );
+    println!(
+        "  Worker claim + complete        direct {process_direct:>9.0}/s  pooled {process_pooled:>9.0}/s"
+    );
+    pooled.close().await;
+    direct.close().await;
+    Ok((
+        enqueue_pooled / enqueue_direct,
+        process_pooled / process_direct,
+    ))
 }
 
 /// A worker with a no-op handler for "noop", running until the sender fires.
 #[allow(clippy::type_complexity)]
 fn start_worker(
-    db: &DatabaseConnection,
+    db: impl Into<Topology>,
     synchronous_commit: bool,
 ) -> Result<
     (
@@ -156,7 +253,7 @@ fn start_worker(
     BoxError,
 > {
     let worker = Worker::new(
-        db.clone(),
+        db,
         JOBS,
         WorkerConfig {
             concurrency: CONCURRENCY,

@@ -17,13 +17,24 @@
 //! - filtered search at 1 % and 10 % selectivity: recall@10 and under-returns;
 //! - hybrid and plain vector search latency (p50, one client);
 //! - the search log's overhead (8 clients, with and without a log);
-//! - with `--features local-embedder`, the local embedder's texts/s.
+//! - with `--features local-embedder`, the local embedder's texts/s;
+//! - routing to a read replica: on a primary and a real streaming replica of its own
+//!   (`pg_basebackup -R`, started by the bench) holding the first 200 documents
+//!   (20,000 chunks, HNSW) and 10,000 PDF cache entries, searches (8 clients) and
+//!   cache hits (8 tasks,
+//!   bookkeeping off) through `Topology::reader` — a choice per search or hit —
+//!   against the same calls on a connection straight to the replica, rounds
+//!   alternating.
+//!
+//! `cargo bench -p service --bench store -- topology` measures the routing alone.
 //!
 //! It ends with `ingest_ratio_vs_copy=` (`ingest_copy`; `insert_ingest_ratio_vs_copy=`
 //! for `ingest`), `search_ratio_vs_raw=` (at the store's default
 //! knobs), `recall_at_10=` (the same), `filtered_recall_at_10=` (the lower of 1 % and
-//! 10 %), `under_returns=`, `hybrid_p50_over_vector_p50=`, `search_log_overhead=` and
-//! `embed_texts_per_s=`.
+//! 10 %), `under_returns=`, `hybrid_p50_over_vector_p50=`, `search_log_overhead=`,
+//! `embed_texts_per_s=`, `replica_routing_ratio_search=`,
+//! `replica_routing_ratio_cache_hit=` and `replica_routing_ratio=` (the lower of the
+//! two; target at least 0.95).
 
 mod common;
 
@@ -144,6 +155,14 @@ fn corpus() -> Corpus {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    // `-- topology`: only the replica routing lines.
+    if std::env::args().any(|a| a == "topology") {
+        let (search, hit) = replica_routing(&corpus()).await?;
+        println!("replica_routing_ratio_search={search:.3}");
+        println!("replica_routing_ratio_cache_hit={hit:.3}");
+        println!("replica_routing_ratio={:.3}", search.min(hit));
+        return Ok(());
+    }
     let url = common::bench_database("strata_bench_store").await?;
     let mut opt = ConnectOptions::new(url);
     opt.max_connections(16).sqlx_logging(false);
@@ -334,6 +353,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let embed_per_s = embed_texts_per_s(&corpus).await?;
+    let (routed_search, routed_hit) = replica_routing(&corpus).await?;
 
     println!("ingest_ratio_vs_copy={ingest_ratio:.3}");
     println!("insert_ingest_ratio_vs_copy={insert_ratio:.3}");
@@ -345,7 +365,156 @@ async fn main() -> Result<(), BoxError> {
     println!("hybrid_p50_over_vector_p50={:.3}", hybrid_p50 / vector_p50);
     println!("search_log_overhead={log_overhead:.3}");
     println!("embed_texts_per_s={embed_per_s}");
+    println!("replica_routing_ratio_search={routed_search:.3}");
+    println!("replica_routing_ratio_cache_hit={routed_hit:.3}");
+    println!("replica_routing_ratio={:.3}", routed_search.min(routed_hit));
     Ok(())
+}
+
+/// Searches and cache hits through `Topology::reader` (routed to the replica) against
+/// the same calls straight to the replica, on a pair of its own; the medians of the
+/// round-by-round ratios (routed over straight) for searches and for hits.
+async fn replica_routing(corpus: &Corpus) -> Result<(f64, f64), BoxError> {
+    use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+    use service::cache::{CacheConfig, Origin};
+    use service::db::{DatabaseUrls, ReplicaConfig, ServedBy, Topology};
+    const DOCS: usize = 200;
+    const ENTRIES: usize = 10_000;
+    const HITS_PER_TASK: usize = 10_000;
+
+    let pair = tests::replica::ReplicaPair::start().await;
+    let urls = DatabaseUrls::new(pair.primary_url()).with_replica(pair.replica_url());
+    let topology = Topology::connect_with(&urls, CLIENTS as u32, ReplicaConfig::default()).await?;
+    let model = EmbeddingModel::new(MODEL, DIMENSION)?;
+    store::ingest_copy(&topology, &model, &corpus.docs[..DOCS]).await?;
+    // HNSW, as a store this size would have: searches fast enough that routing's own
+    // cost would show.
+    store::reindex(
+        &topology,
+        IndexMethod::Hnsw {
+            m: 16,
+            ef_construction: 64,
+        },
+        "256MB",
+    )
+    .await?;
+    let unbuffered = CacheConfig {
+        bookkeeping: false,
+        ..CacheConfig::default()
+    };
+    let filler = PdfCache::new(topology.clone(), unbuffered.clone(), PdfSettings::default())?;
+    let keys: Arc<Vec<PdfKey>> = Arc::new(
+        (0..ENTRIES)
+            .map(|i| PdfKey::from_bytes(format!("%PDF replica {i}").as_bytes()))
+            .collect(),
+    );
+    for key in keys.iter() {
+        let fetched = filler
+            .get_or_compute(key, || async { Ok::<_, BoxError>(vec![7u8; 2048]) })
+            .await?;
+        assert_eq!(fetched.origin, Origin::Computed);
+    }
+    pair.wait_for_replay().await;
+    let straight = sea_orm::Database::connect(
+        ConnectOptions::new(pair.replica_url())
+            .max_connections(CLIENTS as u32)
+            .sqlx_logging(false)
+            .to_owned(),
+    )
+    .await?;
+    if topology.reader().await.served_by() != ServedBy::Replica(0) {
+        return Err("the replica does not serve reads".into());
+    }
+    let vs = VectorStore::new(model);
+    let queries: Arc<Vec<Vec<f32>>> = Arc::new(
+        (0..QUERIES)
+            .map(|i| {
+                around(
+                    &corpus.centres[i % corpus.centres.len()],
+                    &mut Lcg(i as u64),
+                    0.2,
+                )
+            })
+            .collect(),
+    );
+    let routed_cache = Arc::new(PdfCache::new(
+        topology.clone(),
+        unbuffered.clone(),
+        PdfSettings::default(),
+    )?);
+    let straight_cache = Arc::new(PdfCache::new(
+        straight.clone(),
+        unbuffered,
+        PdfSettings::default(),
+    )?);
+    let (mut search_ratios, mut hit_ratios) = (Vec::new(), Vec::new());
+    for round in 0..5 {
+        let mut search = [0.0; 2];
+        let mut hits = [0.0; 2];
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|c| {
+                    let (topology, straight, vs, queries) = (
+                        topology.clone(),
+                        straight.clone(),
+                        vs.clone(),
+                        queries.clone(),
+                    );
+                    tokio::spawn(async move {
+                        for n in 0..queries.len() {
+                            let q = &queries[(n + c * 17) % queries.len()];
+                            if side == 0 {
+                                vs.search(&straight, q, K, None).await?;
+                            } else {
+                                vs.search(&topology.reader().await, q, K, None).await?;
+                            }
+                        }
+                        Ok::<_, BoxError>(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await??;
+            }
+            search[side] = (CLIENTS * QUERIES) as f64 / started.elapsed().as_secs_f64();
+
+            let cache = if side == 0 {
+                &straight_cache
+            } else {
+                &routed_cache
+            };
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|c| {
+                    let (cache, keys) = (Arc::clone(cache), Arc::clone(&keys));
+                    tokio::spawn(async move {
+                        for n in 0..HITS_PER_TASK {
+                            let key = &keys[(n * 7919 + c * 104_729) % keys.len()];
+                            if cache.get(key).await?.is_none() {
+                                return Err::<(), BoxError>("a hit missed".into());
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await??;
+            }
+            hits[side] = (CLIENTS * HITS_PER_TASK) as f64 / started.elapsed().as_secs_f64();
+        }
+        search_ratios.push(search[1] / search[0]);
+        hit_ratios.push(hits[1] / hits[0]);
+        println!(
+            "replica round {round}: search straight {:.0}/s routed {:.0}/s; hits straight {:.0}/s routed {:.0}/s",
+            search[0], search[1], hits[0], hits[1]
+        );
+    }
+    let _ = straight.close().await;
+    topology.close().await;
+    Ok((common::median(search_ratios), common::median(hit_ratios)))
 }
 
 #[derive(Clone, Copy)]

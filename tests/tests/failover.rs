@@ -1,7 +1,8 @@
 //! Failover with workers going: the primary restarts, then the replica is promoted
 //! (`pg_ctl promote`) and the URL — a proxy standing in for the DNS name or virtual
 //! IP — is pointed at it. In-flight work costs a retry; no job is lost, none is
-//! completed twice, and the runtime's services go on without being restarted by hand.
+//! completed twice, and the runtime's services (worker, rescuer, schedule, a cache's
+//! flusher) go on without being restarted by hand.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +11,8 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::json;
+use service::cache::pdf::{PdfCache, PdfKey, PdfSettings};
+use service::cache::{CacheConfig, Origin};
 use service::db::{DatabaseUrls, Topology};
 use service::error::BoxError;
 use service::queue::worker::{Worker, WorkerConfig};
@@ -109,8 +112,27 @@ async fn workers_survive_a_restart_and_a_promotion_with_no_job_lost_or_doubled()
         })
         .expect("handler")
     };
+    // A cache whose bookkeeping the runtime's flusher writes.
+    let pdf = Arc::new(
+        PdfCache::new(
+            db.clone(),
+            CacheConfig {
+                flush_interval: Duration::from_millis(300),
+                ..CacheConfig::default()
+            },
+            PdfSettings::default(),
+        )
+        .expect("cache"),
+    );
+    let key = PdfKey::from_bytes(b"%PDF across the failover");
+    let fetched = pdf
+        .get_or_compute(&key, || async { Ok::<_, BoxError>(b"text".to_vec()) })
+        .await
+        .expect("compute");
+    assert_eq!(fetched.origin, Origin::Computed);
     let runtime = Runtime::new(db.clone(), RuntimeConfig::default())
         .worker(worker(Arc::clone(&handled), db.clone()))
+        .flush(pdf.clone())
         .schedule(ScheduleConfig {
             every: Duration::from_millis(500),
             ..ScheduleConfig::default()
@@ -143,6 +165,23 @@ async fn workers_survive_a_restart_and_a_promotion_with_no_job_lost_or_doubled()
     .expect("promote");
     proxy.retarget(pair.replica_port);
     wait_count(&url, done, JOBS_TOTAL as i64).await;
+
+    // Hits after the promotion: the flusher writes them to the new primary.
+    for _ in 0..10 {
+        let hit = loop {
+            match pdf.get(&key).await {
+                Ok(hit) => break hit,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        assert_eq!(hit.as_deref(), Some(b"text".as_slice()));
+    }
+    wait_count(
+        &url,
+        "SELECT coalesce(sum(access_count), 0)::bigint FROM pdf_cache",
+        10,
+    )
+    .await;
 
     // Every service ticked after the promotion: they reconnected on their own.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -3,12 +3,14 @@
 //! entities, cache an AI answer (and use the three other caches), insert a document
 //! and enqueue the job that processes it in one transaction, run a worker that
 //! completes it, and say what happened; then the vector store with the local
-//! embedder (`store_tour`), and accounts with a review decision (`review_tour`). The README's code blocks are excerpts of this
-//! file (the test `readme_snippets` checks that each one appears here), so they
-//! compile and cannot drift.
+//! embedder (`store_tour`), accounts with a review decision (`review_tour`), and a
+//! session reading its own writes through the topology (`topology_tour`). The
+//! README's code blocks are excerpts of these files (the test `readme_snippets`
+//! checks that each one appears here), so they compile and cannot drift.
 
 mod review_tour;
 mod store_tour;
+mod topology_tour;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -289,5 +291,6 @@ pub async fn tour(url: &str, out: &mut impl Write) -> Result<WorkerReport, BoxEr
     // The vector store with the local embedder, then accounts and a review decision.
     store_tour::store_tour(&db, out).await?;
     review_tour::review_tour(&db, out).await?;
+    topology_tour::topology_tour(&service::db::DatabaseUrls::new(url), out).await?;
     Ok(report)
 }

@@ -82,8 +82,21 @@ pub struct ReplicaStatus {
 /// One replica: its pool and what it last reported.
 pub(crate) struct Replica {
     pub(crate) db: DatabaseConnection,
-    status: Mutex<ReplicaStatus>,
-    down_until: Mutex<Option<Instant>>,
+    /// Its URL, password removed.
+    url: String,
+    seen: Mutex<Seen>,
+}
+
+/// What a replica last reported, and until when it is skipped: copied out under the
+/// lock at every read's choice, so the choice allocates nothing.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    up: bool,
+    in_recovery: bool,
+    replayed: Lsn,
+    lag: Duration,
+    checked: Option<Instant>,
+    down_until: Option<Instant>,
 }
 
 /// A replica's state in one round trip: standby or not, replayed position, lag. The
@@ -111,39 +124,43 @@ impl Replica {
     pub(crate) fn new(url: &str, db: DatabaseConnection) -> Self {
         Self {
             db,
-            status: Mutex::new(ReplicaStatus {
-                url: super::redact(url),
+            url: super::redact(url),
+            seen: Mutex::new(Seen {
                 up: true,
                 in_recovery: true,
                 replayed: Lsn(0),
                 lag: Duration::ZERO,
                 checked: None,
+                down_until: None,
             }),
-            down_until: Mutex::new(None),
         }
     }
 
-    pub(crate) fn status(&self) -> ReplicaStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn seen(&self) -> Seen {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn is_down(&self) -> bool {
-        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        down.is_some_and(|until| Instant::now() < until)
+    pub(crate) fn status(&self) -> ReplicaStatus {
+        let seen = self.seen();
+        ReplicaStatus {
+            url: self.url.clone(),
+            up: seen.up,
+            in_recovery: seen.in_recovery,
+            replayed: seen.replayed,
+            lag: seen.lag,
+            checked: seen.checked,
+        }
     }
 
     pub(crate) fn mark_down(&self, config: &ReplicaConfig) {
-        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + config.down_for);
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).up = false;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.down_until = Some(Instant::now() + config.down_for);
+        seen.up = false;
     }
 
     /// Asks the replica (one round trip, under `config.timeout`); `None` (and the
     /// replica marked down) when it cannot answer.
-    async fn check(&self, config: &ReplicaConfig) -> Option<ReplicaStatus> {
+    async fn check(&self, config: &ReplicaConfig) -> Option<Seen> {
         let asked = tokio::time::timeout(
             config.timeout,
             StatusRow::find_by_statement(Statement::from_string(DbBackend::Postgres, STATUS_SQL))
@@ -152,19 +169,19 @@ impl Replica {
         .await;
         match asked {
             Ok(Ok(Some(row))) => {
-                let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-                status.up = true;
-                status.in_recovery = row.in_recovery;
-                status.replayed = Lsn(row.replayed);
-                status.lag = Duration::from_secs_f64(row.lag_seconds.max(0.0));
-                status.checked = Some(Instant::now());
-                Some(status.clone())
+                let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                seen.up = true;
+                seen.in_recovery = row.in_recovery;
+                seen.replayed = Lsn(row.replayed);
+                seen.lag = Duration::from_secs_f64(row.lag_seconds.max(0.0));
+                seen.checked = Some(Instant::now());
+                Some(*seen)
             }
             other => {
                 if let Ok(Err(e)) = &other {
-                    tracing::warn!(replica = %self.status().url, error = %e, "replica status failed; skipping it");
+                    tracing::warn!(replica = %self.url, error = %e, "replica status failed; skipping it");
                 } else {
-                    tracing::warn!(replica = %self.status().url, "replica did not answer in time; skipping it");
+                    tracing::warn!(replica = %self.url, "replica did not answer in time; skipping it");
                 }
                 self.mark_down(config);
                 None
@@ -173,24 +190,28 @@ impl Replica {
     }
 
     /// Whether it may serve a read that must see `after`: asks again when what it
-    /// reported is older than `config.recheck`, or has not reached `after` yet.
+    /// reported is older than `config.recheck`, or has not reached `after` yet. No
+    /// round trip (a lock and a copy) while what it reported is fresh.
     async fn serves(&self, after: Lsn, config: &ReplicaConfig) -> bool {
-        if self.is_down() {
+        let cached = self.seen();
+        if cached
+            .down_until
+            .is_some_and(|until| Instant::now() < until)
+        {
             return false;
         }
-        let cached = self.status();
         let fresh = cached
             .checked
             .is_some_and(|at| at.elapsed() < config.recheck);
-        let status = if fresh && cached.replayed >= after {
+        let seen = if fresh && cached.replayed >= after {
             cached
         } else {
             match self.check(config).await {
-                Some(status) => status,
+                Some(seen) => seen,
                 None => return false,
             }
         };
-        status.in_recovery && status.lag <= config.max_lag && status.replayed >= after
+        seen.in_recovery && seen.lag <= config.max_lag && seen.replayed >= after
     }
 }
 
