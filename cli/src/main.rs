@@ -13,8 +13,11 @@
 //! - `strata users create|role|list`, `strata review list|approve|reject|stats`,
 //!   `strata audit list`, `strata completions SHELL`.
 //!
-//! One global `--database-url` (env `DATABASE_URL`; without it, the embedded default
-//! cluster under `target/`) and `--json` on every reporting command. Errors are one
+//! Global `--database-url` (env `DATABASE_URL`; without it, the embedded default
+//! cluster under `target/`), `--direct-url` (`DIRECT_URL`: a session, when the first
+//! is a transaction-mode pooler; migrations use it), `--replica-urls`
+//! (`REPLICA_URLS`: reads of listings, statistics and searches) and `--json` on every
+//! reporting command. Errors are one
 //! line on stderr and exit status 1. The clap types are in `cli`, one file per
 //! command family in `commands/`.
 
@@ -31,7 +34,9 @@ use cli::{Cli, Command};
 use commands::Output;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // An empty variable counts as unset, as `DatabaseUrls::from_env` has it.
+    cli.direct_url = cli.direct_url.filter(|u| !u.trim().is_empty());
     if let Command::Migrate(mut args) = cli.command {
         // Migrations and their lock need a session: the direct URL when there is one,
         // else the one global --database-url, whichever side of `migrate` it was given on.

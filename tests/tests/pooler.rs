@@ -353,3 +353,68 @@ async fn a_review_decision_and_maintenance_run_due_through_the_pooler() {
     );
     db.close().await;
 }
+
+#[tokio::test]
+async fn a_caller_cancelled_while_waiting_for_the_lock_leaves_no_transaction_behind() {
+    let t = TestDb::new().await;
+    let bouncer = PgBouncer::start(4);
+    // No DIRECT_URL: key locks are transaction-scoped, on pooled connections. Two
+    // caches, as two processes: the second waits on the database lock itself.
+    let cache = || async {
+        PdfCache::new(
+            topology(&t, &bouncer, false).await,
+            CacheConfig::default(),
+            PdfSettings::default(),
+        )
+        .expect("cache")
+    };
+    let (a, b) = (Arc::new(cache().await), cache().await);
+    let key = PdfKey::from_bytes(b"%PDF waited for");
+    let (a2, k2) = (Arc::clone(&a), key.clone());
+    let slow = tokio::spawn(async move {
+        a2.get_or_compute(&k2, || async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok::<_, BoxError>(b"slow".to_vec())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        b.get_or_compute(&key, || async { Ok::<_, BoxError>(b"never".to_vec()) }),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the second caller gave up while polling the lock"
+    );
+    let fetched = slow.await.expect("join").expect("slow compute");
+    assert_eq!(fetched.origin, Origin::Computed);
+    assert_eq!(
+        t.scalar("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
+            .await,
+        "0",
+        "the abandoned wait's transaction was not handed back to the pool"
+    );
+    for cache in [&*a, &b] {
+        let hit = cache.get(&key).await.expect("get");
+        assert_eq!(hit.as_deref(), Some(b"slow".as_slice()));
+    }
+    a.shutdown().await.expect("shutdown a");
+    b.shutdown().await.expect("shutdown b");
+}
+
+#[tokio::test]
+async fn a_replica_url_through_the_pooler_is_refused() {
+    let t = TestDb::new().await;
+    let bouncer = PgBouncer::start(2);
+    let urls = DatabaseUrls::new(t.owner_url()).with_replica(bouncer.url(&t.name));
+    let refused = Topology::connect(&urls, 2).await;
+    assert!(
+        matches!(
+            refused,
+            Err(service::db::ConnectError::PooledReplica { .. })
+        ),
+        "{refused:?}"
+    );
+}

@@ -168,11 +168,12 @@ async fn a_cache_hit_is_served_by_the_replica_and_a_miss_computes_once_on_the_pr
         "served by the replica"
     );
 
-    // A key the replica has not seen: computed on the primary once, and found there
-    // (not computed again) by the next caller while the replica still misses.
+    // A key the replica has not seen: computed on the primary once; the cache then
+    // reads the primary, not the replica, until the replica has replayed that store,
+    // so the next caller finds it as a plain hit.
     let other = PdfKey::from_bytes(b"%PDF new");
     let runs = Arc::new(AtomicUsize::new(0));
-    for expected in [Origin::Computed, Origin::Waited] {
+    for expected in [Origin::Computed, Origin::Hit] {
         let counted = Arc::clone(&runs);
         let fetched = cache
             .get_or_compute(&other, || async move {

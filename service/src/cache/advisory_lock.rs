@@ -27,10 +27,11 @@ pub(super) enum LockScope {
     Transaction,
 }
 
-/// A session-level advisory lock and the pooled connection that holds it. If it is
-/// dropped without a successful [`HeldLock::release`] (the caller's future was
-/// cancelled, or the unlock failed), the connection is closed instead of going back
-/// to the pool, so the server ends the session and frees the lock.
+/// An advisory lock (session-level, or transaction-scoped: [`LockScope`]) and the
+/// pooled connection that holds it. If it is dropped without a successful
+/// [`HeldLock::release`] — the caller's future was cancelled, a statement failed, or
+/// the release failed — the connection is closed instead of going back to the pool,
+/// so the server ends the session, its transaction and its lock.
 pub(super) struct HeldLock {
     conn: PoolConnection<Postgres>,
     scope: LockScope,
@@ -40,10 +41,12 @@ pub(super) struct HeldLock {
 
 impl HeldLock {
     /// Takes lock `id` on a connection from `pool`, polling `pg_try_advisory_lock`
-    /// (2 ms, doubling up to 50 ms) until `deadline`, so an abandoned wait never
-    /// leaves a lock request queued on the server. `on_first_wait` runs once, when
-    /// the first try finds the lock taken. `None` when the deadline passed. One
-    /// round trip per try.
+    /// (or, transaction-scoped, `pg_try_advisory_xact_lock` after a `BEGIN`: one
+    /// round trip more) every 2 ms, doubling up to 50 ms, until `deadline`, so an
+    /// abandoned wait never leaves a lock request queued on the server.
+    /// `on_first_wait` runs once, when the first try finds the lock taken. `None`
+    /// when the deadline passed. One round trip per try. From the first statement
+    /// on, the connection is this value's: any early exit closes it.
     pub(super) async fn acquire(
         pool: &PgPool,
         scope: LockScope,
@@ -51,11 +54,18 @@ impl HeldLock {
         deadline: Instant,
         on_first_wait: impl FnOnce(),
     ) -> Result<Option<Self>, sqlx::Error> {
-        let mut conn = pool.acquire().await?;
+        // Held from here: a `?` or a cancellation drops it, which closes the
+        // connection (see `Drop`) rather than pooling a session in a transaction.
+        let mut held = Self {
+            conn: pool.acquire().await?,
+            scope,
+            id,
+            released: false,
+        };
         let try_sql = match scope {
             LockScope::Session => TRY_LOCK_SQL,
             LockScope::Transaction => {
-                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+                sqlx::raw_sql("BEGIN").execute(&mut *held.conn).await?;
                 TRY_XACT_LOCK_SQL
             }
         };
@@ -64,23 +74,20 @@ impl HeldLock {
         loop {
             let taken: bool = sqlx::query_scalar(try_sql)
                 .bind(id)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *held.conn)
                 .await?;
             if taken {
-                return Ok(Some(Self {
-                    conn,
-                    scope,
-                    id,
-                    released: false,
-                }));
+                return Ok(Some(held));
             }
             if let Some(f) = on_first_wait.take() {
                 f();
             }
             if Instant::now() + pause > deadline {
                 if scope == LockScope::Transaction {
-                    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+                    sqlx::raw_sql("ROLLBACK").execute(&mut *held.conn).await?;
                 }
+                // Nothing held any more: the connection may go back to the pool.
+                held.released = true;
                 return Ok(None);
             }
             tokio::time::sleep(pause).await;
@@ -94,8 +101,9 @@ impl HeldLock {
         &mut self.conn
     }
 
-    /// Unlocks (one round trip) and returns the connection to the pool; if the
-    /// unlock fails, the connection is closed instead (which frees the lock).
+    /// Unlocks — or, transaction-scoped, commits (with the store made under the
+    /// lock) — in one round trip, and returns the connection to the pool; if that
+    /// fails, the connection is closed instead (which frees the lock).
     pub(super) async fn release(mut self) {
         let unlocked = match self.scope {
             LockScope::Session => sqlx::query(UNLOCK_SQL)

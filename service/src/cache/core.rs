@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::advisory_lock::{HeldLock, LockScope, lock_id};
 use super::{CacheConfig, CacheError, CacheStats, Fetched, Found, Origin, Store};
-use crate::db::{OwnConnection, Pools, PrimaryPool, SessionUse, Topology, execute_on, on_primary};
+use crate::db::{
+    OwnConnection, Pools, PrimaryPool, ReadYourWrites, SessionUse, Topology, execute_on, on_primary,
+};
 use crate::error::{BoxError, DbError};
 
 /// Planner settings of the flush connection, which runs nothing but flushes: index
@@ -50,6 +52,9 @@ struct Shared<S: Store> {
     lock_pool: PgPool,
     /// How the key locks are held on `lock_pool`'s connections.
     lock_scope: LockScope,
+    /// With replicas: the WAL position after this cache's last store, so its hits
+    /// read a replica only once that replica has replayed it.
+    written: Option<ReadYourWrites>,
     config: CacheConfig,
     counters: Counters,
     /// Buffered bookkeeping events, written by [`Shared::flush`].
@@ -90,12 +95,14 @@ impl<S: Store> CacheCore<S> {
             Ok(sessions) => (sessions.clone(), LockScope::Session),
             Err(_) => (pool.clone(), LockScope::Transaction),
         };
+        let written = db.has_replicas().then(|| ReadYourWrites::new(db.clone()));
         let shared = Arc::new(Shared {
             store,
             flush_conn,
             pool,
             lock_pool,
             lock_scope,
+            written,
             db,
             config,
             counters: Counters::default(),
@@ -137,13 +144,25 @@ impl<S: Store> CacheCore<S> {
         &self.shared.db
     }
 
+    /// With replicas, makes hits wait for `lsn` (a [`Topology::wal_position`] taken
+    /// after the commit of a [`CacheCore::put`] or [`CacheCore::delete`] in the
+    /// caller's transaction): until a replica has replayed it, hits read the primary.
+    /// The cache's own stores (a computed miss) do this themselves. No round trip.
+    pub fn saw(&self, lsn: crate::db::Lsn) {
+        if let Some(written) = &self.shared.written {
+            written.saw(lsn);
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &CacheConfig {
         &self.shared.config
     }
 
-    /// The live value for `key`, if any. One round trip, no write; the hit is
-    /// counted in memory and written at the next flush. A corrupt entry is logged,
+    /// The live value for `key`, if any. One round trip (with replicas, on one that
+    /// has replayed this cache's last store, a miss there read again on the
+    /// primary; through a pooler, in a transaction: begin and commit more), no
+    /// write; the hit is counted in memory and written at the next flush. A corrupt entry is logged,
     /// counted as an error and reported as a miss.
     pub async fn get(&self, key: &S::Key) -> Result<Option<S::Value>, CacheError> {
         let value = self.shared.read_hit(key, true).await?;
@@ -351,8 +370,8 @@ impl<S: Store> Shared<S> {
         key: &S::Key,
         miss_to_primary: bool,
     ) -> Result<Option<S::Value>, CacheError> {
-        if self.db.has_replicas() {
-            let reader = self.db.reader().await;
+        if let Some(written) = &self.written {
+            let reader = written.reader().await;
             if let Some(pool) = reader.replica_pool() {
                 let read = match pool.acquire().await {
                     Ok(mut conn) => self.load_hit(&mut conn, key).await,
@@ -366,6 +385,8 @@ impl<S: Store> Shared<S> {
                         tracing::warn!(cache = self.store.name(), error = %message, "replica failed; reading from the primary");
                         reader.replica_failed();
                     }
+                    // A recovery conflict: the primary answers instead.
+                    Err(CacheError::Database(DbError::SerializationFailure { .. })) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -487,6 +508,14 @@ impl<S: Store> Shared<S> {
         execute_on(conn, self.store.save(key, &value)?)
             .await
             .map_err(db_err)?;
+        // With replicas, hits wait for this store (one more round trip). Through a
+        // pooler without a direct URL the store commits with the lock, later: the
+        // position is then taken before it, and the lag bound covers the rest.
+        if let Some(written) = &self.written
+            && let Err(e) = written.wrote().await
+        {
+            tracing::warn!(cache = self.store.name(), error = %e, "could not read the WAL position after a store");
+        }
         if self.config.bookkeeping
             && let Some(event) = self.store.miss_event(key, &value, elapsed)
         {

@@ -33,6 +33,14 @@ pub enum ConnectError {
         /// The driver's error.
         source: DbErr,
     },
+    /// A replica URL goes through a transaction-mode pooler: replicas are read over
+    /// sessions (their statements are not wrapped in transactions), so name the
+    /// replica itself or a session-mode pooler.
+    #[error("replica {url} goes through a transaction-mode pooler; give its direct URL")]
+    PooledReplica {
+        /// The URL, password removed.
+        url: String,
+    },
 }
 
 /// Opens a connection pool of at most `max_connections` to `url`, with SQL statement

@@ -74,10 +74,12 @@ impl OwnConnection {
         self
     }
 
-    /// The connection, opened (and set up: one more round trip) if needed.
-    async fn get(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
+    /// The connection, taken out (opened and set up — one more round trip, five
+    /// through a pooler — if there was none): a run that does not end well, or is
+    /// cancelled, never puts it back.
+    async fn take(&mut self) -> Result<sqlx::PgConnection, sqlx::Error> {
         use sqlx::Connection;
-        let conn = match self.conn.take() {
+        Ok(match self.conn.take() {
             Some(conn) => conn,
             None => {
                 let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
@@ -93,36 +95,37 @@ impl OwnConnection {
                 }
                 conn
             }
-        };
-        Ok(self.conn.insert(conn))
+        })
     }
 
     /// Runs `write` on the connection, opened first if needed (`connect_error` maps a
-    /// failure to open it). After any error the connection is dropped, so the next
-    /// call starts on a fresh one.
+    /// driver failure outside `write`). After any error, or if this future is
+    /// dropped before it ends, the connection is closed, so the next call starts on a
+    /// fresh one and never inside a half-done transaction.
     pub(crate) async fn run<T, E>(
         &mut self,
         connect_error: impl FnOnce(sqlx::Error) -> E,
         write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, E>,
     ) -> Result<T, E> {
         let begin = self.multiplexed.then(|| self.begin_sql());
-        let result = match self.get().await {
-            Ok(conn) => match begin {
-                None => write(conn).await,
-                Some(begin) => in_transaction(conn, &begin, connect_error, write).await,
-            },
-            Err(e) => Err(connect_error(e)),
+        let mut conn = match self.take().await {
+            Ok(conn) => conn,
+            Err(e) => return Err(connect_error(e)),
         };
-        if result.is_err() {
-            self.conn = None;
+        let result = match begin {
+            None => write(&mut conn).await,
+            Some(begin) => in_transaction(&mut conn, &begin, connect_error, write).await,
+        };
+        if result.is_ok() {
+            self.conn = Some(conn);
         }
         result
     }
 }
 
 /// `write` inside `BEGIN` (with `begin`'s settings) and `COMMIT`, both in the simple
-/// protocol. On an error the transaction is left open: the caller drops the
-/// connection, which ends it.
+/// protocol. On an error the transaction is left open: [`OwnConnection::run`] then
+/// closes the connection, which ends it.
 async fn in_transaction<T, E>(
     conn: &mut sqlx::PgConnection,
     begin: &str,

@@ -71,8 +71,9 @@ pub struct ReplicaStatus {
     pub in_recovery: bool,
     /// The WAL position it has replayed.
     pub replayed: Lsn,
-    /// How far behind it was: 0 when it has replayed all it received, else the time
-    /// since the last transaction it replayed (an overestimate after an idle spell).
+    /// How far behind it was: 0 when it streams and has replayed all it received,
+    /// else the time since the last transaction it replayed (an overestimate after
+    /// an idle spell).
     pub lag: Duration,
     /// When it was last asked, if ever.
     #[serde(skip)]
@@ -101,10 +102,15 @@ struct Seen {
 
 /// A replica's state in one round trip: standby or not, replayed position, lag. The
 /// catalogue's recovery functions have no SeaORM form.
+/// A replica that is not streaming (its primary is gone, or it still follows a
+/// promoted-away one) lags by the age of its last replayed transaction, however
+/// complete its replay of what it received.
 const STATUS_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery,
        coalesce((pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, 0) AS replayed,
        (CASE WHEN NOT pg_is_in_recovery() THEN 0
-             WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+             WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver
+                          WHERE coalesce(status, 'streaming') = 'streaming')
+                  AND pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
              ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
         END)::float8 AS lag_seconds";
 
@@ -262,8 +268,10 @@ pub enum ServedBy {
 /// A connection for read-only work: a replica chosen by [`Topology::reader`] or
 /// [`ReadYourWrites::reader`], or the primary. As a SeaORM connection, a statement the
 /// replica cannot answer for want of a connection is sent to the primary instead, and
-/// the replica is skipped for a while; a transaction begun on the replica is
-/// read-only. Writing through it is an error on a replica.
+/// the replica is skipped for a while (a recovery conflict is re-sent too, the
+/// replica kept); a transaction begun on the replica is read-only. Use it for reads
+/// only: a write fails on a replica, but would succeed where a failed replica's
+/// statement is re-sent to the primary.
 #[derive(Clone)]
 pub struct Reader {
     topology: Topology,
@@ -318,6 +326,9 @@ impl Reader {
                     tracing::warn!(error = %e, "replica failed; reading from the primary");
                     self.replica_failed();
                 }
+                Err(e) if is_recovery_conflict(&e) => {
+                    tracing::debug!(error = %e, "recovery conflict on the replica; reading from the primary");
+                }
                 other => return other,
             }
         }
@@ -328,6 +339,15 @@ impl Reader {
 /// Whether `e` says the connection failed (not the statement).
 pub(crate) fn is_connection(e: &DbErr) -> bool {
     matches!(DbError::from(e.clone()), DbError::Connection { .. })
+}
+
+/// Whether `e` is a hot standby's recovery conflict (SQLSTATE 40001: replay had to
+/// remove what the query was reading), which the primary answers instead.
+fn is_recovery_conflict(e: &DbErr) -> bool {
+    matches!(
+        DbError::from(e.clone()),
+        DbError::SerializationFailure { .. }
+    )
 }
 
 impl Topology {

@@ -226,7 +226,9 @@ impl Topology {
     /// `DIRECT_URL` when it names another endpoint. `DATABASE_URL` is treated as a
     /// transaction-mode pooler when `DIRECT_URL` differs from it, or when
     /// [`multiplexed`] finds two client connections served by one backend. Round
-    /// trips: the probe's two connections, then one per pooled connection opened.
+    /// trips: the probe's two connections (and two per replica URL: a replica behind
+    /// a transaction-mode pooler is refused), then one per pooled connection opened
+    /// — six through a pooler, where a new connection first learns the types.
     pub async fn connect(urls: &DatabaseUrls, max_connections: u32) -> Result<Self, ConnectError> {
         Self::connect_with(urls, max_connections, ReplicaConfig::default()).await
     }
@@ -250,6 +252,11 @@ impl Topology {
         };
         let mut list = Vec::with_capacity(urls.replica_urls.len());
         for url in &urls.replica_urls {
+            // A replica down now is opened lazily and skipped until it answers; one
+            // that answers through a transaction-mode pooler is refused.
+            if let Ok(true) = self::multiplexed(url).await {
+                return Err(ConnectError::PooledReplica { url: redact(url) });
+            }
             list.push(open_replica(url, max_connections, &replicas).await?);
         }
         Ok(Self {

@@ -352,7 +352,9 @@ impl Worker {
     /// its own connection), a `dispatcher` starts claimed jobs as slots free up, a
     /// `completer` writes outcomes in batches (one statement each, on its own
     /// connection), and a `heartbeat` renews every lease in one statement per
-    /// `heartbeat_interval`. The LISTEN session is one more connection of the pool.
+    /// `heartbeat_interval`. The LISTEN session is one more connection, of the
+    /// topology's session pool (`DIRECT_URL` behind a pooler); without one the
+    /// worker polls every `poll_interval`.
     pub async fn run_until<S: Future<Output = Instant>>(
         self,
         shutdown: S,
