@@ -390,9 +390,16 @@ async fn a_caller_cancelled_while_waiting_for_the_lock_leaves_no_transaction_beh
     );
     let fetched = slow.await.expect("join").expect("slow compute");
     assert_eq!(fetched.origin, Origin::Computed);
+    // This database's sessions only (other tests hold transaction locks of their
+    // own); the pooler may take a moment to end the closed client's server session.
+    let idle_in_transaction = "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while t.scalar(idle_in_transaction).await != "0" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
-        t.scalar("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
-            .await,
+        t.scalar(idle_in_transaction).await,
         "0",
         "the abandoned wait's transaction was not handed back to the pool"
     );
