@@ -396,6 +396,42 @@ pub enum UsersCommand {
         #[command(flatten)]
         page: PageArgs,
     },
+    /// Access tokens: sign-in to the web console, `Authorization: Bearer` for scripts.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `strata users token`.
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token for a user and print its secret, once, alone on standard output
+    /// (only its SHA-256 is stored).
+    Create {
+        /// The user's email.
+        email: String,
+        /// How long it works (`30d`, `12h`; at most 366 days).
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+        /// What it is for.
+        #[arg(long)]
+        name: Option<String>,
+        /// The acting user's email (default: the token's user).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Revoke a token by its id: from now on it is refused.
+    Revoke {
+        /// The token's id (`strata users token list EMAIL`).
+        id: Uuid,
+        /// The acting user's email.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// A user's tokens, newest first (never their secrets).
+    List {
+        /// The user's email.
+        email: String,
+    },
 }
 
 /// `strata review`.

@@ -2,6 +2,7 @@
 
 pub mod prelude;
 
+pub mod access_tokens;
 pub mod ai_annotation_jobs;
 pub mod ai_cache_stats;
 pub mod ai_response_cache;

@@ -20,6 +20,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub role: String,
     #[sea_orm(has_many)]
+    pub access_tokens: HasMany<super::access_tokens::Entity>,
+    #[sea_orm(has_many)]
     pub ai_annotation_jobs: HasMany<super::ai_annotation_jobs::Entity>,
     #[sea_orm(has_many)]
     pub batch_jobs: HasMany<super::batch_jobs::Entity>,

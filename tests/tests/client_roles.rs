@@ -101,7 +101,7 @@ async fn client_roles_reach_no_strata_row_but_what_seed_001_opens() {
     let tables = strata(ObjectKind::RowLevelSecurity);
     assert_eq!(
         tables.len(),
-        25,
+        26,
         "every Strata table, the migration history too"
     );
     for role in CLIENTS {

@@ -156,5 +156,5 @@ async fn fresh_rebuilds_a_migrated_database() {
         .await
         .expect("inventory");
     assert!(inventory.pending.is_empty(), "{:?}", inventory.pending);
-    assert_eq!(inventory.tables.len(), 24);
+    assert_eq!(inventory.tables.len(), 25);
 }

@@ -1,15 +1,16 @@
-//! `strata users create|role|list`.
+//! `strata users create|role|list|token`.
 
 use service::accounts::{self, NewUser};
 use service::db::Topology;
 
 use super::Output;
 use super::output::or_dash;
-use crate::cli::UsersCommand;
+use crate::cli::{TokenCommand, UsersCommand};
 
 /// Runs `strata users …`.
 pub async fn run(db: &Topology, command: UsersCommand, out: &mut Output<'_>) -> anyhow::Result<()> {
     match command {
+        UsersCommand::Token(command) => token(db, command, out).await,
         UsersCommand::Create {
             email,
             role,
@@ -64,6 +65,72 @@ pub async fn run(db: &Topology, command: UsersCommand, out: &mut Output<'_>) -> 
                 })
                 .collect();
             out.show(&shown, &["email", "role", "name", "created", "id"], rows)
+        }
+    }
+}
+
+/// Runs `strata users token …`. `create` writes the secret alone on standard output
+/// (with `--json`, an object holding it and the token), and what it made on standard
+/// error.
+async fn token(db: &Topology, command: TokenCommand, out: &mut Output<'_>) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            email,
+            expires,
+            name,
+            by,
+        } => {
+            let user = super::user_id(db, &email).await?;
+            let by = match by {
+                Some(by) => Some(super::user_id(db, &by).await?),
+                None => None,
+            };
+            let lifetime = chrono::TimeDelta::from_std(expires)
+                .map_err(|_| anyhow::anyhow!("--expires {expires:?} is too long"))?;
+            let made = accounts::create_token(db, user, name.as_deref(), lifetime, by).await?;
+            eprintln!(
+                "token {} for {email}, expires {}; the secret below is shown once",
+                made.token.id,
+                made.token.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            let value = serde_json::json!({"secret": made.secret, "token": made.token});
+            out.done(&value, &made.secret)
+        }
+        TokenCommand::Revoke { id, by } => {
+            let by = match by {
+                Some(by) => Some(super::user_id(db, &by).await?),
+                None => None,
+            };
+            let revoked = accounts::revoke_token(db, id, by).await?;
+            let message = if revoked {
+                format!("revoked token {id}")
+            } else {
+                format!("token {id} was not live (unknown or already revoked)")
+            };
+            out.done(&serde_json::json!({"id": id, "revoked": revoked}), &message)
+        }
+        TokenCommand::List { email } => {
+            let user = super::user_id(db, &email).await?;
+            let tokens = accounts::list_tokens(&db.reader().await, user).await?;
+            let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M").to_string();
+            let rows = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        or_dash(t.name.clone()),
+                        fmt(t.created_at),
+                        fmt(t.expires_at),
+                        or_dash(t.revoked_at.map(fmt)),
+                        or_dash(t.last_used_at.map(fmt)),
+                    ]
+                })
+                .collect();
+            out.show(
+                &tokens,
+                &["id", "name", "created", "expires", "revoked", "last used"],
+                rows,
+            )
         }
     }
 }

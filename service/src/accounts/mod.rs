@@ -5,7 +5,7 @@
 //!
 //! The files: `role` (the [`Role`] enum), `permission` (the [`Permission`] enum),
 //! `users` (create, get, list), `permissions` (role changes, permission checks, the
-//! roles summary).
+//! roles summary), `tokens` (access tokens: made, checked, revoked).
 
 use uuid::Uuid;
 
@@ -15,6 +15,7 @@ use crate::page::InvalidPage;
 mod permission;
 mod permissions;
 mod role;
+mod tokens;
 mod users;
 
 pub use permission::{Permission, UnknownPermission};
@@ -22,6 +23,10 @@ pub use permissions::{
     RoleChange, RoleSummary, change_user_role, has_permission, user_roles_summary,
 };
 pub use role::{Role, UnknownRole};
+pub use tokens::{
+    AccessToken, Authenticated, MAX_LIFETIME, NewToken, TOKEN_PREFIX, TokenRefusal, authenticate,
+    create_token, list_tokens, revoke_token,
+};
 pub use users::{
     NewUser, User, create_user, get_user, get_user_by_email, list_users, normalize_email,
 };
@@ -58,6 +63,9 @@ pub enum AccountError {
     /// A page size out of range.
     #[error(transparent)]
     Page(#[from] InvalidPage),
+    /// An access token that does not sign anyone in: unknown, expired or revoked.
+    #[error("{0}")]
+    TokenRefused(TokenRefusal),
     /// The database failed; the variant says how.
     #[error("database: {0}")]
     Database(#[from] DbError),
