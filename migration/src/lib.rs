@@ -40,6 +40,7 @@ mod m20250801_000003_batch_item_progress;
 mod m20261201_000001_one_lease_rescuer;
 mod m20261207_000001_deny_client_roles;
 mod m20261208_000001_access_tokens;
+mod m20261208_000002_pending_run_at;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_one_lease_rescuer::Migration),
             Box::new(m20261207_000001_deny_client_roles::Migration),
             Box::new(m20261208_000001_access_tokens::Migration),
+            Box::new(m20261208_000002_pending_run_at::Migration),
         ]
     }
 }

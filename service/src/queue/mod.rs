@@ -41,6 +41,7 @@ mod finish;
 mod inspect;
 mod job_args;
 mod lease;
+mod overview;
 mod sql;
 mod status;
 mod table;
@@ -69,5 +70,6 @@ pub use inspect::{
 };
 pub use job_args::{InsertOptions, JobArgs};
 pub use lease::{MAX_BACKOFF, fence, heartbeat, release, rescue_expired};
+pub use overview::{COUNT_CAP, QueueOverview, capped, overview, overview_statement};
 pub use status::{JobStatus, UnknownStatus};
 pub use table::{AI_ANNOTATION_JOBS, JOBS, QueueTable};
