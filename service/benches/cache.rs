@@ -231,9 +231,7 @@ async fn hits_through_the_pooler(keys: &Arc<Vec<PdfKey>>) -> Result<f64, BoxErro
     const ROUNDS: usize = 5;
     let name = "strata_bench";
     let bouncer = tests::pgbouncer::PgBouncer::start(TASKS as u32 + 4);
-    let server = devdb::embedded::resolve_url(None)?;
-    let direct_url =
-        service::db::url_with_database(&server, name).replace("sslmode=require", "sslmode=disable");
+    let direct_url = common::plain_tcp_url(name)?;
     let direct = Topology::connect(&DatabaseUrls::new(direct_url.clone()), TASKS as u32).await?;
     let pooled = Topology::connect(
         &DatabaseUrls::new(bouncer.url(name)).with_direct(direct_url),

@@ -193,9 +193,7 @@ async fn through_the_pooler(db: &DatabaseConnection) -> Result<(f64, f64), BoxEr
     const SINGLE: usize = 4_000;
     let name = "strata_bench_queue";
     let bouncer = tests::pgbouncer::PgBouncer::start(CONCURRENCY as u32 + 8);
-    let server = devdb::embedded::resolve_url(None)?;
-    let direct_url =
-        service::db::url_with_database(&server, name).replace("sslmode=require", "sslmode=disable");
+    let direct_url = common::plain_tcp_url(name)?;
     let direct = Topology::connect(&DatabaseUrls::new(direct_url.clone()), 16).await?;
     let pooled = Topology::connect(
         &DatabaseUrls::new(bouncer.url(name)).with_direct(direct_url),

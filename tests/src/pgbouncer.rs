@@ -48,11 +48,7 @@ impl PgBouncer {
         std::fs::create_dir_all(&dir).expect("pgbouncer's directory");
         let users = dir.join("users.txt");
         std::fs::write(&users, "\"postgres\" \"\"\n").expect("pgbouncer's auth file");
-        let root = std::env::var("USER").is_ok_and(|u| u == "root")
-            || std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
-                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"));
+        let root = devdb::embedded::running_as_root();
         let config = format!(
             "[databases]\n\
              * = host={host} port={server_port}\n\

@@ -53,3 +53,11 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
+
+/// Bench database `name`'s URL straight to the server without TLS (the pooler
+/// comparisons' direct side: PgBouncer's own connections carry no TLS either).
+#[allow(dead_code)] // the queue and cache benches use it
+pub fn plain_tcp_url(name: &str) -> Result<String, BoxError> {
+    let server = devdb::embedded::resolve_url(None)?;
+    Ok(service::db::url_with_database(&server, name).replace("sslmode=require", "sslmode=disable"))
+}

@@ -17,10 +17,7 @@ pub use topology::{
 };
 
 use crate::error::DbError;
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, FromQueryResult,
-    Statement,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement};
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +47,7 @@ pub enum ConnectError {
 /// `TCP_NODELAY` on its sockets, so a pool an application builds with
 /// `Database::connect(url)` is as fast. One round trip per connection opened.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, ConnectError> {
-    let mut opt = ConnectOptions::new(url.to_owned());
-    opt.max_connections(max_connections.max(1))
-        .sqlx_logging(false);
-    Database::connect(opt)
-        .await
-        .map_err(|source| ConnectError::Database {
-            url: redact(url),
-            source,
-        })
+    topology::open(url, max_connections, false).await
 }
 
 /// The sqlx PostgreSQL pool under `db`, for the components that need sessions of

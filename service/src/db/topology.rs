@@ -303,7 +303,7 @@ impl Topology {
 }
 
 /// Opens a pool; through a pooler without the statement cache (unnamed statements).
-async fn open(
+pub(super) async fn open(
     url: &str,
     max_connections: u32,
     multiplexed: bool,
