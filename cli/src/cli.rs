@@ -38,6 +38,9 @@ pub enum Command {
     /// Check the database: required objects, indexes, vacuum, sessions, queues,
     /// caches, maintenance (ok / warn / fail; exit status 1 on any fail).
     Doctor(DoctorArgs),
+    /// The web console: queues, caches, documents, reviews, maintenance, audit and the
+    /// doctor in a browser, closed without a token (`strata users token create`).
+    Serve(ServeArgs),
     /// Run the maintenance that is due (once, or `--every` interval until Ctrl-C),
     /// run one task now, or list the schedule.
     Maintain(MaintainArgs),
@@ -163,12 +166,16 @@ pub struct JobFilterArgs {
 /// `strata jobs …`.
 #[derive(Subcommand, Debug)]
 pub enum JobsCommand {
-    /// Jobs, newest first.
+    /// Jobs, newest first (by id: UUIDv7, creation order).
     List {
         #[command(flatten)]
         filter: JobFilterArgs,
-        #[command(flatten)]
-        page: PageArgs,
+        /// Rows to show (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// The page after this job id (the last id of the previous page).
+        #[arg(long)]
+        before: Option<Uuid>,
     },
     /// One job with its payload and result.
     Show {
@@ -325,6 +332,30 @@ pub struct DoctorArgs {
     /// Each check's statement timeout (`5s`, `500ms`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+/// `strata serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Refuse every change (every POST but signing in and out answers 403).
+    #[arg(long)]
+    pub read_only: bool,
+    /// The statement timeout of every query the console sends (`2s`, `500ms`).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub statement_timeout: std::time::Duration,
+    /// The search box's embedder (none: the box says it has none).
+    #[arg(long, value_enum)]
+    pub embed: Option<EmbedArg>,
+    /// The key that signs session cookies, 32 bytes or more (default: drawn at
+    /// start, so sessions end with the process).
+    #[arg(long, env = "STRATA_SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<String>,
+    /// Mark the session cookie Secure (the console is served behind HTTPS).
+    #[arg(long)]
+    pub secure_cookie: bool,
 }
 
 /// `strata maintain`.

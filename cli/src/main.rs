@@ -10,6 +10,7 @@
 //!   handlers and the maintenance schedule until Ctrl-C).
 //! - `strata docs ingest|search|reindex|health`: the vector document store.
 //! - `strata maintain [--every 1m] [run TASK | list]`: the maintenance schedule.
+//! - `strata serve [--listen 127.0.0.1:8080] [--read-only]`: the web console.
 //! - `strata users create|role|list`, `strata review list|approve|reject|stats`,
 //!   `strata audit list`, `strata completions SHELL`.
 //!
@@ -99,6 +100,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 return commands::doctor::run(&urls, args.timeout, &mut out).await;
             }
             Command::Db(c) => return commands::db::run(c, url, &mut out).await,
+            Command::Serve(args) => {
+                let urls = commands::urls(url, direct_url, replica_urls)?;
+                return commands::serve::run(&urls, args, &mut out).await;
+            }
             _ => {}
         }
         // The worker's handlers (up to its concurrency on each queue), heartbeats and
@@ -124,6 +129,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             Command::Migrate(_)
             | Command::Doctor(_)
             | Command::Db(_)
+            | Command::Serve(_)
             | Command::Completions { .. } => Ok(()),
         };
         db.close().await;

@@ -41,6 +41,7 @@ mod m20261201_000001_one_lease_rescuer;
 mod m20261207_000001_deny_client_roles;
 mod m20261208_000001_access_tokens;
 mod m20261208_000002_pending_run_at;
+mod m20261208_000003_completed_at;
 
 pub use m20250301_000001_sheratan_store::{
     DEFAULT_VECTOR_DIMENSION, MAX_VECTOR_DIMENSION, vector_dimension,
@@ -82,6 +83,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_deny_client_roles::Migration),
             Box::new(m20261208_000001_access_tokens::Migration),
             Box::new(m20261208_000002_pending_run_at::Migration),
+            Box::new(m20261208_000003_completed_at::Migration),
         ]
     }
 }

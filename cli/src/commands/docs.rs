@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use service::db::Topology;
 use service::store::{
-    self, DocumentKey, EmbedError, Embedder, EmbeddingModel, Filter, HttpEmbedder,
-    HttpEmbedderConfig, HybridOptions, IndexMethod, NewChunk, NewDocument, StoreError, VectorStore,
+    self, AnyEmbedder, DocumentKey, EmbedderChoice, Embedder, EmbeddingModel, Filter, HybridOptions,
+    IndexMethod,
+    NewChunk, NewDocument, StoreError, VectorStore,
 };
 use uuid::Uuid;
 
@@ -52,61 +53,21 @@ enum LineChunk {
     },
 }
 
-/// Either embedder, chosen on the command line.
-enum AnyEmbedder {
-    #[cfg(feature = "local-embedder")]
-    Local(store::LocalEmbedder),
-    Http(HttpEmbedder),
-}
-
-impl AnyEmbedder {
-    fn load(which: EmbedArg) -> anyhow::Result<Self> {
-        match which {
-            // The hint follows the error's own text, which is also kept as the source
-            // (and not printed twice).
-            #[cfg(feature = "local-embedder")]
-            EmbedArg::Local => store::LocalEmbedder::load_default()
-                .map(Self::Local)
-                .map_err(|e| {
-                    let hint = format!("{e} (scripts/setup-model.sh fetches the model)");
-                    anyhow::Error::new(e).context(hint)
-                }),
-            #[cfg(not(feature = "local-embedder"))]
-            EmbedArg::Local => bail!(
-                "this strata was built without the local-embedder feature: \
-                 cargo build -p cli --features local-embedder (a default feature)"
-            ),
-            EmbedArg::Http => Ok(Self::Http(HttpEmbedder::new(
-                HttpEmbedderConfig::from_env()?,
-            )?)),
+/// The embedder `which` names; the local model's error says how to fetch it.
+pub fn load_embedder(which: EmbedArg) -> anyhow::Result<AnyEmbedder> {
+    let choice = match which {
+        EmbedArg::Local => EmbedderChoice::Local,
+        EmbedArg::Http => EmbedderChoice::Http,
+    };
+    AnyEmbedder::load(choice).map_err(|e| match choice {
+        // The hint follows the error's own text, which is also kept as the source
+        // (and not printed twice).
+        EmbedderChoice::Local => {
+            let hint = format!("{e} (scripts/setup-model.sh fetches the model)");
+            anyhow::Error::new(e).context(hint)
         }
-    }
-}
-
-impl Embedder for AnyEmbedder {
-    fn model(&self) -> &EmbeddingModel {
-        match self {
-            #[cfg(feature = "local-embedder")]
-            Self::Local(e) => e.model(),
-            Self::Http(e) => e.model(),
-        }
-    }
-
-    fn batch_size(&self) -> usize {
-        match self {
-            #[cfg(feature = "local-embedder")]
-            Self::Local(e) => e.batch_size(),
-            Self::Http(e) => e.batch_size(),
-        }
-    }
-
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        match self {
-            #[cfg(feature = "local-embedder")]
-            Self::Local(e) => e.embed(texts).await,
-            Self::Http(e) => e.embed(texts).await,
-        }
-    }
+        EmbedderChoice::Http => anyhow::Error::new(e),
+    })
 }
 
 /// What an ingest did.
@@ -147,7 +108,7 @@ pub async fn run(db: &Topology, command: DocsCommand, out: &mut Output<'_>) -> a
                 .context("the store is empty: ingest documents first (strata docs ingest)")?;
             let vectors = VectorStore::new(model);
             if let Some(text) = text {
-                let embedder = AnyEmbedder::load(embed)?;
+                let embedder = load_embedder(embed)?;
                 let hits = vectors
                     .search_text(
                         db,
@@ -427,7 +388,7 @@ async fn ingest(
     let (mut reused, mut embedded) = (0, 0);
     let model = match embed {
         Some(which) => {
-            let embedder = AnyEmbedder::load(which)?;
+            let embedder = load_embedder(which)?;
             // Another model than the store's is refused before minutes of embedding.
             store::check_recorded(db, embedder.model()).await?;
             // Chunks stored as they are keep their vectors: no embedding for them.

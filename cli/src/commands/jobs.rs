@@ -23,6 +23,7 @@ fn filter(args: JobFilterArgs) -> JobFilter {
     JobFilter {
         status: args.status,
         job_type: args.job_type,
+        ..JobFilter::default()
     }
 }
 
@@ -30,9 +31,13 @@ fn filter(args: JobFilterArgs) -> JobFilter {
 pub async fn run(db: &Topology, args: JobsArgs, out: &mut Output<'_>) -> anyhow::Result<()> {
     let table = table(args.queue);
     match args.command {
-        JobsCommand::List { filter: f, page } => {
+        JobsCommand::List {
+            filter: f,
+            limit,
+            before,
+        } => {
             let reader = db.reader().await;
-            let jobs = queue::list_jobs(&reader, table, &filter(f), super::page(page)?).await?;
+            let jobs = queue::list_jobs(&reader, table, &filter(f), before, limit).await?;
             let rows = jobs
                 .iter()
                 .map(|j| {
@@ -250,7 +255,11 @@ async fn change(
     } else {
         format!(
             "{} match; run again with --yes to {action} them (nothing changed)",
-            count_of(matching, "job")
+            if matching > queue::COUNT_CAP {
+                format!("{} jobs", queue::capped(matching))
+            } else {
+                count_of(matching, "job")
+            }
         )
     };
     out.done(

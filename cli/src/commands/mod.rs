@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod maintain;
 pub mod output;
 pub mod review;
+pub mod serve;
 pub mod users;
 pub mod worker;
 

@@ -94,6 +94,38 @@ pub async fn has_permission<C: ConnectionTrait>(
     Ok(row.allowed)
 }
 
+/// Asks seed 004's `has_permission` for each permission of `$2`: the ones granted.
+const PERMISSIONS_OF_SQL: &str =
+    "SELECT p AS permission FROM unnest($2::text[]) AS p WHERE has_permission($1, p)";
+
+#[derive(FromQueryResult)]
+struct Granted {
+    permission: String,
+}
+
+/// Which of `among` `user` has, each decided by seed 004's `has_permission`, in
+/// `among`'s order; none for an unknown user. One round trip, however many are
+/// asked (a console checks a route's permission and learns which buttons to show).
+pub async fn permissions_of<C: ConnectionTrait>(
+    db: &C,
+    user: Uuid,
+    among: &[Permission],
+) -> Result<Vec<Permission>, DbError> {
+    let names: Vec<String> = among.iter().map(|p| p.as_str().to_owned()).collect();
+    let granted = Granted::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        PERMISSIONS_OF_SQL,
+        [user.into(), names.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(among
+        .iter()
+        .copied()
+        .filter(|p| granted.iter().any(|g| g.permission == p.as_str()))
+        .collect())
+}
+
 /// One role's line of `user_roles_summary`.
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult, Serialize)]
 pub struct RoleSummary {

@@ -189,8 +189,8 @@ pub async fn create_token<C: ConnectionTrait + TransactionTrait>(
 }
 
 /// Who `secret` speaks for, or why it is refused ([`AccountError::TokenRefused`]).
-/// One round trip (the token by its hash, with its user); a valid token's last use
-/// is written, at most once a minute (one more).
+/// Round trips: the token by its hash, its user; a valid token's last use is
+/// written at most once a minute (one more).
 pub async fn authenticate<C: ConnectionTrait>(
     db: &C,
     secret: &str,
@@ -199,11 +199,33 @@ pub async fn authenticate<C: ConnectionTrait>(
     if !secret.starts_with(TOKEN_PREFIX) {
         return Err(refused(TokenRefusal::Unknown));
     }
-    let Some(token) = access_tokens::Entity::find()
+    let token = access_tokens::Entity::find()
         .filter(access_tokens::Column::TokenHash.eq(hash(secret)))
         .one(db)
-        .await?
-    else {
+        .await?;
+    admit(db, token).await
+}
+
+/// Who token `id` speaks for, or why it is refused ([`AccountError::TokenRefused`]):
+/// for a session that signed in with the token and keeps only its id (the console's
+/// signed cookie), so an expiry, a revocation or a role change applies at the next
+/// request. Round trips as [`authenticate`].
+pub async fn authenticate_id<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Authenticated, AccountError> {
+    let token = access_tokens::Entity::find_by_id(id).one(db).await?;
+    admit(db, token).await
+}
+
+/// Checks a token found (or not): revoked, expired, its user; writes its last use
+/// at most once a minute.
+async fn admit<C: ConnectionTrait>(
+    db: &C,
+    token: Option<access_tokens::Model>,
+) -> Result<Authenticated, AccountError> {
+    let refused = |reason| AccountError::TokenRefused(reason);
+    let Some(token) = token else {
         return Err(refused(TokenRefusal::Unknown));
     };
     let now = Utc::now();

@@ -44,6 +44,24 @@ pub async fn retry_failed<C: ConnectionTrait>(
     Ok(done.rows_affected())
 }
 
+/// Deletes job `id` if it is finished (completed, failed or cancelled); whether it
+/// was. A pending or running job is left: cancel it first. One statement, on any
+/// connection.
+pub async fn delete_job<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+    id: Uuid,
+) -> Result<bool, QueueError> {
+    let done = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            table.sql().delete_finished_job.as_str(),
+            [id.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes finished jobs (completed, failed, cancelled) that finished more than
 /// `retention` ago, `batch` rows per statement until none is left, so no statement
 /// holds many row locks (on a `DatabaseConnection` each batch commits on its own;

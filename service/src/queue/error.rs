@@ -31,6 +31,16 @@ pub enum QueueError {
         /// Its statuses.
         known: String,
     },
+    /// A listing's or bulk change's filter value outside its range; nothing ran.
+    #[error("job filter {field} = {value}: {reason}")]
+    InvalidFilter {
+        /// The filter field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// A worker was given or asked for a job type it has no handler for.
     #[error("no handler for job type {0:?}")]
     UnknownJobType(String),

@@ -47,11 +47,12 @@ mod status;
 mod table;
 pub mod worker;
 
-pub use admin::{cancel, delete_finished, retry_failed};
+pub use admin::{cancel, delete_finished, delete_job, retry_failed};
 pub(crate) use batch_insert::BatchInsert;
 pub use browse::{
-    JobDetail, JobFilter, JobSummary, Matching, cancel_matching, count_matching, list_jobs,
-    retry_matching, show_job,
+    BULK_BATCH, BulkChange, JobDetail, JobFilter, JobSummary, Matching, cancel_matching,
+    change_matching, count_matching, count_statement, list_jobs, list_statement, retry_matching,
+    show_job,
 };
 pub(crate) use claim::claim_on;
 pub use claim::{ClaimedJob, Lease, claim};
@@ -70,6 +71,9 @@ pub use inspect::{
 };
 pub use job_args::{InsertOptions, JobArgs};
 pub use lease::{MAX_BACKOFF, fence, heartbeat, release, rescue_expired};
-pub use overview::{COUNT_CAP, QueueOverview, capped, overview, overview_statement};
+pub use overview::{
+    COUNT_CAP, QueueOverview, capped, overview, overview_statement, throughput,
+    throughput_statement,
+};
 pub use status::{JobStatus, UnknownStatus};
 pub use table::{AI_ANNOTATION_JOBS, JOBS, QueueTable};

@@ -83,6 +83,39 @@ pub async fn overview<C: ConnectionTrait>(
     .ok_or_else(|| QueueError::Database(crate::error::DbError::no_row("queue overview")))
 }
 
+/// One minute's completions, as [`throughput`] reads them.
+#[derive(Debug, FromQueryResult)]
+struct MinuteCount {
+    minutes_ago: i32,
+    completed: i64,
+}
+
+/// Completions per minute over the last hour, oldest minute first (60 counts; the
+/// last is the current minute so far). One round trip through the partial index on
+/// completed jobs' `completed_at` (migration `m20261208_000003_completed_at`).
+pub async fn throughput<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+) -> Result<Vec<i64>, QueueError> {
+    let rows = MinuteCount::find_by_statement(throughput_statement(table))
+        .all(db)
+        .await?;
+    let mut minutes = vec![0; 60];
+    for row in rows {
+        if let Ok(ago) = usize::try_from(row.minutes_ago)
+            && ago < 60
+        {
+            minutes[59 - ago] += row.completed;
+        }
+    }
+    Ok(minutes)
+}
+
+/// The statement [`throughput`] sends for `table` (for `EXPLAIN`).
+pub fn throughput_statement(table: QueueTable) -> Statement {
+    Statement::from_string(DbBackend::Postgres, table.sql().throughput.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

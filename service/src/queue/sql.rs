@@ -127,18 +127,29 @@ const FAILED: &str =
 const RETRY_FAILED: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
      WHERE id = ANY($1) AND status = 'failed'";
 
-/// The filter `$1` (status, or NULL for any) and `$2` (type, or NULL for any) that
-/// the operator's listing and bulk statements share, over either table's status type
-/// and type expression.
-const MATCHING: &str =
-    "($1::text IS NULL OR status = $1::{st}) AND ($2::text IS NULL OR {ty} = $2)";
+/// The filter the operator's listing, counts and bulk changes share, over either
+/// table's status type, type expression and columns: `$1` status, `$2` type, `$3`
+/// only unfinished (pending or running), `$4` priority, `$5`/`$6` created at or
+/// after / before, `$7` dedup key, `$8` error text (case-insensitive substring), `$9`
+/// payload containment (`@>`). A NULL parameter filters nothing. Raw SQL: one
+/// template over both tables' names and status types.
+const MATCHING: &str = "($1::text IS NULL OR status = $1::{st}) AND ($2::text IS NULL OR {ty} = $2)
+     AND ($3::bool IS NOT TRUE OR status IN ('pending', '{running}'))
+     AND ($4::int IS NULL OR priority = $4)
+     AND ($5::timestamptz IS NULL OR created_at >= $5)
+     AND ($6::timestamptz IS NULL OR created_at < $6)
+     AND ($7::text IS NULL OR dedup_key = $7)
+     AND ($8::text IS NULL OR {error} ILIKE '%' || $8 || '%')
+     AND ($9::jsonb IS NULL OR {payload} @> $9)";
 
-/// One page of jobs matching the filter, newest first, in one shape for either table.
+/// One page of jobs matching the filter, newest first by id (UUIDv7, as the queue
+/// writes them), after keyset `$10` (the last id of the previous page), at most `$11`:
+/// walking the primary key backwards, so no filter reads the table whole.
 const LIST: &str = "SELECT id, {ty} AS job_type, status::text AS status, priority, attempts,
          max_attempts, run_at, locked_by, locked_until, {error} AS last_error, created_at,
          completed_at
-     FROM {t} WHERE {matching}
-     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4";
+     FROM {t} WHERE {matching} AND ($10::uuid IS NULL OR id < $10)
+     ORDER BY id DESC LIMIT $11";
 
 /// One job with its payload and result, in one shape for either table.
 const SHOW: &str = "SELECT id, {ty} AS job_type, status::text AS status, priority, attempts,
@@ -146,20 +157,57 @@ const SHOW: &str = "SELECT id, {ty} AS job_type, status::text AS status, priorit
          completed_at, {payload} AS payload, {result} AS result
      FROM {t} WHERE id = $1";
 
-/// How many jobs a bulk cancel (pending or running) or retry (failed) would change.
+/// How many jobs match, and how many of them a bulk cancel (pending or running),
+/// retry (failed) or delete (finished) would change, each counted up to `$10`
+/// (`COUNT_CAP + 1`) along the primary key: a bounded read on any table size.
 const COUNT_MATCHING: &str = "SELECT
-         count(*) FILTER (WHERE status IN ('pending', '{running}')) AS cancellable,
-         count(*) FILTER (WHERE status = 'failed') AS retryable
-     FROM {t} WHERE {matching}";
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching}
+                                ORDER BY id DESC LIMIT $10) s) AS matching,
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching}
+                                  AND status IN ('pending', '{running}')
+                                ORDER BY id DESC LIMIT $10) s) AS cancellable,
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching} AND status = 'failed'
+                                ORDER BY id DESC LIMIT $10) s) AS retryable,
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching}
+                                  AND status IN ('completed', 'failed', 'cancelled')
+                                ORDER BY id DESC LIMIT $10) s) AS deletable";
 
-/// Cancels every pending or running job matching the filter, as [`CANCEL`] does one.
+/// Cancels at most `$10` pending or running jobs matching the filter (as [`CANCEL`]
+/// does one) and returns their ids: a bounded batch, so no statement locks many rows.
 const CANCEL_MATCHING: &str = "UPDATE {t} SET status = 'cancelled', locked_by = NULL,
          locked_until = NULL, claim_token = NULL
-     WHERE {matching} AND status IN ('pending', '{running}')";
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching}
+                            AND status IN ('pending', '{running}') ORDER BY id LIMIT $10))
+       AND status IN ('pending', '{running}')
+     RETURNING id";
 
-/// Sends every failed job matching the filter back to pending, as [`RETRY_FAILED`].
+/// Sends at most `$10` failed jobs matching the filter back to pending (as
+/// [`RETRY_FAILED`]) and returns their ids.
 const RETRY_MATCHING: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
-     WHERE {matching} AND status = 'failed'";
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND status = 'failed'
+                          ORDER BY id LIMIT $10))
+       AND status = 'failed'
+     RETURNING id";
+
+/// Deletes at most `$10` finished jobs matching the filter and returns their ids.
+const DELETE_MATCHING: &str = "DELETE FROM {t}
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching}
+                            AND status IN ('completed', 'failed', 'cancelled')
+                          ORDER BY id LIMIT $10))
+       AND status IN ('completed', 'failed', 'cancelled')
+     RETURNING id";
+
+/// Deletes job `$1` if it is finished (completed, failed or cancelled).
+const DELETE_FINISHED_JOB: &str =
+    "DELETE FROM {t} WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled')";
+
+/// Completions per minute over the last hour, minutes ago (0 = this minute) with
+/// their counts: a GROUP BY over server time, through the partial index on completed
+/// jobs' completion time.
+const THROUGHPUT: &str = "SELECT floor(extract(epoch FROM now() - completed_at) / 60)::int AS minutes_ago,
+         count(*) AS completed
+     FROM {t} WHERE status = 'completed' AND completed_at > now() - interval '60 minutes'
+     GROUP BY 1";
 
 /// A queue's state in one scan: running jobs whose lease ran out, running, runnable
 /// pending and failed jobs, and the oldest runnable job's wait (FILTERed aggregates).
@@ -193,6 +241,9 @@ pub(super) struct Statements {
     pub(super) count_matching: String,
     pub(super) cancel_matching: String,
     pub(super) retry_matching: String,
+    pub(super) delete_matching: String,
+    pub(super) delete_finished_job: String,
+    pub(super) throughput: String,
 }
 
 impl Statements {
@@ -217,6 +268,9 @@ impl Statements {
             count_matching: table.render(&COUNT_MATCHING.replace("{matching}", MATCHING)),
             cancel_matching: table.render(&CANCEL_MATCHING.replace("{matching}", MATCHING)),
             retry_matching: table.render(&RETRY_MATCHING.replace("{matching}", MATCHING)),
+            delete_matching: table.render(&DELETE_MATCHING.replace("{matching}", MATCHING)),
+            delete_finished_job: table.render(DELETE_FINISHED_JOB),
+            throughput: table.render(THROUGHPUT),
         }
     }
 }
@@ -248,6 +302,13 @@ mod tests {
                 &sql.oldest_pending,
                 &sql.failed,
                 &sql.retry_failed,
+                &sql.list,
+                &sql.count_matching,
+                &sql.cancel_matching,
+                &sql.retry_matching,
+                &sql.delete_matching,
+                &sql.delete_finished_job,
+                &sql.throughput,
             ] {
                 assert!(!text.contains('{'), "unrendered placeholder in {text}");
             }

@@ -179,6 +179,20 @@ impl Runtime {
     }
 }
 
+/// Reads a running [`Runtime`]'s health ([`RuntimeHandle::health_source`]); clones
+/// share it.
+#[derive(Debug, Clone)]
+pub struct HealthSource {
+    probes: Vec<Probe>,
+}
+
+impl HealthSource {
+    /// A snapshot of every service's health, as [`RuntimeHandle::health`]. No I/O.
+    pub fn health(&self) -> Vec<ServiceHealth> {
+        self.probes.iter().map(Probe::snapshot).collect()
+    }
+}
+
 /// A started [`Runtime`]. Dropping it without [`RuntimeHandle::stop`] asks every
 /// service to stop at once (running jobs are given back, buffers flushed), without
 /// waiting for them.
@@ -193,6 +207,14 @@ impl RuntimeHandle {
     /// schedule, flushers. No I/O.
     pub fn health(&self) -> Vec<ServiceHealth> {
         self.probes.iter().map(Probe::snapshot).collect()
+    }
+
+    /// A handle on the services' health alone, to give to a reader elsewhere (the
+    /// web console) while this handle keeps the power to stop them.
+    pub fn health_source(&self) -> HealthSource {
+        HealthSource {
+            probes: self.probes.clone(),
+        }
     }
 
     /// Stops every service: the workers claim nothing more and let running jobs

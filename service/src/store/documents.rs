@@ -63,3 +63,39 @@ pub async fn chunk_embedding<C: ConnectionTrait>(
         .await?;
     Ok(chunk.and_then(|c| c.embedding).map(|v| v.to_vec()))
 }
+
+/// Documents and chunks stored per day and source over the last `$1` days, newest
+/// day first: a GROUP BY over a join by day, which the entities do not express.
+const INGEST_HISTORY_SQL: &str = "SELECT to_char(date_trunc('day', d.created_at), 'YYYY-MM-DD') AS day,
+            d.source, count(DISTINCT d.id) AS documents, count(c.id) AS chunks
+     FROM documents d LEFT JOIN document_chunks c ON c.document_id = d.id
+     WHERE d.created_at > now() - make_interval(days => $1)
+     GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT 200";
+
+/// One day and source of [`ingest_history`].
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult, serde::Serialize)]
+pub struct IngestDay {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The documents' source, if they have one.
+    pub source: Option<String>,
+    /// Documents stored that day (still stored).
+    pub documents: i64,
+    /// Their chunks.
+    pub chunks: i64,
+}
+
+/// What was ingested over the last `days` days, per day and source (at most 200
+/// lines), from the documents still stored. One round trip, on any connection.
+pub async fn ingest_history<C: ConnectionTrait>(
+    db: &C,
+    days: i32,
+) -> Result<Vec<IngestDay>, StoreError> {
+    Ok(IngestDay::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        INGEST_HISTORY_SQL,
+        [days.into()],
+    ))
+    .all(db)
+    .await?)
+}

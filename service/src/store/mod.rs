@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::error::DbError;
 
+mod any_embedder;
 mod documents;
 mod embed;
 mod filter;
@@ -44,7 +45,10 @@ mod search;
 mod search_log;
 mod vector_store;
 
-pub use documents::{DeletedDocument, chunk_embedding, delete_document};
+pub use any_embedder::{AnyEmbedder, EmbedderChoice};
+pub use documents::{
+    DeletedDocument, IngestDay, chunk_embedding, delete_document, ingest_history,
+};
 pub use embed::{EmbedError, Embedder, embed_all, embed_missing, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
