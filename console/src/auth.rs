@@ -94,14 +94,19 @@ impl Session {
 /// 32 bytes from the operating system's generator, in hex.
 fn nonce() -> Result<String, PageError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| PageError::Internal(format!("the operating system's generator failed: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| {
+        PageError::Internal(format!("the operating system's generator failed: {e}"))
+    })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Equal strings, compared in time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The sign-in page.
@@ -258,9 +263,14 @@ async fn admit(state: &AppState, mut req: Request) -> Result<Request, Response> 
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let Some(access) = path.as_deref().and_then(|p| routes::access(req.method(), p)) else {
-        return Err(PageError::Forbidden("this route is not in the console's route table".into())
-            .into_response());
+    let Some(access) = path
+        .as_deref()
+        .and_then(|p| routes::access(req.method(), p))
+    else {
+        return Err(
+            PageError::Forbidden("this route is not in the console's route table".into())
+                .into_response(),
+        );
     };
     if access == Access::Public {
         return Ok(req);
@@ -270,7 +280,9 @@ async fn admit(state: &AppState, mut req: Request) -> Result<Request, Response> 
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let jar = SignedCookieJar::from_headers(req.headers(), state.0.key.clone());
-    let session = jar.get(SESSION_COOKIE).and_then(|c| Session::parse(c.value()));
+    let session = jar
+        .get(SESSION_COOKIE)
+        .and_then(|c| Session::parse(c.value()));
     let secret = bearer(req.headers()).map(str::to_owned);
     if secret.is_none() && session.is_none() {
         return Err(refused(&req, &here, "sign in to use the console"));
@@ -343,7 +355,8 @@ fn refused(req: &Request, here: &str, reason: &str) -> Response {
             res.headers_mut().insert("hx-redirect", v);
         }
     }
-    if let Ok(v) = format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict").parse()
+    if let Ok(v) =
+        format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict").parse()
     {
         res.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -1,7 +1,9 @@
 //! Every query the console sends runs in a transaction of its own under `SET LOCAL
 //! statement_timeout` (the configured limit, 2 s by default): a page that would
 //! load the database is stopped by the server and says so. Plans are custom (made
-//! with the filter's values), so an unset filter never leaves a table scan behind.
+//! with the filter's values) and take an index wherever one can answer — for a
+//! filter no index narrows, the primary key, newest first, up to the page or the
+//! count cap — so a refresh never reads a queue whole.
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 

@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn the_peak_touches_the_top_and_zero_the_bottom() {
         let svg = super::sparkline(&[0, 5, 10], 100, 22);
-        assert!(svg.contains("points=\"0.0,21.0 50.0,11.0 100.0,1.0\""), "{svg}");
+        assert!(
+            svg.contains("points=\"0.0,21.0 50.0,11.0 100.0,1.0\""),
+            "{svg}"
+        );
         assert!(svg.contains("15 completed in the last hour, peak 10 a minute"));
         let flat = super::sparkline(&[0; 60], 120, 22);
         assert!(flat.contains("0.0,21.0"), "{flat}");

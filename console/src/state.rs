@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum_extra::extract::cookie::Key;
-use service::db::Topology;
 use service::cache::CacheTableStats;
+use service::db::Topology;
 use service::doctor::Examination;
 use tokio::sync::Mutex;
 
@@ -60,7 +60,7 @@ pub(crate) struct Inner {
     pub(crate) db: Topology,
     pub(crate) config: ConsoleConfig,
     pub(crate) key: Key,
-    /// `SET LOCAL statement_timeout = …; SET LOCAL plan_cache_mode = …`, rendered once.
+    /// The `SET LOCAL`s of every console transaction (timeout, plans), rendered once.
     pub(crate) timeout_sql: String,
     pub(crate) doctor: Reuse<Examination>,
     pub(crate) cache_stats: Reuse<Vec<CacheTableStats>>,
@@ -88,8 +88,12 @@ impl AppState {
         };
         // Custom plans always: the listing's optional filters (`$1 IS NULL OR …`) plan
         // well only with their values, and a cached generic plan may scan the table.
+        // No sequential scan where an index can answer: a filter no index narrows
+        // walks the primary key newest first and stops at its LIMIT (a page, or the
+        // count cap) instead of reading a queue whole; the timeout bounds the rest.
         let timeout_sql = format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL plan_cache_mode = force_custom_plan",
+            "SET LOCAL statement_timeout = {}; SET LOCAL plan_cache_mode = force_custom_plan; \
+             SET LOCAL enable_seqscan = off",
             config.statement_timeout.as_millis().max(1)
         );
         Ok(Self(Arc::new(Inner {

@@ -13,9 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use service::db::Topology;
 use service::store::{
-    self, AnyEmbedder, DocumentKey, EmbedderChoice, Embedder, EmbeddingModel, Filter, HybridOptions,
-    IndexMethod,
-    NewChunk, NewDocument, StoreError, VectorStore,
+    self, AnyEmbedder, DocumentKey, Embedder, EmbedderChoice, EmbeddingModel, Filter,
+    HybridOptions, IndexMethod, NewChunk, NewDocument, StoreError, VectorStore,
 };
 use uuid::Uuid;
 

@@ -17,7 +17,11 @@ use crate::cli::ServeArgs;
 const POOL_SIZE: u32 = 8;
 
 /// Connects, builds the console and serves it until a shutdown signal.
-pub async fn run(urls: &DatabaseUrls, args: ServeArgs, _out: &mut Output<'_>) -> anyhow::Result<()> {
+pub async fn run(
+    urls: &DatabaseUrls,
+    args: ServeArgs,
+    _out: &mut Output<'_>,
+) -> anyhow::Result<()> {
     let db = super::connect(urls, POOL_SIZE).await?;
     let mut config = ConsoleConfig::new(Expectations::new(migration::names()));
     config.read_only = args.read_only;

@@ -134,7 +134,11 @@ pub(crate) async fn page(
             outcome: e.outcome,
             details: {
                 let d = e.details.to_string();
-                if d == "{}" { String::new() } else { d.chars().take(300).collect() }
+                if d == "{}" {
+                    String::new()
+                } else {
+                    d.chars().take(300).collect()
+                }
             },
             ip: e.ip_address.unwrap_or_default(),
         })

@@ -167,4 +167,3 @@ pub(crate) async fn purge(
     txn.commit().await?;
     Ok(Redirect::to(&format!("/caches?done=purged&n={rows}")).into_response())
 }
-

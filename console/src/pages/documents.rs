@@ -3,9 +3,9 @@
 //! embedder — that shows each hit's scores.
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Extension;
 use serde::Deserialize;
 use service::audit;
 use service::store::{
@@ -100,7 +100,15 @@ pub(crate) async fn page(
     viewer: Extension<Viewer>,
     Query(q): Query<SearchQuery>,
 ) -> Result<Response, PageError> {
-    show(state, viewer, SearchQuery { q: String::new(), ..q }).await
+    show(
+        state,
+        viewer,
+        SearchQuery {
+            q: String::new(),
+            ..q
+        },
+    )
+    .await
 }
 
 /// `GET /documents/search?q=…&mode=hybrid|vector&k=10`.
@@ -162,12 +170,24 @@ async fn show(
                 .await?;
             for (i, h) in found.into_iter().enumerate() {
                 let rank = |r: Option<i64>| r.map_or_else(|| "–".to_owned(), |r| r.to_string());
-                hits.push(hit_row(i, &h.hit, format!("{:.4}", h.score), rank(h.vector_rank), rank(h.text_rank)));
+                hits.push(hit_row(
+                    i,
+                    &h.hit,
+                    format!("{:.4}", h.score),
+                    rank(h.vector_rank),
+                    rank(h.text_rank),
+                ));
             }
         } else {
             let found = vectors.search(&txn, vector, k, None).await?;
             for (i, h) in found.iter().enumerate() {
-                hits.push(hit_row(i, h, String::new(), (i + 1).to_string(), String::new()));
+                hits.push(hit_row(
+                    i,
+                    h,
+                    String::new(),
+                    (i + 1).to_string(),
+                    String::new(),
+                ));
             }
         }
     }
@@ -216,7 +236,10 @@ async fn show(
             .collect(),
         index,
         progress,
-        model: model.map_or_else(|| "none yet".to_owned(), |m| format!("{} ({} dimensions)", m.name, m.dimension)),
+        model: model.map_or_else(
+            || "none yet".to_owned(),
+            |m| format!("{} ({} dimensions)", m.name, m.dimension),
+        ),
         embedder: embedder.map_or_else(
             || "none (start strata serve with --embed)".to_owned(),
             |e| e.model().name.clone(),

@@ -89,22 +89,27 @@ impl JobsQuery {
             "unfinished" => (None, true),
             "any" => (None, false),
             word => (
-                Some(word.parse::<JobStatus>().map_err(|e| PageError::BadRequest(e.to_string()))?),
+                Some(
+                    word.parse::<JobStatus>()
+                        .map_err(|e| PageError::BadRequest(e.to_string()))?,
+                ),
                 false,
             ),
         };
-        let priority = match set(&self.priority) {
-            Some(p) => Some(p.parse::<i32>().map_err(|_| {
-                PageError::BadRequest(format!("priority = {p:?}: a whole number"))
-            })?),
-            None => None,
-        };
-        let payload_contains = match set(&self.payload) {
-            Some(p) => Some(serde_json::from_str::<Value>(&p).map_err(|e| {
-                PageError::BadRequest(format!("payload = {p:?}: not JSON ({e})"))
-            })?),
-            None => None,
-        };
+        let priority =
+            match set(&self.priority) {
+                Some(p) => Some(p.parse::<i32>().map_err(|_| {
+                    PageError::BadRequest(format!("priority = {p:?}: a whole number"))
+                })?),
+                None => None,
+            };
+        let payload_contains =
+            match set(&self.payload) {
+                Some(p) => Some(serde_json::from_str::<Value>(&p).map_err(|e| {
+                    PageError::BadRequest(format!("payload = {p:?}: not JSON ({e})"))
+                })?),
+                None => None,
+            };
         Ok(JobFilter {
             status,
             job_type: set(&self.job_type),
@@ -339,9 +344,8 @@ pub(crate) async fn detail(
     )
     .await?;
     txn.commit().await?;
-    let pretty = |v: &Value| {
-        serde_json::to_string_pretty(&redact(v)).unwrap_or_else(|_| v.to_string())
-    };
+    let pretty =
+        |v: &Value| serde_json::to_string_pretty(&redact(v)).unwrap_or_else(|_| v.to_string());
     let s = &job.summary;
     Ok(render(JobPage {
         chrome: Chrome::new(&state, viewer, "Jobs").with_flash(&done),

@@ -70,7 +70,10 @@ pub(crate) async fn page(
             schedule: t.schedule,
             enabled: t.enabled,
             next_run: time_fixed(t.next_run_at),
-            last_run: t.last_run_at.map(time_fixed).unwrap_or_else(|| "never".to_owned()),
+            last_run: t
+                .last_run_at
+                .map(time_fixed)
+                .unwrap_or_else(|| "never".to_owned()),
             last_status: t.last_status.unwrap_or_default(),
             parameters: t.parameters.to_string(),
         })

@@ -117,7 +117,9 @@ async fn queue_card(txn: &DatabaseTransaction, table: QueueTable) -> Result<Queu
         name: queue_name(table),
         table: table.name(),
         runnable: queue::capped(o.runnable),
-        oldest: o.oldest_runnable_seconds.map_or_else(|| "–".to_owned(), age),
+        oldest: o
+            .oldest_runnable_seconds
+            .map_or_else(|| "–".to_owned(), age),
         running: queue::capped(o.running),
         failed_last_hour: queue::capped(o.failed_last_hour),
         expired_leases: queue::capped(o.expired_leases),

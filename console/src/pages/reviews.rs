@@ -97,7 +97,9 @@ pub(crate) async fn page(
             total: r.total_reviews,
             approved: r.approved_count,
             rejected: r.rejected_count,
-            average: r.avg_review_time_seconds.map_or_else(|| "–".to_owned(), age),
+            average: r
+                .avg_review_time_seconds
+                .map_or_else(|| "–".to_owned(), age),
             last: r.last_review_at.map(time_fixed).unwrap_or_default(),
         })
         .collect();
@@ -110,7 +112,12 @@ pub(crate) async fn page(
 
 /// Records `decision` on annotation `id` as the viewer, in one transaction with its
 /// audit row (the service's `review`), and goes back to the queue.
-async fn decide(state: &AppState, viewer: &Viewer, id: Uuid, decision: Decision) -> Result<Response, PageError> {
+async fn decide(
+    state: &AppState,
+    viewer: &Viewer,
+    id: Uuid,
+    decision: Decision,
+) -> Result<Response, PageError> {
     let txn = state.write().await?;
     review::review(&txn, id, viewer.user_id, decision).await?;
     txn.commit().await?;

@@ -20,14 +20,12 @@ mod users;
 
 pub use permission::{Permission, UnknownPermission};
 pub use permissions::{
-    RoleChange, RoleSummary, change_user_role, has_permission, permissions_of,
-    user_roles_summary,
+    RoleChange, RoleSummary, change_user_role, has_permission, permissions_of, user_roles_summary,
 };
 pub use role::{Role, UnknownRole};
 pub use tokens::{
     AccessToken, Authenticated, MAX_LIFETIME, NewToken, TOKEN_PREFIX, TokenRefusal, authenticate,
-    authenticate_id,
-    create_token, list_tokens, revoke_token,
+    authenticate_id, create_token, list_tokens, revoke_token,
 };
 pub use users::{
     NewUser, User, create_user, get_user, get_user_by_email, list_users, normalize_email,

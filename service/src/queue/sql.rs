@@ -128,13 +128,15 @@ const RETRY_FAILED: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run
      WHERE id = ANY($1) AND status = 'failed'";
 
 /// The filter the operator's listing, counts and bulk changes share, over either
-/// table's status type, type expression and columns: `$1` status, `$2` type, `$3`
-/// only unfinished (pending or running), `$4` priority, `$5`/`$6` created at or
-/// after / before, `$7` dedup key, `$8` error text (case-insensitive substring), `$9`
-/// payload containment (`@>`). A NULL parameter filters nothing. Raw SQL: one
+/// table's status type, type expression and columns: `$1` status, `$2` type, `$4`
+/// priority, `$5`/`$6` created at or after / before, `$7` dedup key, `$8` error text
+/// (case-insensitive substring), `$9` payload containment (`@>`); a NULL parameter
+/// filters nothing. `$3` (only unfinished jobs) is [`UNFINISHED`], kept apart so a
+/// count of pending and running jobs does not say `status IN (…)` twice (the
+/// planner would square its selectivity and read the table whole). Raw SQL: one
 /// template over both tables' names and status types.
-const MATCHING: &str = "($1::text IS NULL OR status = $1::{st}) AND ($2::text IS NULL OR {ty} = $2)
-     AND ($3::bool IS NOT TRUE OR status IN ('pending', '{running}'))
+const MATCHING_BASE: &str =
+    "($1::text IS NULL OR status = $1::{st}) AND ($2::text IS NULL OR {ty} = $2)
      AND ($4::int IS NULL OR priority = $4)
      AND ($5::timestamptz IS NULL OR created_at >= $5)
      AND ($6::timestamptz IS NULL OR created_at < $6)
@@ -142,13 +144,16 @@ const MATCHING: &str = "($1::text IS NULL OR status = $1::{st}) AND ($2::text IS
      AND ($8::text IS NULL OR {error} ILIKE '%' || $8 || '%')
      AND ($9::jsonb IS NULL OR {payload} @> $9)";
 
+/// `$3`: only unfinished (pending or running) jobs when true.
+const UNFINISHED: &str = "($3::bool IS NOT TRUE OR status IN ('pending', '{running}'))";
+
 /// One page of jobs matching the filter, newest first by id (UUIDv7, as the queue
 /// writes them), after keyset `$10` (the last id of the previous page), at most `$11`:
 /// walking the primary key backwards, so no filter reads the table whole.
 const LIST: &str = "SELECT id, {ty} AS job_type, status::text AS status, priority, attempts,
          max_attempts, run_at, locked_by, locked_until, {error} AS last_error, created_at,
          completed_at
-     FROM {t} WHERE {matching} AND ($10::uuid IS NULL OR id < $10)
+     FROM {t} WHERE {matching} AND {unfinished} AND ($10::uuid IS NULL OR id < $10)
      ORDER BY id DESC LIMIT $11";
 
 /// One job with its payload and result, in one shape for either table.
@@ -160,15 +165,18 @@ const SHOW: &str = "SELECT id, {ty} AS job_type, status::text AS status, priorit
 /// How many jobs match, and how many of them a bulk cancel (pending or running),
 /// retry (failed) or delete (finished) would change, each counted up to `$10`
 /// (`COUNT_CAP + 1`) along the primary key: a bounded read on any table size.
+/// (Pending and running jobs are unfinished; failed and finished ones are not, so
+/// under `$3` their counts are 0 without a read.)
 const COUNT_MATCHING: &str = "SELECT
-         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching}
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching} AND {unfinished}
                                 ORDER BY id DESC LIMIT $10) s) AS matching,
          (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching}
                                   AND status IN ('pending', '{running}')
                                 ORDER BY id DESC LIMIT $10) s) AS cancellable,
-         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching} AND status = 'failed'
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching} AND $3::bool IS NOT TRUE
+                                  AND status = 'failed'
                                 ORDER BY id DESC LIMIT $10) s) AS retryable,
-         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching}
+         (SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {matching} AND $3::bool IS NOT TRUE
                                   AND status IN ('completed', 'failed', 'cancelled')
                                 ORDER BY id DESC LIMIT $10) s) AS deletable";
 
@@ -184,14 +192,14 @@ const CANCEL_MATCHING: &str = "UPDATE {t} SET status = 'cancelled', locked_by = 
 /// Sends at most `$10` failed jobs matching the filter back to pending (as
 /// [`RETRY_FAILED`]) and returns their ids.
 const RETRY_MATCHING: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
-     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND status = 'failed'
-                          ORDER BY id LIMIT $10))
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND $3::bool IS NOT TRUE
+                            AND status = 'failed' ORDER BY id LIMIT $10))
        AND status = 'failed'
      RETURNING id";
 
 /// Deletes at most `$10` finished jobs matching the filter and returns their ids.
 const DELETE_MATCHING: &str = "DELETE FROM {t}
-     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching}
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND $3::bool IS NOT TRUE
                             AND status IN ('completed', 'failed', 'cancelled')
                           ORDER BY id LIMIT $10))
        AND status IN ('completed', 'failed', 'cancelled')
@@ -204,7 +212,8 @@ const DELETE_FINISHED_JOB: &str =
 /// Completions per minute over the last hour, minutes ago (0 = this minute) with
 /// their counts: a GROUP BY over server time, through the partial index on completed
 /// jobs' completion time.
-const THROUGHPUT: &str = "SELECT floor(extract(epoch FROM now() - completed_at) / 60)::int AS minutes_ago,
+const THROUGHPUT: &str =
+    "SELECT floor(extract(epoch FROM now() - completed_at) / 60)::int AS minutes_ago,
          count(*) AS completed
      FROM {t} WHERE status = 'completed' AND completed_at > now() - interval '60 minutes'
      GROUP BY 1";
@@ -219,6 +228,13 @@ const HEALTH: &str = "SELECT
          extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::float8
              AS oldest_wait_seconds
      FROM {t}";
+
+/// `template` with the filter's parts in place.
+fn matching(template: &str) -> String {
+    template
+        .replace("{matching}", MATCHING_BASE)
+        .replace("{unfinished}", UNFINISHED)
+}
 
 /// A table's statements, rendered.
 pub(super) struct Statements {
@@ -263,12 +279,12 @@ impl Statements {
             failed: table.render(FAILED),
             retry_failed: table.render(RETRY_FAILED),
             health: table.render(HEALTH),
-            list: table.render(&LIST.replace("{matching}", MATCHING)),
+            list: table.render(&matching(LIST)),
             show: table.render(SHOW),
-            count_matching: table.render(&COUNT_MATCHING.replace("{matching}", MATCHING)),
-            cancel_matching: table.render(&CANCEL_MATCHING.replace("{matching}", MATCHING)),
-            retry_matching: table.render(&RETRY_MATCHING.replace("{matching}", MATCHING)),
-            delete_matching: table.render(&DELETE_MATCHING.replace("{matching}", MATCHING)),
+            count_matching: table.render(&matching(COUNT_MATCHING)),
+            cancel_matching: table.render(&matching(CANCEL_MATCHING)),
+            retry_matching: table.render(&matching(RETRY_MATCHING)),
+            delete_matching: table.render(&matching(DELETE_MATCHING)),
             delete_finished_job: table.render(DELETE_FINISHED_JOB),
             throughput: table.render(THROUGHPUT),
         }

@@ -66,7 +66,8 @@ pub async fn chunk_embedding<C: ConnectionTrait>(
 
 /// Documents and chunks stored per day and source over the last `$1` days, newest
 /// day first: a GROUP BY over a join by day, which the entities do not express.
-const INGEST_HISTORY_SQL: &str = "SELECT to_char(date_trunc('day', d.created_at), 'YYYY-MM-DD') AS day,
+const INGEST_HISTORY_SQL: &str =
+    "SELECT to_char(date_trunc('day', d.created_at), 'YYYY-MM-DD') AS day,
             d.source, count(DISTINCT d.id) AS documents, count(c.id) AS chunks
      FROM documents d LEFT JOIN document_chunks c ON c.document_id = d.id
      WHERE d.created_at > now() - make_interval(days => $1)

@@ -46,9 +46,7 @@ mod search_log;
 mod vector_store;
 
 pub use any_embedder::{AnyEmbedder, EmbedderChoice};
-pub use documents::{
-    DeletedDocument, IngestDay, chunk_embedding, delete_document, ingest_history,
-};
+pub use documents::{DeletedDocument, IngestDay, chunk_embedding, delete_document, ingest_history};
 pub use embed::{EmbedError, Embedder, embed_all, embed_missing, ingest_texts};
 pub use filter::{Filter, KeyFilter, MetaOp, MetadataOf};
 pub use http_embedder::{HttpEmbedder, HttpEmbedderConfig};
