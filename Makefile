@@ -18,6 +18,8 @@ run: setup
 	cargo run -q -p cli --bin strata --no-default-features -- doctor
 
 test: setup
+	# The console's browser test drives Debian's chromium through chromedriver.
+	bash scripts/setup-browser.sh
 	export PATH="$$(bash scripts/install-tools.sh):$$PATH"
 	export STRATA_MODEL_DIR="$$(bash scripts/setup-model.sh)"
 	cargo fmt --all --check
