@@ -350,10 +350,10 @@ async fn admit(state: &AppState, mut req: Request) -> Result<Request, Response> 
 /// cookie is dropped.
 fn refused(req: &Request, here: &str, reason: &str) -> Response {
     let mut res = login_response(StatusCode::UNAUTHORIZED, here, reason);
-    if req.headers().contains_key("hx-request") {
-        if let Ok(v) = format!("/login?next={}", urlencode(here)).parse() {
-            res.headers_mut().insert("hx-redirect", v);
-        }
+    if req.headers().contains_key("hx-request")
+        && let Ok(v) = format!("/login?next={}", urlencode(here)).parse()
+    {
+        res.headers_mut().insert("hx-redirect", v);
     }
     if let Ok(v) =
         format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict").parse()
