@@ -67,6 +67,9 @@ fn serve(t: &TestDb) -> (Killed, String) {
             "127.0.0.1:0",
             "--embed",
             "local",
+            // Generous: CI fills many test databases at once on two cores.
+            "--statement-timeout",
+            "10s",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -19,6 +19,7 @@ fn concrete(path: &str) -> String {
     path.replace("{queue}", "jobs")
         .replace("{id}", "00000000-0000-7000-8000-000000000000")
         .replace("{kind}", "pdf")
+        .replace("{action}", "retry")
         .replace("{task}", "no_such_task")
         .replace("{file}", "console.css")
 }

@@ -574,7 +574,7 @@ async fn a_page_stopped_by_its_statement_timeout_says_so() {
         "{}",
         page.body
     );
-    // The same page under the default 2 s answers.
+    // The same page under a timeout of seconds answers.
     let fine = c
         .get(
             "/jobs?status=any&error=no-such-text",

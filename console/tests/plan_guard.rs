@@ -179,7 +179,9 @@ async fn plan(t: &tests::TestDb, statement: Statement) -> String {
 
 #[tokio::test]
 async fn two_hundred_thousand_jobs_are_never_read_whole() {
-    let c = Console::new().await;
+    // The console's default statement timeout: each page must answer under it.
+    let c =
+        Console::with(|config| config.statement_timeout = std::time::Duration::from_secs(2)).await;
     c.t.sql(&fill()).await;
     let later_page: Uuid =
         c.t.scalar("SELECT id::text FROM jobs ORDER BY id DESC OFFSET 5000 LIMIT 1")

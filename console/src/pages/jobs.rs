@@ -430,31 +430,25 @@ async fn change_one(
     Ok(Redirect::to(&to).into_response())
 }
 
-/// `POST /jobs/{queue}/{id}/retry`.
-pub(crate) async fn retry(
+/// `POST /jobs/{queue}/{id}/{action}`: `retry`, `cancel` or `delete` one job.
+pub(crate) async fn change(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
-    Path((queue_arg, id)): Path<(String, Uuid)>,
+    Path((queue_arg, id, action)): Path<(String, Uuid, String)>,
 ) -> Result<Response, PageError> {
-    change_one(&state, &viewer, &queue_arg, id, BulkChange::Retry).await
+    change_one(&state, &viewer, &queue_arg, id, bulk_change(&action)?).await
 }
 
-/// `POST /jobs/{queue}/{id}/cancel`.
-pub(crate) async fn cancel(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path((queue_arg, id)): Path<(String, Uuid)>,
-) -> Result<Response, PageError> {
-    change_one(&state, &viewer, &queue_arg, id, BulkChange::Cancel).await
-}
-
-/// `POST /jobs/{queue}/{id}/delete`.
-pub(crate) async fn delete(
-    State(state): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path((queue_arg, id)): Path<(String, Uuid)>,
-) -> Result<Response, PageError> {
-    change_one(&state, &viewer, &queue_arg, id, BulkChange::Delete).await
+/// The change an action's name says.
+fn bulk_change(action: &str) -> Result<BulkChange, PageError> {
+    match action {
+        "retry" => Ok(BulkChange::Retry),
+        "cancel" => Ok(BulkChange::Cancel),
+        "delete" => Ok(BulkChange::Delete),
+        other => Err(PageError::BadRequest(format!(
+            "action = {other:?}: retry, cancel or delete"
+        ))),
+    }
 }
 
 /// A bulk action's form: the filter and what to do.
@@ -474,16 +468,7 @@ pub(crate) async fn bulk(
     Extension(viewer): Extension<Viewer>,
     Form(form): Form<BulkForm>,
 ) -> Result<Response, PageError> {
-    let change = match form.action.as_str() {
-        "retry" => BulkChange::Retry,
-        "cancel" => BulkChange::Cancel,
-        "delete" => BulkChange::Delete,
-        other => {
-            return Err(PageError::BadRequest(format!(
-                "action = {other:?}: retry, cancel or delete"
-            )));
-        }
-    };
+    let change = bulk_change(&form.action)?;
     let table = form.q.table()?;
     let filter = form.q.filter()?;
     let described: serde_json::Map<String, Value> = form

@@ -132,6 +132,9 @@ impl Console {
     pub fn router(t: &TestDb, configure: impl FnOnce(&mut ConsoleConfig)) -> Router {
         let mut config = ConsoleConfig::new(Expectations::new(migration::names()));
         config.session_key = Some(vec![7; 64]);
+        // A generous timeout: many test databases are made and filled at once on a
+        // small machine. The plan guard and the timeout test set their own.
+        config.statement_timeout = std::time::Duration::from_secs(10);
         configure(&mut config);
         console::router(t.db.clone().into(), config).expect("router")
     }

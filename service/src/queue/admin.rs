@@ -16,10 +16,15 @@ pub async fn cancel<C: ConnectionTrait>(
     table: QueueTable,
     id: Uuid,
 ) -> Result<bool, QueueError> {
+    changes_one(db, &table.sql().cancel, id).await
+}
+
+/// Runs `sql` on job `$1`; whether it changed the job.
+async fn changes_one<C: ConnectionTrait>(db: &C, sql: &str, id: Uuid) -> Result<bool, QueueError> {
     let done = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            table.sql().cancel.as_str(),
+            sql,
             [id.into()],
         ))
         .await?;
@@ -52,14 +57,7 @@ pub async fn delete_job<C: ConnectionTrait>(
     table: QueueTable,
     id: Uuid,
 ) -> Result<bool, QueueError> {
-    let done = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            table.sql().delete_finished_job.as_str(),
-            [id.into()],
-        ))
-        .await?;
-    Ok(done.rows_affected() == 1)
+    changes_one(db, &table.sql().delete_finished_job, id).await
 }
 
 /// Deletes finished jobs (completed, failed, cancelled) that finished more than
