@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite, SignedCookieJar};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use service::accounts::{self, Authenticated, Permission, Role};
+use service::accounts::{self, AccountError, Authenticated, Permission, Role};
 use service::audit::{self, AuditEvent};
 use uuid::Uuid;
 
@@ -120,7 +120,15 @@ struct LoginPage {
 /// Where to go after signing in: a path of this console, else the overview.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -275,10 +283,15 @@ async fn admit(state: &AppState, mut req: Request) -> Result<Request, Response> 
     if access == Access::Public {
         return Ok(req);
     }
-    let here = req
-        .uri()
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    // Where to come back after signing in: this page, when it is one (a GET that is
+    // not an htmx fragment); else the overview.
+    let here = if req.method() == Method::GET && !req.headers().contains_key("hx-request") {
+        req.uri()
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned())
+    } else {
+        "/".to_owned()
+    };
     let jar = SignedCookieJar::from_headers(req.headers(), state.0.key.clone());
     let session = jar
         .get(SESSION_COOKIE)
@@ -296,12 +309,19 @@ async fn admit(state: &AppState, mut req: Request) -> Result<Request, Response> 
     let checked = async {
         let txn = state.write().await?;
         let who = match &secret {
-            Some(secret) => accounts::authenticate(&txn, secret).await?,
+            Some(secret) => accounts::authenticate(&txn, secret).await,
             None => {
                 let token = session.as_ref().map_or(Uuid::nil(), |s| s.token);
-                accounts::authenticate_id(&txn, token).await?
+                accounts::authenticate_id(&txn, token).await
             }
-        };
+        }
+        .map_err(|e| match e {
+            // A token whose user is gone signs nobody in.
+            AccountError::UnknownUser(_) => {
+                PageError::Unauthorized("the token's user no longer exists".into())
+            }
+            e => PageError::from(e),
+        })?;
         let granted = accounts::permissions_of(&txn, who.user_id, &CONSOLE_PERMISSIONS).await?;
         txn.commit().await?;
         Ok::<_, PageError>((who, granted))
@@ -391,5 +411,29 @@ async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
         }
         Some(_) => Err(forbidden("the CSRF token is wrong: reload the page")),
         None => Err(forbidden("the form carries no CSRF token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn after_sign_in_the_console_sends_only_to_its_own_paths() {
+        assert_eq!(
+            safe_next(Some("/jobs?status=failed")),
+            "/jobs?status=failed"
+        );
+        for away in [
+            "//evil.example/",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/\n/evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(away)), "/", "{away:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }

@@ -25,12 +25,18 @@ pub enum PageError {
     /// The request asked for something invalid (the sentence says what).
     #[error("{0}")]
     BadRequest(String),
+    /// The action conflicts with one in progress (the sentence says which).
+    #[error("{0}")]
+    Conflict(String),
     /// Signed in, but without the permission this route needs.
     #[error("{0}")]
     Forbidden(String),
     /// Not signed in, or the token is refused.
     #[error("{0}")]
     Unauthorized(String),
+    /// A service the console calls (the embedder) failed.
+    #[error("{0}")]
+    Upstream(String),
     /// The console itself failed (a template, the random generator).
     #[error("{0}")]
     Internal(String),
@@ -43,6 +49,8 @@ impl PageError {
             PageError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Database(_) | PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -93,14 +101,25 @@ classified!(
     service::review::ReviewError,
     service::maintenance::MaintenanceError,
     service::store::StoreError,
-    service::store::EmbedError,
 );
+
+impl From<service::store::EmbedError> for PageError {
+    fn from(e: service::store::EmbedError) -> Self {
+        match Self::classify(&e) {
+            PageError::BadRequest(text) => PageError::Upstream(format!("the embedder: {text}")),
+            other => other,
+        }
+    }
+}
 
 impl From<service::accounts::AccountError> for PageError {
     fn from(e: service::accounts::AccountError) -> Self {
         match e {
             service::accounts::AccountError::TokenRefused(reason) => {
                 PageError::Unauthorized(reason.to_string())
+            }
+            service::accounts::AccountError::UnknownUser(id) => {
+                PageError::NotFound(format!("no user {id}"))
             }
             e => Self::classify(&e),
         }

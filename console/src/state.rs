@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) timeout_sql: String,
     pub(crate) doctor: Reuse<Examination>,
     pub(crate) cache_stats: Reuse<Vec<CacheTableStats>>,
+    /// Whether a rebuild of the vector index started here still runs.
+    pub(crate) reindexing: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -103,6 +105,7 @@ impl AppState {
             timeout_sql,
             doctor: Reuse::new(DOCTOR_REUSE),
             cache_stats: Reuse::new(CACHE_STATS_REUSE),
+            reindexing: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 

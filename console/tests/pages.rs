@@ -125,6 +125,15 @@ async fn the_job_list_filters_pages_by_keyset_and_counts() {
         (29..=31).contains(&n),
         "created in the last 30 minutes: {n}"
     );
+    // The error text is matched literally: `%` and `_` are no wildcards.
+    c.t.sql(
+        "INSERT INTO jobs (job_type, status, last_error, completed_at)
+         VALUES ('x', 'failed', 'disk 100% full', now()), ('x', 'failed', 'disk 1000 full', now()),
+                ('x', 'failed', 'a_b', now()), ('x', 'failed', 'axb', now())",
+    )
+    .await;
+    assert_eq!(count("/jobs?status=failed&error=100%25").await, "1");
+    assert_eq!(count("/jobs?status=failed&error=a_b").await, "1");
     // Bad input: 400 naming the value, nothing run.
     let bad = c.get("/jobs?payload=%7Bnope", auth).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -583,4 +592,74 @@ async fn a_page_stopped_by_its_statement_timeout_says_so() {
         .await;
     assert_eq!(fine.status, StatusCode::OK, "{}", fine.body);
     assert_eq!(fine.text("#matching"), "0");
+}
+
+#[tokio::test]
+async fn a_bulk_sweep_sees_each_job_once_and_leaves_later_jobs_alone() {
+    use service::queue::{self, BulkChange, JobFilter, JobStatus, Sweep};
+    let c = Console::new().await;
+    // Time-ordered ids, as the queue writes them.
+    let v7 = |i: u32| format!("00000000-{i:04x}-7000-8000-000000000000");
+    for i in 1..=3 {
+        c.t.sql(&format!(
+            "INSERT INTO jobs (id, job_type, status, attempts, completed_at)
+             VALUES ('{}', 'x', 'failed', 3, now())",
+            v7(i)
+        ))
+        .await;
+    }
+    let up_to = queue::newest_id(&c.t.db, queue::JOBS)
+        .await
+        .expect("newest");
+    assert_eq!(up_to.map(|u| u.to_string()), Some(v7(3)));
+    // A job that fails after the sweep began is not part of it.
+    c.t.sql(&format!(
+        "INSERT INTO jobs (id, job_type, status, attempts, completed_at) VALUES ('{}', 'x', 'failed', 3, now())",
+        v7(4)
+    ))
+    .await;
+    let failed = JobFilter {
+        status: Some(JobStatus::Failed),
+        ..JobFilter::default()
+    };
+    let mut sweep = Sweep { after: None, up_to };
+    let first = queue::change_matching(&c.t.db, queue::JOBS, &failed, BulkChange::Retry, sweep, 2)
+        .await
+        .expect("batch");
+    assert_eq!(first.len(), 2);
+    // The retried jobs fail again at once: the sweep does not take them twice.
+    c.t.sql("UPDATE jobs SET status = 'failed'").await;
+    sweep.after = first.last().copied();
+    let second = queue::change_matching(&c.t.db, queue::JOBS, &failed, BulkChange::Retry, sweep, 2)
+        .await
+        .expect("batch");
+    assert_eq!(
+        second.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+        [v7(3)]
+    );
+    sweep.after = second.last().copied();
+    let third = queue::change_matching(&c.t.db, queue::JOBS, &failed, BulkChange::Retry, sweep, 2)
+        .await
+        .expect("batch");
+    assert!(third.is_empty(), "the sweep ends: {third:?}");
+    assert_eq!(
+        c.t.scalar(&format!("SELECT status FROM jobs WHERE id = '{}'", v7(4)))
+            .await,
+        "failed",
+        "the later job was left alone"
+    );
+    // A batch size outside 1..=1000 is refused by name.
+    let refused = queue::change_matching(
+        &c.t.db,
+        queue::JOBS,
+        &failed,
+        BulkChange::Retry,
+        Sweep::default(),
+        0,
+    )
+    .await;
+    assert!(matches!(
+        refused,
+        Err(queue::QueueError::InvalidFilter { field: "batch", .. })
+    ));
 }

@@ -278,23 +278,47 @@ fn hit_row(
 /// `POST /documents/reindex`: records `store.reindex_requested`, then rebuilds the
 /// vector index in the background (`IndexMethod::Auto`, 256 MB; a concurrent build
 /// on a session connection of its own, as `strata docs reindex` does); the page
-/// shows the build's progress while it runs.
+/// shows the build's progress while it runs. A second request while a build runs
+/// (started here, or seen in `pg_stat_progress_create_index`) is refused (409):
+/// two rebuilds would drop each other's new index.
 pub(crate) async fn reindex(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
 ) -> Result<Response, PageError> {
+    let busy = || PageError::Conflict("a rebuild of the vector index is already running".into());
     let txn = state.write().await?;
+    if store::build_progress(&txn).await?.is_some() {
+        return Err(busy());
+    }
     let event = viewer
         .event("store.reindex_requested")
         .resource("document_chunks", "embedding")
         .action("reindex");
-    audit::record(&txn, &event).await?;
-    txn.commit().await?;
-    let db = state.db().clone();
+    use std::sync::atomic::Ordering;
+    if state
+        .0
+        .reindexing
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(busy());
+    }
+    if let Err(e) = async {
+        audit::record(&txn, &event).await?;
+        txn.commit().await?;
+        Ok::<_, PageError>(())
+    }
+    .await
+    {
+        state.0.reindexing.store(false, Ordering::Release);
+        return Err(e);
+    }
+    let running = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = store::reindex(&db, IndexMethod::Auto, REINDEX_MEMORY).await {
+        if let Err(e) = store::reindex(running.db(), IndexMethod::Auto, REINDEX_MEMORY).await {
             tracing::warn!(error = %e, "console: reindex failed");
         }
+        running.0.reindexing.store(false, Ordering::Release);
     });
     Ok(Redirect::to("/documents?done=reindex").into_response())
 }

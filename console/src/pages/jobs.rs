@@ -460,9 +460,10 @@ pub(crate) struct BulkForm {
 }
 
 /// `POST /jobs/bulk`: `action` (retry, cancel, delete) on every job the filter
-/// matches, [`BATCH`] at a time, each batch and its `jobs.bulk_<action>` audit row
-/// (the filter, the count and the ids) in one transaction under the statement
-/// timeout; then back to the list with the total.
+/// matches when it starts — a sweep in id order that sees each job once and leaves
+/// jobs enqueued meanwhile alone — [`BATCH`] at a time, each batch and its
+/// `jobs.bulk_<action>` audit row (the filter, the count and the ids) in one
+/// transaction under the statement timeout; then back to the list with the total.
 pub(crate) async fn bulk(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -478,14 +479,22 @@ pub(crate) async fn bulk(
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
         .collect();
+    // The jobs there are now, each seen once: ids up to the newest at the start,
+    // after the last of the previous batch.
+    let txn = state.write().await?;
+    let mut sweep = queue::Sweep {
+        after: None,
+        up_to: queue::newest_id(&txn, table).await?,
+    };
+    txn.commit().await?;
     let mut total = 0u64;
-    loop {
+    while sweep.up_to.is_some() {
         let txn = state.write().await?;
-        let ids = queue::change_matching(&txn, table, &filter, change, BATCH).await?;
-        if ids.is_empty() {
+        let ids = queue::change_matching(&txn, table, &filter, change, sweep, BATCH).await?;
+        let Some(last) = ids.last().copied() else {
             txn.rollback().await?;
             break;
-        }
+        };
         total += ids.len() as u64;
         let event = viewer
             .event(&format!("jobs.bulk_{}", change.as_str()))
@@ -494,6 +503,7 @@ pub(crate) async fn bulk(
             .details(json!({"filter": described, "rows": ids.len(), "ids": ids}));
         audit::record(&txn, &event).await?;
         txn.commit().await?;
+        sweep.after = Some(last);
     }
     let to = format!(
         "/jobs?{}&done=bulk_{}&n={total}",

@@ -130,7 +130,7 @@ async fn queue_card(txn: &DatabaseTransaction, table: QueueTable) -> Result<Queu
 
 /// Everything the overview shows. Queries: two per queue and the task list in one
 /// read transaction (a replica when there is one); the cache statistics and the
-/// doctor reused across requests (30 s and 60 s).
+/// doctor reused across requests (30 s and 60 s); replica lag as last seen.
 async fn gather(state: &AppState) -> Result<Live, PageError> {
     let txn = state.read().await?;
     let mut queues = Vec::new();
@@ -164,10 +164,11 @@ async fn gather(state: &AppState) -> Result<Live, PageError> {
         })
         .collect();
     let doctor = super::doctor::examination(state).await?;
+    // What the topology last saw of each replica (it asks them at most every 250 ms
+    // as reads are routed): no round trip per refresh.
     let replicas = state
         .db()
-        .check_replicas()
-        .await
+        .replica_status()
         .into_iter()
         .map(|r| ReplicaLine {
             state: if !r.up {

@@ -75,7 +75,7 @@ pub(crate) async fn page(
             let b = BoundingBox::from_json(&a.bounding_box).ok();
             PendingCard {
                 id: a.id,
-                image_url: a.image_url,
+                image_url: shown_url(&a.image_url),
                 species: a.species.unwrap_or_default(),
                 label: a.label,
                 annotation_type: a.annotation_type,
@@ -108,6 +108,20 @@ pub(crate) async fn page(
         pending,
         reviewers,
     }))
+}
+
+/// `url` if the page may link and show it (`https:`, `http:` or an inline image);
+/// empty otherwise, so no other scheme reaches an `href` or `src`.
+fn shown_url(url: &str) -> String {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || lower.starts_with("data:image/")
+    {
+        url.to_owned()
+    } else {
+        String::new()
+    }
 }
 
 /// Records `decision` on annotation `id` as the viewer, in one transaction with its

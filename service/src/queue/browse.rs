@@ -80,10 +80,47 @@ impl JobFilter {
             self.created_after.into(),
             self.created_before.into(),
             self.dedup_key.clone().into(),
-            self.error_contains.clone().into(),
+            self.error_contains.as_deref().map(like_literal).into(),
             self.payload_contains.clone().into(),
         ])
     }
+}
+
+/// `text` as a LIKE pattern matching itself: `\`, `%` and `_` escaped.
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Where a bulk change's sweep is ([`change_matching`]): ids after `after` (the last
+/// id of the previous batch) and up to `up_to` (the newest id when it began, from
+/// [`newest_id`]), so each job is seen once and jobs that arrive during the sweep
+/// are left alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Only ids after this one.
+    pub after: Option<Uuid>,
+    /// Only ids up to this one.
+    pub up_to: Option<Uuid>,
+}
+
+/// The newest id of `table` (where a [`Sweep`] stops), if it has a job. One round
+/// trip: the primary key's last entry.
+pub async fn newest_id<C: ConnectionTrait>(
+    db: &C,
+    table: QueueTable,
+) -> Result<Option<Uuid>, QueueError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            table.sql().newest_id.as_str(),
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<Option<Uuid>>("", "id")?,
+        None => None,
+    })
 }
 
 /// A bulk change by a filter ([`change_matching`]).
@@ -253,15 +290,17 @@ pub async fn count_matching<C: ConnectionTrait>(
         }))
 }
 
-/// Applies `change` to at most `batch` (1 to [`MAX_PAGE`]) jobs matching `filter`,
-/// oldest first, and returns their ids: one bounded statement, so a caller can
-/// commit and audit batch by batch. A job that stopped matching between the pick
-/// and the change (a worker claimed it) is left alone. On any connection.
+/// Applies `change` to at most `batch` (1 to [`MAX_PAGE`]) jobs matching `filter`
+/// within `sweep`, in id order, and returns their ids (the last is the next batch's
+/// `sweep.after`): one bounded statement, so a caller can commit and audit batch by
+/// batch. A job that stopped matching between the pick and the change (a worker
+/// claimed it) is left alone. On any connection.
 pub async fn change_matching<C: ConnectionTrait>(
     db: &C,
     table: QueueTable,
     filter: &JobFilter,
     change: BulkChange,
+    sweep: Sweep,
     batch: u64,
 ) -> Result<Vec<Uuid>, QueueError> {
     if batch == 0 || batch > MAX_PAGE {
@@ -273,6 +312,8 @@ pub async fn change_matching<C: ConnectionTrait>(
     }
     let mut values = filter.values(table)?;
     values.push((batch as i64).into());
+    values.push(sweep.after.into());
+    values.push(sweep.up_to.into());
     let sql = table.sql();
     let sql = match change {
         BulkChange::Cancel => &sql.cancel_matching,
@@ -286,9 +327,12 @@ pub async fn change_matching<C: ConnectionTrait>(
             values,
         ))
         .await?;
-    rows.iter()
+    let mut ids = rows
+        .iter()
         .map(|r| r.try_get::<Uuid>("", "id").map_err(QueueError::from))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort();
+    Ok(ids)
 }
 
 /// Cancels every pending or running job matching `filter` (a running job's worker
@@ -315,18 +359,26 @@ pub async fn retry_matching<C: ConnectionTrait>(
 /// The batch size of [`cancel_matching`] and [`retry_matching`].
 pub const BULK_BATCH: u64 = 500;
 
-/// Applies `change` batch by batch until a batch finds nothing.
+/// Applies `change` batch by batch over the jobs there are now, each seen once.
 async fn change_all<C: ConnectionTrait>(
     db: &C,
     table: QueueTable,
     filter: &JobFilter,
     change: BulkChange,
 ) -> Result<u64, QueueError> {
+    let mut sweep = Sweep {
+        after: None,
+        up_to: newest_id(db, table).await?,
+    };
+    if sweep.up_to.is_none() {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
-        let done = change_matching(db, table, filter, change, BULK_BATCH).await?;
-        if done.is_empty() {
-            return Ok(total);
+        let done = change_matching(db, table, filter, change, sweep, BULK_BATCH).await?;
+        match done.last() {
+            None => return Ok(total),
+            Some(last) => sweep.after = Some(*last),
         }
         total += done.len() as u64;
     }

@@ -50,9 +50,9 @@ pub mod worker;
 pub use admin::{cancel, delete_finished, delete_job, retry_failed};
 pub(crate) use batch_insert::BatchInsert;
 pub use browse::{
-    BULK_BATCH, BulkChange, JobDetail, JobFilter, JobSummary, Matching, cancel_matching,
-    change_matching, count_matching, count_statement, list_jobs, list_statement, retry_matching,
-    show_job,
+    BULK_BATCH, BulkChange, JobDetail, JobFilter, JobSummary, Matching, Sweep, cancel_matching,
+    change_matching, count_matching, count_statement, list_jobs, list_statement, newest_id,
+    retry_matching, show_job,
 };
 pub(crate) use claim::claim_on;
 pub use claim::{ClaimedJob, Lease, claim};

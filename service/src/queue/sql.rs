@@ -130,7 +130,7 @@ const RETRY_FAILED: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run
 /// The filter the operator's listing, counts and bulk changes share, over either
 /// table's status type, type expression and columns: `$1` status, `$2` type, `$4`
 /// priority, `$5`/`$6` created at or after / before, `$7` dedup key, `$8` error text
-/// (case-insensitive substring), `$9` payload containment (`@>`); a NULL parameter
+/// (case-insensitive substring; its `%`, `_` and `\` escaped by the caller), `$9` payload containment (`@>`); a NULL parameter
 /// filters nothing. `$3` (only unfinished jobs) is [`UNFINISHED`], kept apart so a
 /// count of pending and running jobs does not say `status IN (…)` twice (the
 /// planner would square its selectivity and read the table whole). Raw SQL: one
@@ -143,6 +143,10 @@ const MATCHING_BASE: &str =
      AND ($7::text IS NULL OR dedup_key = $7)
      AND ($8::text IS NULL OR {error} ILIKE '%' || $8 || '%')
      AND ($9::jsonb IS NULL OR {payload} @> $9)";
+
+/// A bulk change's place in its sweep: ids after `$11` (the last of the previous
+/// batch) and up to `$12` (the newest id when the sweep began).
+const SWEEP: &str = "($11::uuid IS NULL OR id > $11) AND ($12::uuid IS NULL OR id <= $12)";
 
 /// `$3`: only unfinished (pending or running) jobs when true.
 const UNFINISHED: &str = "($3::bool IS NOT TRUE OR status IN ('pending', '{running}'))";
@@ -181,29 +185,38 @@ const COUNT_MATCHING: &str = "SELECT
                                 ORDER BY id DESC LIMIT $10) s) AS deletable";
 
 /// Cancels at most `$10` pending or running jobs matching the filter (as [`CANCEL`]
-/// does one) and returns their ids: a bounded batch, so no statement locks many rows.
+/// does one), of ids after `$11` and up to `$12` in id order, and returns their ids:
+/// a bounded batch, so no statement locks many rows, and a sweep that sees each job
+/// once.
 const CANCEL_MATCHING: &str = "UPDATE {t} SET status = 'cancelled', locked_by = NULL,
          locked_until = NULL, claim_token = NULL
-     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching}
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND {sweep}
                             AND status IN ('pending', '{running}') ORDER BY id LIMIT $10))
        AND status IN ('pending', '{running}')
      RETURNING id";
 
-/// Sends at most `$10` failed jobs matching the filter back to pending (as
-/// [`RETRY_FAILED`]) and returns their ids.
+/// Sends at most `$10` failed jobs matching the filter, of ids after `$11` and up to
+/// `$12`, back to pending (as [`RETRY_FAILED`]) and returns their ids.
 const RETRY_MATCHING: &str = "UPDATE {t} SET status = 'pending', attempts = 0, run_at = now()
-     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND $3::bool IS NOT TRUE
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND {sweep}
+                            AND $3::bool IS NOT TRUE
                             AND status = 'failed' ORDER BY id LIMIT $10))
        AND status = 'failed'
      RETURNING id";
 
-/// Deletes at most `$10` finished jobs matching the filter and returns their ids.
+/// Deletes at most `$10` finished jobs matching the filter, of ids after `$11` and
+/// up to `$12`, and returns their ids.
 const DELETE_MATCHING: &str = "DELETE FROM {t}
-     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND $3::bool IS NOT TRUE
+     WHERE id = ANY(ARRAY(SELECT id FROM {t} WHERE {matching} AND {sweep}
+                            AND $3::bool IS NOT TRUE
                             AND status IN ('completed', 'failed', 'cancelled')
                           ORDER BY id LIMIT $10))
        AND status IN ('completed', 'failed', 'cancelled')
      RETURNING id";
+
+/// The newest id of a table (where a bulk sweep stops): the primary key's last entry
+/// (`max` has no `uuid` version).
+const NEWEST_ID: &str = "SELECT id FROM {t} ORDER BY id DESC LIMIT 1";
 
 /// Deletes job `$1` if it is finished (completed, failed or cancelled).
 const DELETE_FINISHED_JOB: &str =
@@ -234,6 +247,7 @@ fn matching(template: &str) -> String {
     template
         .replace("{matching}", MATCHING_BASE)
         .replace("{unfinished}", UNFINISHED)
+        .replace("{sweep}", SWEEP)
 }
 
 /// A table's statements, rendered.
@@ -260,6 +274,7 @@ pub(super) struct Statements {
     pub(super) delete_matching: String,
     pub(super) delete_finished_job: String,
     pub(super) throughput: String,
+    pub(super) newest_id: String,
 }
 
 impl Statements {
@@ -287,6 +302,7 @@ impl Statements {
             delete_matching: table.render(&matching(DELETE_MATCHING)),
             delete_finished_job: table.render(DELETE_FINISHED_JOB),
             throughput: table.render(THROUGHPUT),
+            newest_id: table.render(NEWEST_ID),
         }
     }
 }
@@ -325,6 +341,7 @@ mod tests {
                 &sql.delete_matching,
                 &sql.delete_finished_job,
                 &sql.throughput,
+                &sql.newest_id,
             ] {
                 assert!(!text.contains('{'), "unrendered placeholder in {text}");
             }
