@@ -241,7 +241,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
     ))
     .await;
 
-    step("let (_server, base) = serve(&t");
+    step("set up (users, token, corpus, jobs)");
     let (_server, base) = serve(&t);
     let _worker = Killed(
         Command::new(STRATA)
@@ -251,10 +251,10 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
             .spawn()
             .expect("spawn strata worker"),
     );
-    step("let (_driver, client) = browse");
+    step("strata serve and strata worker started");
     let (_driver, client) = browser().await;
 
-    step("// 1. Sign in");
+    step("browser up: sign in");
     // 1. Sign in: the console serves nothing before.
     client.goto(&format!("{base}/jobs")).await.expect("goto");
     client
@@ -283,7 +283,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
     );
     screenshot(&client, "overview").await;
 
-    step("// 2. A failed job");
+    step("signed in: the failed job");
     // 2. A failed job: open it, retry it, watch the worker complete it.
     client
         .goto(&format!("{base}/jobs?status=failed"))
@@ -315,6 +315,57 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
         "the worker ran the retried job; the page refreshed itself"
     );
     screenshot(&client, "job").await;
+    // The refresh pauses while the tab is hidden and comes back at once when it is
+    // shown: a marker on the refreshed part survives a hidden spell of 7 s (more than
+    // one 5 s period) and is gone right after the tab shows again.
+    let set_visibility = |state: &'static str| {
+        format!(
+            "Object.defineProperty(document, 'visibilityState', {{configurable: true, get: () => '{state}'}});
+             document.dispatchEvent(new Event('visibilitychange'));"
+        )
+    };
+    client
+        .execute(&set_visibility("hidden"), vec![])
+        .await
+        .expect("hide the tab");
+    client
+        .execute(
+            "document.getElementById('job').setAttribute('data-marker', 'kept')",
+            vec![],
+        )
+        .await
+        .expect("mark the refreshed part");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let marker = client
+        .execute(
+            "return document.getElementById('job').getAttribute('data-marker')",
+            vec![],
+        )
+        .await
+        .expect("read the marker");
+    assert_eq!(marker, json!("kept"), "no refresh while hidden");
+    client
+        .execute(&set_visibility("visible"), vec![])
+        .await
+        .expect("show the tab");
+    let started = Instant::now();
+    let refreshed = loop {
+        let marker = client
+            .execute(
+                "return document.getElementById('job').getAttribute('data-marker')",
+                vec![],
+            )
+            .await
+            .expect("read the marker");
+        if marker.is_null() || started.elapsed() > Duration::from_secs(3) {
+            break marker.is_null();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refreshed,
+        "a refresh as soon as the tab shows again (well before the next 5 s tick)"
+    );
     assert_eq!(
         t.scalar(&format!("SELECT status FROM jobs WHERE id = '{job}'"))
             .await,
@@ -326,7 +377,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
         "1"
     );
 
-    step("// 3. Approve");
+    step("job completed: the review");
     // 3. Approve the annotation.
     client
         .goto(&format!("{base}/reviews"))
@@ -352,7 +403,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
         "approved"
     );
 
-    step("// 4. Search");
+    step("approved: the search");
     // 4. Search the sample corpus.
     client
         .goto(&format!("{base}/documents"))
@@ -395,7 +446,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
     );
     screenshot(&client, "documents").await;
 
-    step("// The other pages");
+    step("searched: the other pages");
     // The other pages, for a person to look at.
     for page in ["caches", "maintenance", "audit", "doctor", "users"] {
         client.goto(&format!("{base}/{page}")).await.expect("page");
@@ -407,7 +458,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
             .expect("a heading");
         screenshot(&client, page).await;
     }
-    step("client.close().await");
+    step("done");
     client.close().await.expect("close the browser");
     let shots = std::fs::read_dir(screenshot_dir())
         .expect("screenshots")
