@@ -132,6 +132,36 @@ async fn browser() -> (Killed, Client) {
     }
 }
 
+/// Clicks the element `css` selects (`what` names it in a failure).
+async fn click(client: &Client, css: &str, what: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what} ({css}): {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {what}: {e}"));
+}
+
+/// Types `text` into the element `css` selects.
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+}
+
+/// Runs `script` in the page and returns its value.
+async fn run(client: &Client, script: &str) -> Value {
+    client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"))
+}
+
 /// Waits up to `secs` for the text of `selector` to be `want` (the page refreshes
 /// itself through htmx every 5 s).
 async fn wait_for_text(client: &Client, selector: &str, want: &str, secs: u64) -> String {
@@ -257,21 +287,9 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
     step("browser up: sign in");
     // 1. Sign in: the console serves nothing before.
     client.goto(&format!("{base}/jobs")).await.expect("goto");
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .expect("the sign-in form")
-        .send_keys(&token)
-        .await
-        .expect("type the token");
+    type_into(&client, "#token", &token).await;
     screenshot(&client, "sign-in").await;
-    client
-        .find(Locator::Css("#login button[type=submit]"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("sign in");
+    click(&client, "#login button[type=submit]", "the sign-in button").await;
     assert_eq!(
         wait_for_text(&client, "#viewer", "ops@example.org", 10).await,
         "ops@example.org"
@@ -291,24 +309,17 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
         .expect("failed jobs");
     assert_eq!(wait_for_text(&client, "#matching", "1", 10).await, "1");
     screenshot(&client, "jobs").await;
-    client
-        .find(Locator::Css(&format!("tr.job[data-id='{job}'] a")))
-        .await
-        .expect("the failed job's row")
-        .click()
-        .await
-        .expect("open the job");
+    click(
+        &client,
+        &format!("tr.job[data-id='{job}'] a"),
+        "the failed job's row",
+    )
+    .await;
     assert_eq!(
         wait_for_text(&client, "#job-status", "failed", 10).await,
         "failed"
     );
-    client
-        .find(Locator::Css("#retry"))
-        .await
-        .expect("the retry button")
-        .click()
-        .await
-        .expect("retry");
+    click(&client, "#retry", "the retry button").await;
     let status = wait_for_text(&client, "#job-status", "completed", 60).await;
     assert_eq!(
         status, "completed",
@@ -324,39 +335,23 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
              document.dispatchEvent(new Event('visibilitychange'));"
         )
     };
-    client
-        .execute(&set_visibility("hidden"), vec![])
-        .await
-        .expect("hide the tab");
-    client
-        .execute(
-            "document.getElementById('job').setAttribute('data-marker', 'kept')",
-            vec![],
-        )
-        .await
-        .expect("mark the refreshed part");
+    const MARKER: &str = "return document.getElementById('job').getAttribute('data-marker')";
+    run(&client, &set_visibility("hidden")).await;
+    run(
+        &client,
+        "document.getElementById('job').setAttribute('data-marker', 'kept')",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let marker = client
-        .execute(
-            "return document.getElementById('job').getAttribute('data-marker')",
-            vec![],
-        )
-        .await
-        .expect("read the marker");
-    assert_eq!(marker, json!("kept"), "no refresh while hidden");
-    client
-        .execute(&set_visibility("visible"), vec![])
-        .await
-        .expect("show the tab");
+    assert_eq!(
+        run(&client, MARKER).await,
+        json!("kept"),
+        "no refresh while hidden"
+    );
+    run(&client, &set_visibility("visible")).await;
     let started = Instant::now();
     let refreshed = loop {
-        let marker = client
-            .execute(
-                "return document.getElementById('job').getAttribute('data-marker')",
-                vec![],
-            )
-            .await
-            .expect("read the marker");
+        let marker = run(&client, MARKER).await;
         if marker.is_null() || started.elapsed() > Duration::from_secs(3) {
             break marker.is_null();
         }
@@ -384,13 +379,7 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
         .await
         .expect("reviews");
     screenshot(&client, "reviews").await;
-    client
-        .find(Locator::Css(".annotation button.approve"))
-        .await
-        .expect("the approve button")
-        .click()
-        .await
-        .expect("approve");
+    click(&client, ".annotation button.approve", "the approve button").await;
     client
         .wait()
         .at_most(Duration::from_secs(10))
@@ -409,20 +398,13 @@ async fn an_operator_signs_in_retries_a_job_approves_an_annotation_and_searches(
         .goto(&format!("{base}/documents"))
         .await
         .expect("documents");
-    client
-        .find(Locator::Css("#search-text"))
-        .await
-        .expect("the search box")
-        .send_keys("which index type for full text search")
-        .await
-        .expect("type");
-    client
-        .find(Locator::Css("#search button[type=submit]"))
-        .await
-        .expect("search button")
-        .click()
-        .await
-        .expect("search");
+    type_into(
+        &client,
+        "#search-text",
+        "which index type for full text search",
+    )
+    .await;
+    click(&client, "#search button[type=submit]", "the search button").await;
     let first = client
         .wait()
         .at_most(Duration::from_secs(20))

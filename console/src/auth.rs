@@ -256,8 +256,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// route without one is refused), then — unless public — the caller (Bearer token,
 /// else session cookie; neither or a refused token is 401), the permission (seed
 /// 004's `has_permission`; without it 403), and for a session's POST its CSRF token
-/// (missing or wrong: 403). Round trips for a signed-in request: begin, timeout,
-/// the token, its user, the permissions, commit (and the token's last use, at most
+/// (missing or wrong: 403). Round trips for a signed-in request: begin and settings,
+/// the token with its user, the permissions, commit (and the token's last use, at most
 /// once a minute).
 pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match admit(&state, req).await {

@@ -51,3 +51,19 @@ pub(crate) fn age(seconds: f64) -> String {
 pub(crate) fn percent(share: Option<f64>) -> String {
     share.map_or_else(|| "–".to_owned(), |r| format!("{:.1} %", r * 100.0))
 }
+
+/// `text` cut to `max` characters, with `…` when something was cut.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let mut short: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        short.push('…');
+    }
+    short
+}
+
+/// A form or query field: trimmed, and `None` when empty.
+pub(crate) fn field(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}

@@ -53,8 +53,8 @@ pub struct ConsoleConfig {
     pub doctor: Expectations,
     /// The URLs, for the doctor's connection checks; `None` skips them.
     pub urls: Option<DatabaseUrls>,
-    /// The search box's embedder; `None` offers keyword-free vector search only by
-    /// stored chunk, and says so.
+    /// The search box's embedder (queries are embedded with it); `None`: the
+    /// documents page says there is none and searches nothing.
     pub embedder: Option<Arc<AnyEmbedder>>,
     /// The health of a [`service::runtime::Runtime`] running in this process (its
     /// workers, rescuer, schedule and flushers), shown on the overview.

@@ -12,7 +12,7 @@ use service::page::Page;
 
 use super::{Chrome, render};
 use crate::auth::Viewer;
-use crate::format::time_fixed;
+use crate::format::{field, shorten, time_fixed};
 use crate::{AppState, PageError};
 
 /// Events a page shows.
@@ -56,11 +56,6 @@ struct AuditPage {
     next: Option<String>,
 }
 
-fn set(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
 /// `GET /audit`: one page of events (and the actor's id by email), in one read
 /// transaction.
 pub(crate) async fn page(
@@ -68,7 +63,7 @@ pub(crate) async fn page(
     Extension(viewer): Extension<Viewer>,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, PageError> {
-    let outcome = match set(&p.outcome).as_deref() {
+    let outcome = match field(&p.outcome).as_deref() {
         None => None,
         Some("success") => Some(Outcome::Success),
         Some("denied") => Some(Outcome::Denied),
@@ -80,7 +75,7 @@ pub(crate) async fn page(
         }
     };
     let txn = state.read().await?;
-    let actor = match set(&p.actor) {
+    let actor = match field(&p.actor) {
         Some(email) => Some(
             accounts::get_user_by_email(&txn, &email)
                 .await?
@@ -91,9 +86,9 @@ pub(crate) async fn page(
     };
     let query = AuditQuery {
         actor,
-        event_type: set(&p.event_type),
-        resource: set(&p.resource),
-        resource_id: set(&p.resource_id),
+        event_type: field(&p.event_type),
+        resource: field(&p.resource),
+        resource_id: field(&p.resource_id),
         outcome,
         since: None,
         until: None,
@@ -137,7 +132,7 @@ pub(crate) async fn page(
                 if d == "{}" {
                     String::new()
                 } else {
-                    d.chars().take(300).collect()
+                    shorten(&d, 300)
                 }
             },
             ip: e.ip_address.unwrap_or_default(),

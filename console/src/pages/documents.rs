@@ -14,7 +14,7 @@ use service::store::{
 
 use super::{Chrome, Done, render};
 use crate::auth::Viewer;
-use crate::format::maybe_time;
+use crate::format::{maybe_time, shorten};
 use crate::{AppState, PageError};
 
 /// `maintenance_work_mem` of a build started here (as `strata docs reindex`).
@@ -258,11 +258,7 @@ fn hit_row(
     vector_rank: String,
     text_rank: String,
 ) -> HitRow {
-    let text: String = h.content.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut snippet: String = text.chars().take(240).collect();
-    if snippet.len() < text.len() {
-        snippet.push('…');
-    }
+    let text = h.content.split_whitespace().collect::<Vec<_>>().join(" ");
     HitRow {
         rank: i + 1,
         similarity: format!("{:.3}", h.similarity),
@@ -271,7 +267,7 @@ fn hit_row(
         text_rank,
         chunk: format!("{}:{}", h.document_id, h.chunk_index),
         title: h.title.clone().unwrap_or_default(),
-        text: snippet,
+        text: shorten(&text, 240),
     }
 }
 

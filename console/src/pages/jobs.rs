@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Chrome, Done, queue_name, queue_table, render};
 use crate::auth::Viewer;
-use crate::format::{maybe_time, time, time_fixed};
+use crate::format::{field, maybe_time, shorten, time, time_fixed};
 use crate::{AppState, PageError, redact};
 
 /// Jobs a page shows.
@@ -56,14 +56,9 @@ pub(crate) struct JobsQuery {
     n: Option<u64>,
 }
 
-fn set(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
 /// A time as a browser's `datetime-local` sends it (read as UTC) or RFC 3339.
-fn parse_time(field: &str, s: &str) -> Result<Option<DateTime<Utc>>, PageError> {
-    let Some(s) = set(s) else { return Ok(None) };
+fn parse_time(name: &str, s: &str) -> Result<Option<DateTime<Utc>>, PageError> {
+    let Some(s) = field(s) else { return Ok(None) };
     if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
         return Ok(Some(t.with_timezone(&Utc)));
     }
@@ -73,18 +68,18 @@ fn parse_time(field: &str, s: &str) -> Result<Option<DateTime<Utc>>, PageError> 
         }
     }
     Err(PageError::BadRequest(format!(
-        "{field} = {s:?}: a time such as 2026-12-07T15:04 (UTC) or RFC 3339"
+        "{name} = {s:?}: a time such as 2026-12-07T15:04 (UTC) or RFC 3339"
     )))
 }
 
 impl JobsQuery {
     fn table(&self) -> Result<QueueTable, PageError> {
-        queue_table(set(&self.queue).as_deref().unwrap_or("jobs"))
+        queue_table(field(&self.queue).as_deref().unwrap_or("jobs"))
     }
 
     /// The service's filter; a bad value is a 400 naming it.
     fn filter(&self) -> Result<JobFilter, PageError> {
-        let status_word = set(&self.status).unwrap_or_else(|| "unfinished".to_owned());
+        let status_word = field(&self.status).unwrap_or_else(|| "unfinished".to_owned());
         let (status, unfinished) = match status_word.as_str() {
             "unfinished" => (None, true),
             "any" => (None, false),
@@ -97,14 +92,14 @@ impl JobsQuery {
             ),
         };
         let priority =
-            match set(&self.priority) {
+            match field(&self.priority) {
                 Some(p) => Some(p.parse::<i32>().map_err(|_| {
                     PageError::BadRequest(format!("priority = {p:?}: a whole number"))
                 })?),
                 None => None,
             };
         let payload_contains =
-            match set(&self.payload) {
+            match field(&self.payload) {
                 Some(p) => Some(serde_json::from_str::<Value>(&p).map_err(|e| {
                     PageError::BadRequest(format!("payload = {p:?}: not JSON ({e})"))
                 })?),
@@ -112,19 +107,19 @@ impl JobsQuery {
             };
         Ok(JobFilter {
             status,
-            job_type: set(&self.job_type),
+            job_type: field(&self.job_type),
             unfinished,
             priority,
             created_after: parse_time("since", &self.since)?,
             created_before: parse_time("until", &self.until)?,
-            dedup_key: set(&self.dedup_key),
-            error_contains: set(&self.error),
+            dedup_key: field(&self.dedup_key),
+            error_contains: field(&self.error),
             payload_contains,
         })
     }
 
     fn before(&self) -> Result<Option<Uuid>, PageError> {
-        set(&self.before)
+        field(&self.before)
             .map(|b| {
                 b.parse()
                     .map_err(|_| PageError::BadRequest(format!("before = {b:?}: a job id")))
@@ -173,11 +168,6 @@ pub(crate) struct JobRow {
 
 impl From<&JobSummary> for JobRow {
     fn from(j: &JobSummary) -> Self {
-        let error = j.last_error.clone().unwrap_or_default();
-        let mut short: String = error.chars().take(120).collect();
-        if short.len() < error.len() {
-            short.push('…');
-        }
         Self {
             id: j.id,
             job_type: j.job_type.clone(),
@@ -186,7 +176,7 @@ impl From<&JobSummary> for JobRow {
             attempts: format!("{}/{}", j.attempts, j.max_attempts),
             run_at: time(j.run_at),
             created_at: time(j.created_at),
-            last_error: short,
+            last_error: shorten(j.last_error.as_deref().unwrap_or_default(), 120),
         }
     }
 }
@@ -436,19 +426,7 @@ pub(crate) async fn change(
     Extension(viewer): Extension<Viewer>,
     Path((queue_arg, id, action)): Path<(String, Uuid, String)>,
 ) -> Result<Response, PageError> {
-    change_one(&state, &viewer, &queue_arg, id, bulk_change(&action)?).await
-}
-
-/// The change an action's name says.
-fn bulk_change(action: &str) -> Result<BulkChange, PageError> {
-    match action {
-        "retry" => Ok(BulkChange::Retry),
-        "cancel" => Ok(BulkChange::Cancel),
-        "delete" => Ok(BulkChange::Delete),
-        other => Err(PageError::BadRequest(format!(
-            "action = {other:?}: retry, cancel or delete"
-        ))),
-    }
+    change_one(&state, &viewer, &queue_arg, id, action.parse()?).await
 }
 
 /// A bulk action's form: the filter and what to do.
@@ -469,7 +447,7 @@ pub(crate) async fn bulk(
     Extension(viewer): Extension<Viewer>,
     Form(form): Form<BulkForm>,
 ) -> Result<Response, PageError> {
-    let change = bulk_change(&form.action)?;
+    let change: BulkChange = form.action.parse()?;
     let table = form.q.table()?;
     let filter = form.q.filter()?;
     let described: serde_json::Map<String, Value> = form

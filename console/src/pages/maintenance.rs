@@ -13,7 +13,7 @@ use service::maintenance::{self, Task};
 
 use super::{Chrome, Done, render};
 use crate::auth::Viewer;
-use crate::format::time_fixed;
+use crate::format::{shorten, time_fixed};
 use crate::{AppState, PageError};
 
 /// Runs the page lists.
@@ -88,7 +88,7 @@ pub(crate) async fn page(
             rows: r.rows_affected.map(|n| n.to_string()).unwrap_or_default(),
             report: r
                 .error
-                .unwrap_or_else(|| r.details.to_string().chars().take(300).collect()),
+                .unwrap_or_else(|| shorten(&r.details.to_string(), 300)),
             runner: r.runner,
         })
         .collect();

@@ -3,7 +3,7 @@
 //! SHA-256, an expiry, a revocation and when it was last used.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::access_tokens;
+use entity::{access_tokens, users};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, TransactionSession, TransactionTrait,
@@ -189,8 +189,8 @@ pub async fn create_token<C: ConnectionTrait + TransactionTrait>(
 }
 
 /// Who `secret` speaks for, or why it is refused ([`AccountError::TokenRefused`]).
-/// Round trips: the token by its hash, its user; a valid token's last use is
-/// written at most once a minute (one more).
+/// One round trip (the token by its hash, joined with its user); a valid token's
+/// last use is written at most once a minute (one more).
 pub async fn authenticate<C: ConnectionTrait>(
     db: &C,
     secret: &str,
@@ -199,11 +199,12 @@ pub async fn authenticate<C: ConnectionTrait>(
     if !secret.starts_with(TOKEN_PREFIX) {
         return Err(refused(TokenRefusal::Unknown));
     }
-    let token = access_tokens::Entity::find()
+    let found = access_tokens::Entity::find()
         .filter(access_tokens::Column::TokenHash.eq(hash(secret)))
+        .find_also_related(users::Entity)
         .one(db)
         .await?;
-    admit(db, token).await
+    admit(db, found).await
 }
 
 /// Who token `id` speaks for, or why it is refused ([`AccountError::TokenRefused`]):
@@ -214,18 +215,21 @@ pub async fn authenticate_id<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
 ) -> Result<Authenticated, AccountError> {
-    let token = access_tokens::Entity::find_by_id(id).one(db).await?;
-    admit(db, token).await
+    let found = access_tokens::Entity::find_by_id(id)
+        .find_also_related(users::Entity)
+        .one(db)
+        .await?;
+    admit(db, found).await
 }
 
-/// Checks a token found (or not): revoked, expired, its user; writes its last use
-/// at most once a minute.
+/// Checks a token found (or not) with its user: revoked, expired, the user gone;
+/// writes its last use at most once a minute.
 async fn admit<C: ConnectionTrait>(
     db: &C,
-    token: Option<access_tokens::Model>,
+    found: Option<(access_tokens::Model, Option<users::Model>)>,
 ) -> Result<Authenticated, AccountError> {
     let refused = |reason| AccountError::TokenRefused(reason);
-    let Some(token) = token else {
+    let Some((token, user)) = found else {
         return Err(refused(TokenRefusal::Unknown));
     };
     let now = Utc::now();
@@ -235,9 +239,7 @@ async fn admit<C: ConnectionTrait>(
     if token.expires_at.with_timezone(&Utc) <= now {
         return Err(refused(TokenRefusal::Expired));
     }
-    let user = get_user(db, token.user_id)
-        .await?
-        .ok_or(AccountError::UnknownUser(token.user_id))?;
+    let user = User::try_from(user.ok_or(AccountError::UnknownUser(token.user_id))?)?;
     let stale = token
         .last_used_at
         .is_none_or(|t| now - t.with_timezone(&Utc) >= LAST_USED_EVERY);

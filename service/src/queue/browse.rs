@@ -135,6 +135,24 @@ pub enum BulkChange {
     Delete,
 }
 
+impl std::str::FromStr for BulkChange {
+    type Err = QueueError;
+
+    /// `retry`, `cancel` or `delete`; another word is [`QueueError::InvalidFilter`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "retry" => Ok(BulkChange::Retry),
+            "cancel" => Ok(BulkChange::Cancel),
+            "delete" => Ok(BulkChange::Delete),
+            other => Err(QueueError::InvalidFilter {
+                field: "action",
+                value: other.to_owned(),
+                reason: "retry, cancel or delete",
+            }),
+        }
+    }
+}
+
 impl BulkChange {
     /// Its name, as the audit log writes it (`cancel`, `retry`, `delete`).
     pub fn as_str(self) -> &'static str {
